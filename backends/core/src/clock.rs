@@ -1,0 +1,259 @@
+//! The deadline clock: how long a leader may safely act, from confirmed renewals only.
+//!
+//! Every backend owns one [`LeaseClock`] per session (etcd lease, Consul session, ZooKeeper
+//! session) and feeds it each renewal the store *answered*: the instant the request was
+//! sent plus the TTL the store granted, minus a drift margin. The server counts the TTL from
+//! when it heard us, which is never earlier than when we sent, so the local deadline never
+//! ends after the server's. Readers ([`crate::Leadership`]) compare the deadline with the
+//! clock themselves, so a missed deadline turns into `Lost` even if no task runs and no
+//! message arrives — a partitioned client or a frozen server cannot keep a leader leading.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::leadership::LossReason;
+
+/// The state of one session, as its readers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseStatus {
+    /// Until when a leader holding this session may act; `None` for a session that cannot
+    /// expire by time (the file backend's lock, held by the kernel).
+    pub deadline: Option<Instant>,
+    /// Whether the session is confirmed, in doubt, or over.
+    pub phase: LeasePhase,
+}
+
+/// The phase of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeasePhase {
+    /// The last renewal was confirmed; valid until the deadline.
+    Live,
+    /// The connection is down; the session may still live on the server, but a leader must
+    /// not act. Back to `Live` if a renewal is confirmed before the deadline.
+    Suspended,
+    /// The session is over for good.
+    Ended(LossReason),
+}
+
+impl LeaseStatus {
+    /// The phase as of `now`: a passed deadline is `Ended(DeadlinePassed)` whatever the
+    /// backend last said.
+    pub fn phase_at(&self, now: Instant) -> LeasePhase {
+        match (self.phase, self.deadline) {
+            (LeasePhase::Ended(reason), _) => LeasePhase::Ended(reason),
+            (_, Some(deadline)) if now >= deadline => LeasePhase::Ended(LossReason::DeadlinePassed),
+            (phase, _) => phase,
+        }
+    }
+}
+
+/// The writer side of a session's deadline. Cheap to clone; all clones are one clock.
+#[derive(Debug, Clone)]
+pub struct LeaseClock {
+    status: Arc<watch::Sender<LeaseStatus>>,
+    margin: Duration,
+}
+
+impl LeaseClock {
+    /// A clock whose first renewal was sent at `sent_at` and granted `ttl`; `margin` is taken
+    /// off every deadline to cover clock drift between us and the store.
+    pub fn new(sent_at: Instant, ttl: Duration, margin: Duration) -> Self {
+        let deadline = sent_at + ttl.saturating_sub(margin);
+        let (status, _) = watch::channel(LeaseStatus {
+            deadline: Some(deadline),
+            phase: LeasePhase::Live,
+        });
+        LeaseClock {
+            status: Arc::new(status),
+            margin,
+        }
+    }
+
+    /// A clock with no deadline: the session ends only when [`LeaseClock::end`] is called.
+    pub fn unbounded() -> Self {
+        let (status, _) = watch::channel(LeaseStatus {
+            deadline: None,
+            phase: LeasePhase::Live,
+        });
+        LeaseClock {
+            status: Arc::new(status),
+            margin: Duration::ZERO,
+        }
+    }
+
+    /// Records a renewal sent at `sent_at` that the store answered with `granted_ttl`.
+    ///
+    /// Returns false, and ends the session with `DeadlinePassed`, if the deadline had
+    /// already passed: a leader that has been told it lost stays lost, even if a late
+    /// answer arrives.
+    pub fn confirm(&self, sent_at: Instant, granted_ttl: Duration) -> bool {
+        let now = Instant::now();
+        let candidate = sent_at + granted_ttl.saturating_sub(self.margin);
+        let mut live = false;
+        self.status
+            .send_if_modified(|status| match status.phase_at(now) {
+                LeasePhase::Ended(reason) => {
+                    let changed = status.phase != LeasePhase::Ended(reason);
+                    status.phase = LeasePhase::Ended(reason);
+                    changed
+                }
+                LeasePhase::Live | LeasePhase::Suspended => {
+                    live = true;
+                    let deadline = status.deadline.map(|d| d.max(candidate));
+                    let changed = status.phase != LeasePhase::Live || status.deadline != deadline;
+                    status.phase = LeasePhase::Live;
+                    status.deadline = deadline;
+                    changed
+                }
+            });
+        live
+    }
+
+    /// The connection is down: leaders must stop acting until a renewal is confirmed.
+    pub fn suspend(&self) {
+        self.status.send_if_modified(|status| {
+            if status.phase == LeasePhase::Live {
+                status.phase = LeasePhase::Suspended;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The session is over (expired, revoked, closed). Final.
+    pub fn end(&self, reason: LossReason) {
+        self.status.send_if_modified(|status| {
+            if matches!(status.phase, LeasePhase::Ended(_)) {
+                false
+            } else {
+                status.phase = LeasePhase::Ended(reason);
+                true
+            }
+        });
+    }
+
+    /// The status as of now (a passed deadline reads as ended).
+    pub fn status(&self) -> LeaseStatus {
+        let status = *self.status.borrow();
+        LeaseStatus {
+            phase: status.phase_at(Instant::now()),
+            ..status
+        }
+    }
+
+    /// The deadline of the last confirmed renewal.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.status.borrow().deadline
+    }
+
+    /// A reader of this clock, for leaderships and supervisors.
+    pub fn watch(&self) -> watch::Receiver<LeaseStatus> {
+        self.status.subscribe()
+    }
+}
+
+/// Waits until the session behind `lease` ends, counting a passed deadline as the end.
+pub async fn lease_ended(lease: &mut watch::Receiver<LeaseStatus>) -> LossReason {
+    loop {
+        let status = *lease.borrow_and_update();
+        if let LeasePhase::Ended(reason) = status.phase_at(Instant::now()) {
+            return reason;
+        }
+        let deadline = status.deadline;
+        tokio::select! {
+            changed = lease.changed() => if changed.is_err() {
+                // The backend dropped the clock without ending it: its session is gone.
+                return LossReason::ShutDown;
+            },
+            _ = sleep_until_opt(deadline) => {}
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever for `None`.
+pub(crate) async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(10);
+    const MARGIN: Duration = Duration::from_secs(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn deadline_is_send_time_plus_ttl_minus_margin() {
+        let start = Instant::now();
+        let clock = LeaseClock::new(start, TTL, MARGIN);
+        assert_eq!(clock.deadline(), Some(start + Duration::from_secs(9)));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        // Sent 2 s ago, answered now: the deadline counts from the send.
+        assert!(clock.confirm(start + Duration::from_secs(1), TTL));
+        assert_eq!(clock.deadline(), Some(start + Duration::from_secs(10)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_older_renewal_never_moves_the_deadline_back() {
+        let start = Instant::now();
+        let clock = LeaseClock::new(start + Duration::from_secs(5), TTL, MARGIN);
+        assert!(clock.confirm(start, TTL));
+        assert_eq!(clock.deadline(), Some(start + Duration::from_secs(14)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missed_deadline_ends_the_lease_by_itself_and_for_good() {
+        let start = Instant::now();
+        let clock = LeaseClock::new(start, TTL, MARGIN);
+        let mut watch = clock.watch();
+        let ended = tokio::spawn(async move {
+            let reason = lease_ended(&mut watch).await;
+            (reason, Instant::now())
+        });
+        let (reason, at) = ended.await.unwrap();
+        assert_eq!(reason, LossReason::DeadlinePassed);
+        assert_eq!(at, start + Duration::from_secs(9));
+        assert_eq!(
+            clock.status().phase,
+            LeasePhase::Ended(LossReason::DeadlinePassed)
+        );
+        // A late answer to a renewal sent in time must not bring the lease back.
+        assert!(!clock.confirm(start + Duration::from_secs(8), TTL));
+        assert_eq!(
+            clock.status().phase,
+            LeasePhase::Ended(LossReason::DeadlinePassed)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn suspended_comes_back_only_through_a_confirmed_renewal() {
+        let start = Instant::now();
+        let clock = LeaseClock::new(start, TTL, MARGIN);
+        clock.suspend();
+        assert_eq!(clock.status().phase, LeasePhase::Suspended);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(clock.confirm(Instant::now(), TTL));
+        assert_eq!(clock.status().phase, LeasePhase::Live);
+        clock.end(LossReason::Expired);
+        clock.suspend();
+        assert!(!clock.confirm(Instant::now(), TTL));
+        assert_eq!(clock.status().phase, LeasePhase::Ended(LossReason::Expired));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unbounded_lease_ends_only_when_told() {
+        let clock = LeaseClock::unbounded();
+        tokio::time::advance(Duration::from_secs(100 * 365 * 24 * 3600)).await;
+        assert_eq!(clock.status().phase, LeasePhase::Live);
+        clock.end(LossReason::Revoked);
+        let mut watch = clock.watch();
+        assert_eq!(lease_ended(&mut watch).await, LossReason::Revoked);
+    }
+}

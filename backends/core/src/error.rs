@@ -1,0 +1,203 @@
+//! The one error type of every backend: stable kinds, the backend's own error kept as `source()`.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::leadership::LossReason;
+use crate::ElectionName;
+
+/// A backend's native error, boxed so that `elect-core` knows no backend.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, as stable kinds.
+///
+/// Callers match on the variant, never on the message. Each variant that comes from a store
+/// names the backend and keeps the store's own error as [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is invalid (it names the field and the value).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// The configuration names a backend this build does not contain.
+    #[error("the {backend} backend is not compiled in: build elect with the `{feature}` feature")]
+    NotCompiled {
+        /// The backend the configuration asked for.
+        backend: &'static str,
+        /// The cargo feature that turns it on.
+        feature: &'static str,
+    },
+
+    /// The operation needs leadership of `election`, and this term no longer holds it
+    /// (a fenced write the store rolled back, or a proclaim after loss).
+    #[error("not leader of election {election}: {reason}")]
+    NotLeader {
+        /// The election whose leadership was needed.
+        election: ElectionName,
+        /// Why this term does not lead (any more).
+        reason: NotLeaderReason,
+    },
+
+    /// The store could not be reached (connection refused, no quorum, DNS failure).
+    #[error("{backend} is unreachable: {source}")]
+    Unavailable {
+        /// The backend that failed.
+        backend: &'static str,
+        /// The store client's own error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The store refused the credentials or the ACL forbids the operation.
+    #[error("{backend} refused {operation}: permission denied: {source}")]
+    PermissionDenied {
+        /// The backend that refused.
+        backend: &'static str,
+        /// What was refused, e.g. `"create session"` or a key.
+        operation: String,
+        /// The store client's own error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A call to the store got no answer in time.
+    #[error("{backend}: {operation} got no answer within {after:?}")]
+    Timeout {
+        /// The backend that did not answer.
+        backend: &'static str,
+        /// What was asked.
+        operation: String,
+        /// How long we waited.
+        after: Duration,
+    },
+
+    /// The elector was closed; nothing more can be done with it.
+    #[error("the {backend} elector is closed")]
+    Closed {
+        /// The backend whose elector was closed.
+        backend: &'static str,
+    },
+
+    /// Any other failure of the store, with the operation and key involved.
+    #[error("{backend}: {operation}: {source}")]
+    Backend {
+        /// The backend that failed.
+        backend: &'static str,
+        /// What was being done, with the key or path involved.
+        operation: String,
+        /// The store client's own error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl Error {
+    /// Wraps a store's error that fits no more specific kind.
+    pub fn backend(
+        backend: &'static str,
+        operation: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Error::Backend {
+            backend,
+            operation: operation.into(),
+            source: source.into(),
+        }
+    }
+
+    /// True for errors that may pass if the call is tried again (the store was unreachable or
+    /// slow), false for errors that will repeat (bad config, permission, not leader, closed).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Unavailable { .. } | Error::Timeout { .. } | Error::Backend { .. }
+        )
+    }
+}
+
+/// Why a write or proclaim needing leadership was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotLeaderReason {
+    /// This process already knows its term ended.
+    Lost(LossReason),
+    /// The connection to the store is down: the claim may stand, but acting is not safe.
+    Suspended,
+    /// The store rejected the write because the claim is gone or belongs to a newer term.
+    RejectedByStore,
+}
+
+impl fmt::Display for NotLeaderReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotLeaderReason::Lost(reason) => write!(f, "the term ended ({reason})"),
+            NotLeaderReason::Suspended => {
+                f.write_str("leadership is suspended (store unreachable)")
+            }
+            NotLeaderReason::RejectedByStore => {
+                f.write_str("the store rejected the write: the claim is no longer ours")
+            }
+        }
+    }
+}
+
+/// A configuration value that cannot be used. Names the field and the value.
+///
+/// Secrets (passwords, tokens, auth strings) are never echoed back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config field `{field}`: {problem} (got {value})")]
+pub struct ConfigError {
+    /// The field, as the user wrote it: `ttl`, `etcd.endpoints[1]`, `url`, `--grace`.
+    pub field: String,
+    /// The offending value, quoted, or `<redacted>` for secrets.
+    pub value: String,
+    /// What is wrong and, where it helps, what would be right.
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// An error about `field` holding `value`.
+    pub fn new(
+        field: impl Into<String>,
+        value: impl AsRef<str>,
+        problem: impl Into<String>,
+    ) -> Self {
+        let field = field.into();
+        let value = if is_secret(&field) {
+            "<redacted>".to_owned()
+        } else {
+            format!("{:?}", value.as_ref())
+        };
+        ConfigError {
+            field,
+            value,
+            problem: problem.into(),
+        }
+    }
+}
+
+fn is_secret(field: &str) -> bool {
+    let last = field.rsplit(['.', '_']).next().unwrap_or(field);
+    matches!(last, "password" | "token" | "auth" | "userinfo")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors_name_field_and_value_but_hide_secrets() {
+        let plain = ConfigError::new("ttl", "0s", "must be at least 1s");
+        assert_eq!(
+            plain.to_string(),
+            "config field `ttl`: must be at least 1s (got \"0s\")"
+        );
+        let secret = ConfigError::new("etcd.password", "hunter2", "must not be empty");
+        assert!(!secret.to_string().contains("hunter2"), "{secret}");
+        assert!(secret.to_string().contains("<redacted>"));
+    }
+}

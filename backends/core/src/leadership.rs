@@ -1,0 +1,342 @@
+//! The leadership handle a won campaign returns, and the backend's side of a term.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::clock::{sleep_until_opt, LeasePhase, LeaseStatus};
+use crate::error::{Error, NotLeaderReason, Result};
+use crate::{ElectionName, FencingToken};
+
+/// Why a term ended. Distinct values, so that callers can act on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LossReason {
+    /// This candidate resigned.
+    Resigned,
+    /// No renewal was confirmed before the deadline (partition, frozen server, slow network).
+    DeadlinePassed,
+    /// The store says the session or lease expired.
+    Expired,
+    /// Someone else deleted the claim or revoked the session.
+    Revoked,
+    /// The elector was closed or dropped.
+    ShutDown,
+}
+
+impl LossReason {
+    /// A short stable name, used in logs and JSON: `resigned`, `deadline-passed`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossReason::Resigned => "resigned",
+            LossReason::DeadlinePassed => "deadline-passed",
+            LossReason::Expired => "expired",
+            LossReason::Revoked => "revoked",
+            LossReason::ShutDown => "shut-down",
+        }
+    }
+}
+
+impl fmt::Display for LossReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a term stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadershipState {
+    /// Leading, confirmed until the deadline.
+    Leading,
+    /// The connection to the store is down and the deadline has not passed: the claim may
+    /// still stand, but the leader must not act until it is `Leading` again.
+    Suspended,
+    /// The term is over. Final.
+    Lost(LossReason),
+}
+
+/// The backend's side of one term: what only the store can do.
+///
+/// Backends implement it; users go through [`Leadership`], which checks the term's state
+/// before it calls in here.
+#[async_trait::async_trait]
+pub trait Claim: fmt::Debug + Send + Sync {
+    /// Replaces the candidate value followers read, if the claim is still ours.
+    async fn proclaim(&self, value: &[u8]) -> Result<()>;
+    /// Deletes the claim so that a successor is elected at once. Called once per term, after
+    /// the handle has stopped reporting leadership.
+    async fn release(&self) -> Result<()>;
+    /// Writes `key` = `value` into the store itself, committed only if the claim still
+    /// stands; [`Error::NotLeader`] otherwise.
+    async fn fenced_put(&self, key: &str, value: &[u8]) -> Result<()>;
+    /// Reads back a key written by [`Claim::fenced_put`]; used by tests and tools.
+    async fn fenced_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+}
+
+/// The backend's handle on a term it granted: it ends the term when the store says so
+/// (claim deleted, lease revoked).
+#[derive(Debug, Clone)]
+pub struct TermControl {
+    ended: Arc<watch::Sender<Option<LossReason>>>,
+}
+
+impl TermControl {
+    /// Ends the term with `reason`; the first reason sticks.
+    pub fn end(&self, reason: LossReason) {
+        self.ended.send_if_modified(|ended| {
+            if ended.is_none() {
+                *ended = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// True once the term has ended (by the backend or by resign).
+    pub fn is_ended(&self) -> bool {
+        self.ended.borrow().is_some()
+    }
+
+    /// Waits until the term is ended by anyone; used by backend tasks that watch the claim.
+    pub async fn ended(&self) -> LossReason {
+        let mut rx = self.ended.subscribe();
+        loop {
+            if let Some(reason) = *rx.borrow_and_update() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                return LossReason::ShutDown;
+            }
+        }
+    }
+}
+
+/// Leadership of one election for one term, returned by a won campaign.
+///
+/// The handle is cheap to clone; all clones are the same term. Dropping it does **not**
+/// release the claim: call [`Leadership::resign`] (or close the elector). A claim that is
+/// dropped without resign stays until the session ends, like a crashed holder's.
+///
+/// ```no_run
+/// # async fn demo(elector: &dyn elect_core::Elector) -> elect_core::Result<()> {
+/// use elect_core::{Candidate, ElectionName};
+/// let election: ElectionName = "billing".parse()?;
+/// let leadership = elector.campaign(&election, &Candidate::generated()).await?;
+/// let token = leadership.token();
+/// tokio::select! {
+///     reason = leadership.lost() => tracing::warn!(%reason, "lost leadership"),
+///     _ = charge_subscriptions(token.get()) => leadership.resign().await?,
+/// }
+/// # Ok(()) }
+/// # async fn charge_subscriptions(_token: u64) {}
+/// ```
+#[derive(Clone)]
+pub struct Leadership {
+    election: ElectionName,
+    candidate_id: String,
+    token: FencingToken,
+    backend: &'static str,
+    lease: watch::Receiver<LeaseStatus>,
+    ended: Arc<watch::Sender<Option<LossReason>>>,
+    claim: Arc<dyn Claim>,
+}
+
+impl fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Leadership")
+            .field("election", &self.election)
+            .field("candidate_id", &self.candidate_id)
+            .field("token", &self.token)
+            .field("backend", &self.backend)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl Leadership {
+    /// Used by backends: a term of `election` won by `candidate_id` with `token`, valid while
+    /// the session behind `lease` lives and until the returned [`TermControl`] ends it.
+    pub fn new(
+        backend: &'static str,
+        election: ElectionName,
+        candidate_id: String,
+        token: FencingToken,
+        lease: watch::Receiver<LeaseStatus>,
+        claim: Arc<dyn Claim>,
+    ) -> (Leadership, TermControl) {
+        let (ended, _) = watch::channel(None);
+        let ended = Arc::new(ended);
+        let leadership = Leadership {
+            election,
+            candidate_id,
+            token,
+            backend,
+            lease,
+            ended: ended.clone(),
+            claim,
+        };
+        (leadership, TermControl { ended })
+    }
+
+    /// The fencing token of this term.
+    pub fn token(&self) -> FencingToken {
+        self.token
+    }
+
+    /// The election this term leads.
+    pub fn election(&self) -> &ElectionName {
+        &self.election
+    }
+
+    /// The id of the candidate that won.
+    pub fn candidate_id(&self) -> &str {
+        &self.candidate_id
+    }
+
+    /// The backend that granted the term: `etcd`, `consul`, `zookeeper`, `file`, `memory`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Where the term stands now, checked against the clock: past the deadline it is
+    /// `Lost(DeadlinePassed)` even if no message said so.
+    pub fn state(&self) -> LeadershipState {
+        if let Some(reason) = *self.ended.borrow() {
+            return LeadershipState::Lost(reason);
+        }
+        match self.lease.borrow().phase_at(Instant::now()) {
+            LeasePhase::Live => LeadershipState::Leading,
+            LeasePhase::Suspended => LeadershipState::Suspended,
+            LeasePhase::Ended(reason) => LeadershipState::Lost(reason),
+        }
+    }
+
+    /// True while leading and before the deadline; false once suspended or lost.
+    pub fn is_leader(&self) -> bool {
+        self.state() == LeadershipState::Leading
+    }
+
+    /// Until when this term may act, if the backend has a deadline (the file backend's
+    /// kernel lock has none).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.lease.borrow().deadline
+    }
+
+    /// Resolves when the term ends, with the reason; at once if it already has. Resolves by
+    /// the deadline even if the store is silent.
+    pub async fn lost(&self) -> LossReason {
+        let mut states = self.subscribe();
+        loop {
+            if let LeadershipState::Lost(reason) = states.changed().await {
+                return reason;
+            }
+        }
+    }
+
+    /// A watch-style reader of this term's state: [`LeadershipWatch::changed`] yields every
+    /// new state (`Leading` ⇄ `Suspended`, then `Lost`).
+    pub fn subscribe(&self) -> LeadershipWatch {
+        LeadershipWatch {
+            leadership: self.clone(),
+            last: None,
+        }
+    }
+
+    /// Replaces the value followers read. Fails with [`Error::NotLeader`] once the term has
+    /// ended or while it is suspended.
+    pub async fn proclaim(&self, value: impl Into<Vec<u8>>) -> Result<()> {
+        let value = value.into();
+        crate::names::check_value("value", &value)?;
+        self.check_leading()?;
+        self.claim.proclaim(&value).await
+    }
+
+    /// Releases leadership at once so that a successor is elected without waiting for a TTL.
+    ///
+    /// The handle (and every clone) stops reporting leadership *before* the release is sent.
+    /// Idempotent: a second call, or a call after loss, does nothing and returns `Ok`.
+    pub async fn resign(&self) -> Result<()> {
+        let first = self.ended.send_if_modified(|ended| {
+            if ended.is_none() {
+                *ended = Some(LossReason::Resigned);
+                true
+            } else {
+                false
+            }
+        });
+        if !first {
+            return Ok(());
+        }
+        tracing::info!(
+            election = %self.election,
+            candidate = %self.candidate_id,
+            token = self.token.get(),
+            backend = self.backend,
+            "resigned"
+        );
+        self.claim.release().await
+    }
+
+    /// Writes `key` = `value` into the store itself, committed only if this term still
+    /// holds there. Returns [`Error::NotLeader`] if it does not.
+    pub async fn fenced_put(&self, key: &str, value: impl AsRef<[u8]>) -> Result<()> {
+        self.check_leading()?;
+        self.claim.fenced_put(key, value.as_ref()).await
+    }
+
+    /// Reads a key that [`Leadership::fenced_put`] writes.
+    pub async fn fenced_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.claim.fenced_get(key).await
+    }
+
+    fn check_leading(&self) -> Result<()> {
+        let reason = match self.state() {
+            LeadershipState::Leading => return Ok(()),
+            LeadershipState::Suspended => NotLeaderReason::Suspended,
+            LeadershipState::Lost(reason) => NotLeaderReason::Lost(reason),
+        };
+        Err(Error::NotLeader {
+            election: self.election.clone(),
+            reason,
+        })
+    }
+}
+
+/// Reads every state change of one term. See [`Leadership::subscribe`].
+#[derive(Debug)]
+pub struct LeadershipWatch {
+    leadership: Leadership,
+    last: Option<LeadershipState>,
+}
+
+impl LeadershipWatch {
+    /// The next state that differs from the last one returned (the current state on the
+    /// first call). After `Lost` it returns `Lost` again at once.
+    pub async fn changed(&mut self) -> LeadershipState {
+        let mut lease = self.leadership.lease.clone();
+        let mut ended = self.leadership.ended.subscribe();
+        loop {
+            // Mark both sources seen before reading the state, so no change slips between.
+            let deadline = lease.borrow_and_update().deadline;
+            ended.borrow_and_update();
+            let state = self.leadership.state();
+            if self.last != Some(state) || matches!(state, LeadershipState::Lost(_)) {
+                self.last = Some(state);
+                return state;
+            }
+            tokio::select! {
+                changed = lease.changed() => if changed.is_err() {
+                    // The backend dropped its clock: the session is gone.
+                    self.leadership.ended.send_if_modified(|e| {
+                        if e.is_none() { *e = Some(LossReason::ShutDown); true } else { false }
+                    });
+                },
+                _ = ended.changed() => {}
+                _ = sleep_until_opt(deadline) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! # elect-core: the contract every `elect` backend implements
+//!
+//! Use the [`elect`](https://docs.rs/elect) crate; this one holds what all its backends share:
+//!
+//! * the [`Elector`] trait and the [`Leadership`] handle a won campaign returns, with its
+//!   [`FencingToken`] and its [`LeadershipState`];
+//! * the deadline clock ([`clock::LeaseClock`]) that backends feed with confirmed renewals
+//!   and that turns a missed deadline into `Lost` by itself;
+//! * [`run_while_leader`], the re-campaign loop most services need;
+//! * the [`config`] types of every backend;
+//! * [`MemoryStore`], an in-memory reference backend;
+//! * behind the `testkit` feature, the conformance suite every backend must pass.
+//!
+//! A third-party backend depends on this crate alone, implements [`Elector`] and
+//! [`Claim`], and runs [`testkit`] against itself.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod clock;
+pub mod config;
+mod elector;
+mod error;
+mod leadership;
+mod memory;
+mod names;
+mod supervise;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use elector::{Elector, LeaderStream};
+pub use error::{BoxError, ConfigError, Error, NotLeaderReason, Result};
+pub use leadership::{
+    Claim, Leadership, LeadershipState, LeadershipWatch, LossReason, TermControl,
+};
+pub use memory::{MemoryElector, MemoryStore};
+pub use names::{
+    check_id, check_value, default_candidate_id, Candidate, CandidateInfo, ElectionName,
+    FencingToken, LeaderInfo, MAX_ELECTION_LEN, MAX_ID_LEN, MAX_VALUE_LEN,
+};
+pub use supervise::{log_state, run_while_leader};

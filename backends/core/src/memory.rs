@@ -1,0 +1,701 @@
+//! The in-memory elector: the reference implementation of the contract, with no server.
+//!
+//! A [`MemoryStore`] plays the server: sessions with a TTL that it expires itself, claims
+//! ordered by a revision counter, like etcd's. Each [`MemoryElector`] is one client with one
+//! session, kept alive by its own task exactly as a real backend does, and can be cut off
+//! from the store ([`MemoryElector::set_partitioned`]) to show what a silent network does.
+//! Use it in your own tests, and read it to see what a backend must do.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::clock::{LeaseClock, LeasePhase};
+use crate::error::{Error, NotLeaderReason, Result};
+use crate::leadership::{Claim, LossReason, TermControl};
+use crate::{
+    Candidate, CandidateInfo, ElectionName, Elector, FencingToken, LeaderInfo, LeaderStream,
+    Leadership,
+};
+
+const BACKEND: &str = "memory";
+
+/// The "server" shared by every [`MemoryElector`] made from it. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// Bumped on every change, so waiters and observers re-read.
+    version: watch::Sender<u64>,
+    reaper: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            state: Mutex::default(),
+            version: watch::channel(0).0,
+            reaper: Mutex::default(),
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(reaper) = self.reaper.get_mut().ok().and_then(Option::take) {
+            reaper.abort();
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    revision: u64,
+    next_session: u64,
+    /// Session id → (TTL, instant the store expires it).
+    sessions: HashMap<u64, (Duration, Instant)>,
+    /// Election → claims in creation order; the first one leads.
+    claims: HashMap<String, Vec<StoredClaim>>,
+    /// Keys written by fenced puts.
+    data: HashMap<String, Vec<u8>>,
+}
+
+#[derive(Debug, Clone)]
+struct StoredClaim {
+    revision: u64,
+    session: u64,
+    id: String,
+    value: Vec<u8>,
+}
+
+impl State {
+    fn bump(&mut self) -> u64 {
+        self.revision += 1;
+        self.revision
+    }
+
+    fn leader(&self, election: &str) -> Option<&StoredClaim> {
+        self.claims.get(election).and_then(|claims| claims.first())
+    }
+
+    fn is_leader(&self, election: &str, revision: u64) -> bool {
+        self.leader(election)
+            .is_some_and(|c| c.revision == revision)
+    }
+
+    fn remove_claims(&mut self, keep: impl Fn(&StoredClaim) -> bool) -> bool {
+        let mut removed = false;
+        for claims in self.claims.values_mut() {
+            let before = claims.len();
+            claims.retain(&keep);
+            removed |= claims.len() != before;
+        }
+        self.claims.retain(|_, claims| !claims.is_empty());
+        removed
+    }
+
+    /// Expires sessions whose TTL ran out; returns the next expiry.
+    fn reap(&mut self, now: Instant) -> (bool, Option<Instant>) {
+        let expired: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &expired {
+            self.sessions.remove(id);
+        }
+        let removed = self.remove_claims(|c| !expired.contains(&c.session));
+        let next = self.sessions.values().map(|(_, at)| *at).min();
+        (!expired.is_empty() || removed, next)
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    /// A client of this store with one session of `ttl`; `margin` comes off its deadlines.
+    pub fn elector(&self, ttl: Duration, margin: Duration) -> MemoryElector {
+        self.ensure_reaper();
+        MemoryElector {
+            store: self.clone(),
+            inner: Arc::new(ElectorInner {
+                ttl,
+                margin,
+                session: Mutex::new(None),
+                partitioned: watch::channel(false).0,
+                closed: watch::channel(false).0,
+                terms: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Deletes every claim of `election`, as an operator would by hand.
+    pub fn delete_claims(&self, election: &ElectionName) {
+        self.change(|state| ((), state.claims.remove(election.as_str()).is_some()));
+    }
+
+    /// Expires a session at once, as a store does when its TTL runs out.
+    fn expire_session(&self, session: u64) {
+        self.change(|state| {
+            state.sessions.remove(&session);
+            state.remove_claims(|c| c.session != session);
+            ((), true)
+        });
+    }
+
+    /// Runs `f` on the state; `f` says whether waiters must look again.
+    fn change<T>(&self, f: impl FnOnce(&mut State) -> (T, bool)) -> T {
+        let (out, changed) = {
+            let mut state = self.shared.state.lock().expect("memory store poisoned");
+            f(&mut state)
+        };
+        if changed {
+            self.shared.version.send_modify(|v| *v += 1);
+        }
+        out
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.shared.state.lock().expect("memory store poisoned"))
+    }
+
+    fn ensure_reaper(&self) {
+        let mut reaper = self.shared.reaper.lock().expect("memory store poisoned");
+        if reaper.is_none() {
+            let weak = Arc::downgrade(&self.shared);
+            *reaper = Some(tokio::spawn(reap(weak)));
+        }
+    }
+}
+
+/// The store's own expiry of sessions whose TTL ran out.
+async fn reap(shared: Weak<Shared>) {
+    let mut version = match shared.upgrade() {
+        Some(shared) => shared.version.subscribe(),
+        None => return,
+    };
+    loop {
+        let next = {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let store = MemoryStore { shared };
+            store.change(|state| {
+                let (changed, next) = state.reap(Instant::now());
+                (next, changed)
+            })
+        };
+        tokio::select! {
+            _ = crate::clock::sleep_until_opt(next) => {}
+            changed = version.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// One client of a [`MemoryStore`]: one session, kept alive every TTL/3.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> elect_core::Result<()> {
+/// use std::time::Duration;
+/// use elect_core::{Candidate, Elector, MemoryStore};
+/// let store = MemoryStore::new();
+/// let elector = store.elector(Duration::from_secs(10), Duration::from_secs(1));
+/// let election = "billing".parse()?;
+/// let leadership = elector.campaign(&election, &Candidate::new("a", "addr-a")?).await?;
+/// assert!(leadership.is_leader());
+/// assert_eq!(elector.leader(&election).await?.unwrap().id, "a");
+/// leadership.resign().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct MemoryElector {
+    store: MemoryStore,
+    inner: Arc<ElectorInner>,
+}
+
+#[derive(Debug)]
+struct ElectorInner {
+    ttl: Duration,
+    margin: Duration,
+    session: Mutex<Option<Session>>,
+    partitioned: watch::Sender<bool>,
+    closed: watch::Sender<bool>,
+    terms: Mutex<Vec<(TermControl, Arc<MemoryClaim>)>>,
+}
+
+#[derive(Debug)]
+struct Session {
+    id: u64,
+    clock: LeaseClock,
+    keepalive: JoinHandle<()>,
+}
+
+impl Drop for MemoryElector {
+    fn drop(&mut self) {
+        // Like a crash: stop renewing and let the store expire the session by its TTL.
+        if let Some(session) = self.inner.session.lock().ok().and_then(|mut s| s.take()) {
+            session.keepalive.abort();
+            session.clock.end(LossReason::ShutDown);
+        }
+    }
+}
+
+impl MemoryElector {
+    /// Cuts this client off from the store (`true`) or reconnects it (`false`). While cut
+    /// off, every call and every renewal waits, as on a silent network: the deadline runs
+    /// out, and the store expires the session after its TTL.
+    pub fn set_partitioned(&self, partitioned: bool) {
+        self.inner.partitioned.send_replace(partitioned);
+    }
+
+    /// Waits until the store can be reached and the elector is open.
+    async fn reach(&self) -> Result<()> {
+        self.inner.reach().await
+    }
+
+    /// The live session, or a new one if there is none or it ended.
+    async fn session(&self) -> Result<(u64, LeaseClock)> {
+        self.reach().await?;
+        let mut slot = self.inner.session.lock().expect("elector poisoned");
+        if let Some(session) = slot.as_ref() {
+            if !matches!(session.clock.status().phase, LeasePhase::Ended(_)) {
+                return Ok((session.id, session.clock.clone()));
+            }
+            session.keepalive.abort();
+        }
+        let sent_at = Instant::now();
+        let ttl = self.inner.ttl;
+        let id = self.store.change(|state| {
+            state.next_session += 1;
+            let id = state.next_session;
+            state.sessions.insert(id, (ttl, sent_at + ttl));
+            (id, true)
+        });
+        let clock = LeaseClock::new(sent_at, ttl, self.inner.margin);
+        let keepalive = tokio::spawn(keep_alive(
+            self.store.clone(),
+            Arc::downgrade(&self.inner),
+            id,
+            clock.clone(),
+        ));
+        *slot = Some(Session {
+            id,
+            clock: clock.clone(),
+            keepalive,
+        });
+        Ok((id, clock))
+    }
+
+    fn grant(
+        &self,
+        election: &ElectionName,
+        candidate: &Candidate,
+        revision: u64,
+        clock: &LeaseClock,
+    ) -> Leadership {
+        let claim = Arc::new(MemoryClaim {
+            store: self.store.clone(),
+            inner: Arc::downgrade(&self.inner),
+            election: election.clone(),
+            revision,
+        });
+        let (leadership, term) = Leadership::new(
+            BACKEND,
+            election.clone(),
+            candidate.id().to_owned(),
+            FencingToken(revision),
+            clock.watch(),
+            claim.clone(),
+        );
+        tokio::spawn(watch_own_claim(
+            self.store.clone(),
+            self.store.shared.version.subscribe(),
+            Arc::downgrade(&self.inner),
+            claim.clone(),
+            term.clone(),
+        ));
+        let mut terms = self.inner.terms.lock().expect("elector poisoned");
+        terms.retain(|(term, _)| !term.is_ended());
+        terms.push((term, claim));
+        leadership
+    }
+}
+
+impl ElectorInner {
+    async fn reach(&self) -> Result<()> {
+        let mut partitioned = self.partitioned.subscribe();
+        let mut closed = self.closed.subscribe();
+        loop {
+            if *closed.borrow_and_update() {
+                return Err(Error::Closed { backend: BACKEND });
+            }
+            if !*partitioned.borrow_and_update() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = partitioned.changed() => {}
+                _ = closed.changed() => {}
+            }
+        }
+    }
+}
+
+/// Renews the session every TTL/3 and feeds the clock with each confirmed renewal.
+async fn keep_alive(
+    store: MemoryStore,
+    inner: Weak<ElectorInner>,
+    session: u64,
+    clock: LeaseClock,
+) {
+    loop {
+        let Some(ttl) = inner.upgrade().map(|i| i.ttl) else {
+            return;
+        };
+        tokio::time::sleep(ttl / 3).await;
+        let sent_at = Instant::now();
+        let Some(elector) = inner.upgrade() else {
+            return;
+        };
+        if elector.reach().await.is_err() {
+            return;
+        }
+        drop(elector);
+        let renewed = store.change(|state| match state.sessions.get_mut(&session) {
+            Some((ttl, expires)) => {
+                *expires = Instant::now() + *ttl;
+                (Some(*ttl), false)
+            }
+            None => (None, false),
+        });
+        match renewed {
+            Some(granted) => {
+                if !clock.confirm(sent_at, granted) {
+                    return;
+                }
+            }
+            None => {
+                clock.end(LossReason::Expired);
+                return;
+            }
+        }
+    }
+}
+
+/// Ends the term when its claim disappears from the store (deleted by hand, session
+/// expired), as a real backend's watch on its own key does.
+async fn watch_own_claim(
+    store: MemoryStore,
+    mut version: watch::Receiver<u64>,
+    inner: Weak<ElectorInner>,
+    claim: Arc<MemoryClaim>,
+    term: TermControl,
+) {
+    loop {
+        let Some(elector) = inner.upgrade() else {
+            return;
+        };
+        if elector.reach().await.is_err() {
+            return;
+        }
+        version.borrow_and_update();
+        // Never hold the session lock while taking the store's (`session()` nests the other way).
+        let session = elector
+            .session
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(|s| s.id));
+        let (exists, session_alive) = store.read(|state| {
+            let exists = state
+                .claims
+                .get(claim.election.as_str())
+                .is_some_and(|cs| cs.iter().any(|c| c.revision == claim.revision));
+            (
+                exists,
+                session.is_some_and(|id| state.sessions.contains_key(&id)),
+            )
+        });
+        drop(elector);
+        if !exists {
+            term.end(if session_alive {
+                LossReason::Revoked
+            } else {
+                LossReason::Expired
+            });
+            return;
+        }
+        tokio::select! {
+            _ = term.ended() => return,
+            changed = version.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Elector for MemoryElector {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
+        loop {
+            let (session, clock) = self.session().await?;
+            let revision = self
+                .store
+                .change(|state| put_claim(state, election, candidate, session, false));
+            let Some(revision) = revision else { continue };
+            // Withdraw the claim if this future is dropped before it wins.
+            let guard = WithdrawOnDrop {
+                store: self.store.clone(),
+                revision,
+            };
+            let mut version = self.store.shared.version.subscribe();
+            let mut lease = clock.watch();
+            loop {
+                self.reach().await?;
+                version.borrow_and_update();
+                let (exists, leads) = self.store.read(|state| {
+                    let exists = state
+                        .claims
+                        .get(election.as_str())
+                        .is_some_and(|cs| cs.iter().any(|c| c.revision == revision));
+                    (exists, state.is_leader(election.as_str(), revision))
+                });
+                if leads && clock.status().phase == LeasePhase::Live {
+                    std::mem::forget(guard);
+                    return Ok(self.grant(election, candidate, revision, &clock));
+                }
+                if !exists || matches!(clock.status().phase, LeasePhase::Ended(_)) {
+                    // Our claim or session is gone while waiting: no zombie candidate;
+                    // start over with a live session.
+                    break;
+                }
+                tokio::select! {
+                    _ = version.changed() => {}
+                    _ = crate::clock::lease_ended(&mut lease) => {}
+                }
+            }
+        }
+    }
+
+    async fn try_campaign(
+        &self,
+        election: &ElectionName,
+        candidate: &Candidate,
+    ) -> Result<Option<Leadership>> {
+        let (session, clock) = self.session().await?;
+        let revision = self
+            .store
+            .change(|state| put_claim(state, election, candidate, session, true));
+        Ok(revision.map(|revision| self.grant(election, candidate, revision, &clock)))
+    }
+
+    async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {
+        self.reach().await?;
+        Ok(self
+            .store
+            .read(|state| leader_info(state, election.as_str())))
+    }
+
+    async fn candidates(&self, election: &ElectionName) -> Result<Vec<CandidateInfo>> {
+        self.reach().await?;
+        Ok(self.store.read(|state| {
+            state
+                .claims
+                .get(election.as_str())
+                .map(|claims| {
+                    claims
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| CandidateInfo {
+                            id: c.id.clone(),
+                            value: c.value.clone(),
+                            leading: i == 0,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        }))
+    }
+
+    async fn observe(&self, election: &ElectionName) -> Result<LeaderStream> {
+        self.reach().await?;
+        let store = self.store.clone();
+        let inner = Arc::downgrade(&self.inner);
+        let election = election.as_str().to_owned();
+        let version = store.shared.version.subscribe();
+        let stream = futures::stream::unfold(
+            (version, None::<Option<LeaderInfo>>, true),
+            move |(mut version, last, first)| {
+                let store = store.clone();
+                let inner = inner.clone();
+                let election = election.clone();
+                async move {
+                    loop {
+                        if !first || last.is_some() {
+                            version.changed().await.ok()?;
+                        }
+                        inner.upgrade()?.reach().await.ok()?;
+                        version.borrow_and_update();
+                        let now = store.read(|state| leader_info(state, &election));
+                        if last.as_ref() != Some(&now) {
+                            return Some((Ok(now.clone()), (version, Some(now), false)));
+                        }
+                    }
+                }
+            },
+        );
+        Ok(stream.boxed())
+    }
+
+    async fn close(&self) -> Result<()> {
+        let terms = std::mem::take(&mut *self.inner.terms.lock().expect("elector poisoned"));
+        for (term, claim) in terms {
+            term.end(LossReason::ShutDown);
+            claim.delete();
+        }
+        self.inner.closed.send_replace(true);
+        if let Some(session) = self.inner.session.lock().expect("elector poisoned").take() {
+            session.keepalive.abort();
+            session.clock.end(LossReason::ShutDown);
+            self.store.expire_session(session.id);
+        }
+        Ok(())
+    }
+}
+
+fn leader_info(state: &State, election: &str) -> Option<LeaderInfo> {
+    state.leader(election).map(|c| LeaderInfo {
+        id: c.id.clone(),
+        value: c.value.clone(),
+        token: FencingToken(c.revision),
+    })
+}
+
+/// Adds a claim for `candidate` if its session lives (and, with `only_if_free`, if nobody
+/// leads); returns its revision.
+fn put_claim(
+    state: &mut State,
+    election: &ElectionName,
+    candidate: &Candidate,
+    session: u64,
+    only_if_free: bool,
+) -> (Option<u64>, bool) {
+    let taken = only_if_free && state.leader(election.as_str()).is_some();
+    if taken || !state.sessions.contains_key(&session) {
+        return (None, false);
+    }
+    let revision = state.bump();
+    state
+        .claims
+        .entry(election.as_str().to_owned())
+        .or_default()
+        .push(StoredClaim {
+            revision,
+            session,
+            id: candidate.id().to_owned(),
+            value: candidate.value().to_vec(),
+        });
+    (Some(revision), true)
+}
+
+/// Deletes a claim whose campaign was dropped before it won.
+struct WithdrawOnDrop {
+    store: MemoryStore,
+    revision: u64,
+}
+
+impl Drop for WithdrawOnDrop {
+    fn drop(&mut self) {
+        delete_claim(&self.store, self.revision);
+    }
+}
+
+fn delete_claim(store: &MemoryStore, revision: u64) {
+    store.change(|state| ((), state.remove_claims(|c| c.revision != revision)));
+}
+
+/// The memory backend's side of a term.
+#[derive(Debug)]
+struct MemoryClaim {
+    store: MemoryStore,
+    inner: Weak<ElectorInner>,
+    election: ElectionName,
+    revision: u64,
+}
+
+impl MemoryClaim {
+    fn delete(&self) {
+        delete_claim(&self.store, self.revision);
+    }
+
+    async fn reach(&self) -> Result<()> {
+        match self.inner.upgrade() {
+            Some(inner) => inner.reach().await,
+            None => Err(Error::Closed { backend: BACKEND }),
+        }
+    }
+
+    fn not_leader(&self) -> Error {
+        Error::NotLeader {
+            election: self.election.clone(),
+            reason: NotLeaderReason::RejectedByStore,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Claim for MemoryClaim {
+    async fn proclaim(&self, value: &[u8]) -> Result<()> {
+        self.reach().await?;
+        let (election, revision) = (self.election.as_str(), self.revision);
+        self.store.change(|state| {
+            let claim = state
+                .claims
+                .get_mut(election)
+                .and_then(|cs| cs.iter_mut().find(|c| c.revision == revision));
+            match claim {
+                Some(claim) => {
+                    claim.value = value.to_vec();
+                    (Ok(()), true)
+                }
+                None => (Err(self.not_leader()), false),
+            }
+        })
+    }
+
+    async fn release(&self) -> Result<()> {
+        self.reach().await?;
+        self.delete();
+        Ok(())
+    }
+
+    async fn fenced_put(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.reach().await?;
+        let (election, revision) = (self.election.as_str(), self.revision);
+        self.store.change(|state| {
+            if !state.is_leader(election, revision) {
+                return (Err(self.not_leader()), false);
+            }
+            state.data.insert(key.to_owned(), value.to_vec());
+            (Ok(()), true)
+        })
+    }
+
+    async fn fenced_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.reach().await?;
+        Ok(self.store.read(|state| state.data.get(key).cloned()))
+    }
+}

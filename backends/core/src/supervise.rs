@@ -1,0 +1,122 @@
+//! Run work only while leading: the re-campaign loop most services need.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::{Candidate, ElectionName, Elector, Leadership, LeadershipState};
+
+/// Logs one state change of a term as a `tracing` event with election, candidate and token.
+pub fn log_state(leadership: &Leadership, state: LeadershipState) {
+    let election = leadership.election().as_str();
+    let candidate = leadership.candidate_id();
+    let token = leadership.token().get();
+    let backend = leadership.backend();
+    match state {
+        LeadershipState::Leading => {
+            tracing::info!(election, candidate, token, backend, "elected")
+        }
+        LeadershipState::Suspended => {
+            tracing::warn!(election, candidate, token, backend, "suspended")
+        }
+        LeadershipState::Lost(reason) => {
+            tracing::warn!(
+                election,
+                candidate,
+                token,
+                backend,
+                reason = reason.as_str(),
+                "lost"
+            )
+        }
+    }
+}
+
+/// Campaigns for `election`, runs `work` while leading, and campaigns again after a loss.
+///
+/// `work` receives the [`Leadership`] of each term. Its future is dropped (cancelled) the
+/// moment the term is lost — including when the store stays silent past the deadline — and
+/// then the loop campaigns again. When `work` finishes by itself, the term is resigned at
+/// once and its output returned as `Some`. When `shutdown` resolves, the current term is
+/// resigned and `None` returned.
+///
+/// Errors from campaigning that may pass (the store unreachable) are logged and retried
+/// after a short pause; others (bad config, permission, closed elector) are returned.
+///
+/// ```no_run
+/// # async fn demo(elector: &dyn elect_core::Elector) -> elect_core::Result<()> {
+/// use elect_core::{run_while_leader, Candidate, ElectionName};
+/// let election: ElectionName = "billing".parse()?;
+/// let me = Candidate::generated();
+/// let ctrl_c = async { tokio::signal::ctrl_c().await.ok(); };
+/// run_while_leader(elector, &election, &me, ctrl_c, |leadership| async move {
+///     loop {
+///         // charge subscriptions, passing leadership.token() to the ledger
+///         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+///     }
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
+pub async fn run_while_leader<W, F, T>(
+    elector: &dyn Elector,
+    election: &ElectionName,
+    candidate: &Candidate,
+    shutdown: impl Future<Output = ()>,
+    mut work: W,
+) -> Result<Option<T>>
+where
+    W: FnMut(Leadership) -> F,
+    F: Future<Output = T>,
+{
+    tokio::pin!(shutdown);
+    loop {
+        tracing::info!(
+            election = election.as_str(),
+            candidate = candidate.id(),
+            backend = elector.backend(),
+            "campaigning"
+        );
+        let leadership = tokio::select! {
+            _ = &mut shutdown => return Ok(None),
+            won = elector.campaign(election, candidate) => match won {
+                Ok(leadership) => leadership,
+                Err(error) if error.is_transient() => {
+                    tracing::warn!(election = election.as_str(), %error, "campaign failed; retrying");
+                    tokio::select! {
+                        _ = &mut shutdown => return Ok(None),
+                        _ = tokio::time::sleep(RETRY_PAUSE) => continue,
+                    }
+                }
+                Err(error) => return Err(error),
+            },
+        };
+        let mut states = leadership.subscribe();
+        let run = work(leadership.clone());
+        tokio::pin!(run);
+        let outcome = loop {
+            tokio::select! {
+                output = &mut run => break Some(output),
+                _ = &mut shutdown => break None,
+                state = states.changed() => {
+                    log_state(&leadership, state);
+                    if let LeadershipState::Lost(_) = state {
+                        break None;
+                    }
+                }
+            }
+        };
+        let lost = matches!(leadership.state(), LeadershipState::Lost(_));
+        if let Err(error) = leadership.resign().await {
+            tracing::warn!(election = election.as_str(), %error, "resign failed; the claim will expire");
+        }
+        match outcome {
+            Some(output) => return Ok(Some(output)),
+            None if lost => continue,
+            None => return Ok(None),
+        }
+    }
+}
+
+/// Pause before campaigning again after a transient error.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);

@@ -1,0 +1,670 @@
+//! The conformance suite: the same scenarios and assertions for every backend.
+//!
+//! Not semver-stable. A backend's test file builds a [`Harness`] (how to connect a fresh
+//! client, how to delete a claim by hand, how long things may take) and expands
+//! [`conformance_suite!`](crate::conformance_suite) with it: one `#[tokio::test]` per case.
+//! Each case uses its own freshly named election, waits on events under a timeout (never a
+//! bare sleep), and panics with a message that says what broke.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use tokio::time::Instant;
+
+use crate::{
+    Candidate, ElectionName, Elector, Error, LeaderInfo, LeaderStream, Leadership, LeadershipState,
+    LossReason, Result,
+};
+
+/// Makes a fresh client (one session) of the store under test.
+pub type Connect = Arc<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn Elector>>> + Send + Sync>;
+/// Deletes every claim of an election by hand, as an operator with the store's own tool would.
+pub type DeleteClaims = Arc<dyn Fn(ElectionName) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
+/// What the suite needs to know about a backend.
+#[derive(Clone)]
+pub struct Harness {
+    backend: &'static str,
+    connect: Connect,
+    delete_claims: DeleteClaims,
+    /// Bound on what takes a few round trips: a handover, an observer seeing a change.
+    pub quick: Duration,
+    /// Bound on a successor leading after the holder crashed: the store's own expiry bound
+    /// (TTL, session timeout) plus slack.
+    pub crash_failover: Duration,
+    /// How long a negative check watches (nothing else must win meanwhile).
+    pub settle: Duration,
+    /// Whether the store shows waiting candidates (Consul's lock does not).
+    pub lists_waiting_candidates: bool,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Harness {
+    /// A harness for `backend`; bounds default to 2 s (quick), 30 s (crash) and 300 ms (settle).
+    pub fn new(backend: &'static str, connect: Connect, delete_claims: DeleteClaims) -> Self {
+        Harness {
+            backend,
+            connect,
+            delete_claims,
+            quick: Duration::from_secs(2),
+            crash_failover: Duration::from_secs(30),
+            settle: Duration::from_millis(300),
+            lists_waiting_candidates: true,
+        }
+    }
+
+    async fn elector(&self) -> Arc<dyn Elector> {
+        let elector = within(self.quick * 5, (self.connect)(), "connecting a client")
+            .await
+            .unwrap_or_else(|e| panic!("{}: cannot connect: {e}", self.backend));
+        assert_eq!(
+            elector.backend(),
+            self.backend,
+            "the elector names the wrong backend"
+        );
+        elector
+    }
+
+    async fn electors(&self, n: usize) -> Vec<Arc<dyn Elector>> {
+        let mut electors = Vec::with_capacity(n);
+        for _ in 0..n {
+            electors.push(self.elector().await);
+        }
+        electors
+    }
+
+    fn election(&self, case: &str) -> ElectionName {
+        let name = format!("conf-{case}-{:08x}", rand::random::<u32>());
+        name.parse().expect("test election names are valid")
+    }
+}
+
+/// Runs `future`, panicking with `what` if it takes longer than `limit`.
+pub async fn within<F: Future>(limit: Duration, future: F, what: &str) -> F::Output {
+    match tokio::time::timeout(limit, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("{what}: did not happen within {limit:?}"),
+    }
+}
+
+fn candidate(name: &str) -> Candidate {
+    Candidate::new(name, format!("value-of-{name}")).expect("test candidates are valid")
+}
+
+async fn campaign(
+    h: &Harness,
+    elector: &Arc<dyn Elector>,
+    election: &ElectionName,
+    who: &Candidate,
+) -> Leadership {
+    within(
+        h.quick,
+        elector.campaign(election, who),
+        &format!("{} campaigning unopposed", who.id()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}: campaign failed: {e}", who.id()))
+}
+
+/// Starts a campaign in a task, so that it waits while the case goes on.
+fn spawn_campaign(
+    elector: &Arc<dyn Elector>,
+    election: &ElectionName,
+    who: &Candidate,
+) -> tokio::task::JoinHandle<Result<Leadership>> {
+    let (elector, election, who) = (elector.clone(), election.clone(), who.clone());
+    tokio::spawn(async move { elector.campaign(&election, &who).await })
+}
+
+async fn joined(
+    task: tokio::task::JoinHandle<Result<Leadership>>,
+    limit: Duration,
+    what: &str,
+) -> Leadership {
+    within(limit, task, what)
+        .await
+        .expect("campaign task panicked")
+        .unwrap_or_else(|e| panic!("{what}: campaign failed: {e}"))
+}
+
+async fn leader(elector: &Arc<dyn Elector>, election: &ElectionName) -> Option<LeaderInfo> {
+    elector
+        .leader(election)
+        .await
+        .unwrap_or_else(|e| panic!("leader query failed: {e}"))
+}
+
+async fn next_item(h: &Harness, stream: &mut LeaderStream, what: &str) -> Option<LeaderInfo> {
+    loop {
+        match within(h.quick, stream.next(), what).await {
+            Some(Ok(item)) => return item,
+            Some(Err(e)) => tracing::warn!(%e, "observe reported an error; reading on"),
+            None => panic!("{what}: the observe stream ended"),
+        }
+    }
+}
+
+/// Waits until `check` holds, re-checking every 20 ms, for at most `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    within(
+        limit,
+        async {
+            while !check().await {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+        what,
+    )
+    .await
+}
+
+/// Nobody leads a fresh election; observe starts with `None`; no candidates are listed.
+pub async fn no_leader_at_start(h: &Harness) {
+    let elector = h.elector().await;
+    let election = h.election("empty");
+    assert_eq!(
+        leader(&elector, &election).await,
+        None,
+        "a fresh election has a leader"
+    );
+    let candidates = elector.candidates(&election).await.expect("candidates");
+    assert!(
+        candidates.is_empty(),
+        "a fresh election lists candidates: {candidates:?}"
+    );
+    let mut observed = elector.observe(&election).await.expect("observe");
+    assert_eq!(
+        next_item(h, &mut observed, "observe's first item").await,
+        None
+    );
+}
+
+/// N candidates campaign at once: exactly one wins; each resign hands over to exactly one
+/// more; at no point do two handles report leadership; tokens grow.
+pub async fn single_winner_among_n(h: &Harness) {
+    const N: usize = 5;
+    let electors = h.electors(N).await;
+    let election = h.election("single");
+    let mut waiting: Vec<_> = electors
+        .iter()
+        .enumerate()
+        .map(|(i, e)| spawn_campaign(e, &election, &candidate(&format!("c{i}"))))
+        .collect();
+    let mut previous: Vec<Leadership> = Vec::new();
+    for round in 0..N {
+        let limit = if round == 0 { h.quick * 2 } else { h.quick };
+        let winner = within(
+            limit,
+            async {
+                loop {
+                    if let Some(i) = waiting.iter().position(|t| t.is_finished()) {
+                        return waiting.remove(i);
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            },
+            &format!("round {round}: someone winning"),
+        )
+        .await;
+        let winner = winner.await.expect("campaign task").expect("campaign");
+        assert!(
+            winner.is_leader(),
+            "round {round}: the winner does not report leadership"
+        );
+        for old in &previous {
+            assert!(
+                !old.is_leader(),
+                "round {round}: an earlier leader still reports leadership"
+            );
+            assert!(
+                old.token() < winner.token(),
+                "round {round}: token did not grow"
+            );
+        }
+        // Nobody else may win while the winner leads.
+        tokio::time::sleep(h.settle).await;
+        let others: Vec<_> = waiting.iter().filter(|t| t.is_finished()).collect();
+        assert!(
+            others.is_empty(),
+            "round {round}: a second candidate won while one leads"
+        );
+        let now = leader(&electors[0], &election)
+            .await
+            .expect("someone leads");
+        assert_eq!(
+            now.id,
+            winner.candidate_id(),
+            "round {round}: leader query disagrees"
+        );
+        assert_eq!(
+            now.token,
+            winner.token(),
+            "round {round}: leader query shows another token"
+        );
+        winner.resign().await.expect("resign");
+        previous.push(winner);
+    }
+}
+
+/// `leader` reports the winner's id, value and token.
+pub async fn leader_query_reports_the_winner(h: &Harness) {
+    let (a, b) = (h.elector().await, h.elector().await);
+    let election = h.election("query");
+    let who = candidate("alice");
+    let leadership = campaign(h, &a, &election, &who).await;
+    let seen = leader(&b, &election)
+        .await
+        .expect("a leader after a won campaign");
+    assert_eq!(seen.id, "alice");
+    assert_eq!(seen.value, who.value());
+    assert_eq!(seen.token, leadership.token());
+    leadership.resign().await.expect("resign");
+    eventually(h.quick, "leader query showing nobody after resign", || {
+        let (b, election) = (b.clone(), election.clone());
+        async move { leader(&b, &election).await.is_none() }
+    })
+    .await;
+}
+
+/// An observer sees nobody, then A, then B after A resigns, then nobody: in order, never the
+/// same item twice in a row, never a leader that did not lead.
+pub async fn observe_sees_every_change_in_order(h: &Harness) {
+    let electors = h.electors(3).await;
+    let election = h.election("observe");
+    let mut observed = electors[0].observe(&election).await.expect("observe");
+    let mut items = vec![next_item(h, &mut observed, "observe's first item").await];
+    assert_eq!(items[0], None);
+
+    let a = campaign(h, &electors[1], &election, &candidate("a")).await;
+    items.push(next_item(h, &mut observed, "observer seeing a").await);
+    assert_eq!(
+        items.last().unwrap().as_ref().map(|l| l.token),
+        Some(a.token())
+    );
+
+    let b_task = spawn_campaign(&electors[2], &election, &candidate("b"));
+    a.resign().await.expect("resign a");
+    let b = joined(b_task, h.quick, "b elected after a resigned").await;
+    // Between a and b there may be a moment with no leader (the file backend); nothing else.
+    loop {
+        let item = next_item(h, &mut observed, "observer seeing b").await;
+        items.push(item.clone());
+        match item {
+            None => continue,
+            Some(l) if l.id == "b" => {
+                assert_eq!(l.token, b.token());
+                break;
+            }
+            Some(other) => panic!("observer saw {other:?} between a and b"),
+        }
+    }
+    b.resign().await.expect("resign b");
+    items.push(next_item(h, &mut observed, "observer seeing nobody").await);
+    assert_eq!(items.last().unwrap(), &None);
+    for pair in items.windows(2) {
+        assert_ne!(pair[0], pair[1], "observe repeated an item: {items:?}");
+    }
+}
+
+/// A resign hands over at once (no TTL wait); the resigned handle stops reporting
+/// leadership and its lost-future resolves with `Resigned`.
+pub async fn handover_on_resign(h: &Harness) {
+    let (ea, eb) = (h.elector().await, h.elector().await);
+    let election = h.election("resign");
+    let a = campaign(h, &ea, &election, &candidate("a")).await;
+    let b_task = spawn_campaign(&eb, &election, &candidate("b"));
+    tokio::time::sleep(h.settle).await;
+    assert!(!b_task.is_finished(), "b won while a leads");
+    let started = Instant::now();
+    a.resign().await.expect("resign");
+    assert!(!a.is_leader(), "a still reports leadership after resign");
+    assert_eq!(
+        within(h.quick, a.lost(), "a's lost-future").await,
+        LossReason::Resigned
+    );
+    let b = joined(b_task, h.quick, "b elected after a resigned").await;
+    tracing::info!(
+        backend = h.backend,
+        handover_ms = started.elapsed().as_millis() as u64,
+        "handover"
+    );
+    assert!(
+        b.token() > a.token(),
+        "token did not grow across the handover"
+    );
+    b.resign().await.expect("resign");
+}
+
+/// The holder vanishes without resigning (its client dropped, like a crashed process): a
+/// waiting candidate leads within the store's expiry bound, with a greater token.
+pub async fn handover_on_holder_crash(h: &Harness) {
+    let (ea, eb) = (h.elector().await, h.elector().await);
+    let election = h.election("crash");
+    let a = campaign(h, &ea, &election, &candidate("a")).await;
+    let a_token = a.token();
+    let b_task = spawn_campaign(&eb, &election, &candidate("b"));
+    tokio::time::sleep(h.settle).await;
+    assert!(!b_task.is_finished(), "b won while a leads");
+    drop(a);
+    drop(ea);
+    let started = Instant::now();
+    let b = joined(b_task, h.crash_failover, "b elected after a crashed").await;
+    tracing::info!(
+        backend = h.backend,
+        failover_ms = started.elapsed().as_millis() as u64,
+        "failover"
+    );
+    assert!(
+        b.token() > a_token,
+        "token did not grow across the failover"
+    );
+    b.resign().await.expect("resign");
+}
+
+/// A campaign whose future is dropped withdraws: it is not listed, it never leads, and the
+/// next candidate leads as soon as the holder resigns.
+pub async fn cancelled_campaign_leaves_nothing_behind(h: &Harness) {
+    let electors = h.electors(3).await;
+    let election = h.election("cancel");
+    let a = campaign(h, &electors[0], &election, &candidate("a")).await;
+    let mut observed = electors[0].observe(&election).await.expect("observe");
+    let b_task = spawn_campaign(&electors[1], &election, &candidate("b"));
+    if h.lists_waiting_candidates {
+        eventually(h.quick, "b listed as a waiting candidate", || {
+            let (e, election) = (electors[0].clone(), election.clone());
+            async move {
+                let list = e.candidates(&election).await.expect("candidates");
+                list.iter().any(|c| c.id == "b" && !c.leading)
+            }
+        })
+        .await;
+    } else {
+        tokio::time::sleep(h.settle).await;
+    }
+    b_task.abort();
+    assert!(
+        b_task.await.is_err_and(|e| e.is_cancelled()),
+        "b's campaign was not cancelled"
+    );
+    eventually(h.quick, "b withdrawn from the candidates", || {
+        let (e, election) = (electors[0].clone(), election.clone());
+        async move {
+            let list = e.candidates(&election).await.expect("candidates");
+            !list.iter().any(|c| c.id == "b")
+        }
+    })
+    .await;
+    a.resign().await.expect("resign");
+    let c = within(
+        h.quick,
+        electors[2].campaign(&election, &candidate("c")),
+        "c elected after a resigned",
+    )
+    .await
+    .expect("campaign c");
+    assert!(c.is_leader());
+    // Drain what the observer saw: b must never have led.
+    while let Ok(Some(item)) = tokio::time::timeout(h.settle, observed.next()).await {
+        if let Ok(Some(l)) = item {
+            assert_ne!(l.id, "b", "a cancelled candidate led");
+        }
+    }
+    c.resign().await.expect("resign");
+}
+
+/// Resign twice, and again after a successor leads: always `Ok`, and the successor keeps
+/// leading.
+pub async fn resign_is_idempotent(h: &Harness) {
+    let (ea, eb) = (h.elector().await, h.elector().await);
+    let election = h.election("idempotent");
+    let a = campaign(h, &ea, &election, &candidate("a")).await;
+    a.resign().await.expect("first resign");
+    a.resign().await.expect("second resign");
+    assert_eq!(a.state(), LeadershipState::Lost(LossReason::Resigned));
+    let b = campaign(h, &eb, &election, &candidate("b")).await;
+    a.resign().await.expect("resign after a successor leads");
+    tokio::time::sleep(h.settle).await;
+    assert!(
+        b.is_leader(),
+        "an old handle's resign ended the successor's term"
+    );
+    assert_eq!(
+        leader(&ea, &election).await.map(|l| l.id).as_deref(),
+        Some("b")
+    );
+    b.resign().await.expect("resign");
+}
+
+/// A proclaimed value reaches observers and leader queries, with the same token; after the
+/// term ends proclaim is refused.
+pub async fn proclaim_is_visible_to_observers(h: &Harness) {
+    let (ea, eb) = (h.elector().await, h.elector().await);
+    let election = h.election("proclaim");
+    let a = campaign(h, &ea, &election, &candidate("a")).await;
+    let mut observed = eb.observe(&election).await.expect("observe");
+    let first = next_item(h, &mut observed, "observer seeing a")
+        .await
+        .expect("a leads");
+    assert_eq!(first.value, b"value-of-a");
+    a.proclaim("new-address").await.expect("proclaim");
+    let item = next_item(h, &mut observed, "observer seeing the proclaimed value")
+        .await
+        .expect("a leads");
+    assert_eq!(
+        (item.id.as_str(), item.value.as_slice(), item.token),
+        ("a", &b"new-address"[..], a.token())
+    );
+    assert_eq!(
+        leader(&eb, &election).await.expect("a leads").value,
+        b"new-address"
+    );
+    a.resign().await.expect("resign");
+    assert!(
+        matches!(a.proclaim("late").await, Err(Error::NotLeader { .. })),
+        "proclaim after resign was accepted"
+    );
+}
+
+/// `try_campaign` wins an empty election, returns `None` at once when someone leads, and
+/// leaves no candidacy behind.
+pub async fn try_campaign_does_not_wait(h: &Harness) {
+    let (ea, eb) = (h.elector().await, h.elector().await);
+    let election = h.election("try");
+    let a = within(
+        h.quick,
+        ea.try_campaign(&election, &candidate("a")),
+        "try on an empty election",
+    )
+    .await
+    .expect("try_campaign")
+    .expect("an empty election is won by a try");
+    let b = within(
+        h.quick,
+        eb.try_campaign(&election, &candidate("b")),
+        "try while a leads",
+    )
+    .await
+    .expect("try_campaign");
+    assert!(b.is_none(), "a try won while someone leads");
+    a.resign().await.expect("resign");
+    eventually(h.quick, "nobody leading after a resigned", || {
+        let (e, election) = (eb.clone(), election.clone());
+        async move { leader(&e, &election).await.is_none() }
+    })
+    .await;
+    let list = eb.candidates(&election).await.expect("candidates");
+    assert!(list.is_empty(), "a failed try left a candidacy: {list:?}");
+    let b = within(
+        h.quick,
+        eb.try_campaign(&election, &candidate("b")),
+        "try after resign",
+    )
+    .await
+    .expect("try_campaign")
+    .expect("a try wins once nobody leads");
+    assert!(b.token() > a.token());
+    b.resign().await.expect("resign");
+}
+
+/// Twenty terms between two clients, by campaign and by try: every token is greater than
+/// the one before.
+pub async fn tokens_strictly_increase_over_20_terms(h: &Harness) {
+    let electors = h.electors(2).await;
+    let election = h.election("tokens");
+    let mut last = None;
+    for term in 0..20 {
+        let elector = &electors[term % 2];
+        let who = candidate(&format!("c{}", term % 2));
+        let leadership = if term % 3 == 0 {
+            within(h.quick, elector.try_campaign(&election, &who), "try")
+                .await
+                .expect("try_campaign")
+                .expect("the election is free")
+        } else {
+            campaign(h, elector, &election, &who).await
+        };
+        if let Some(last) = last {
+            assert!(
+                leadership.token() > last,
+                "term {term}: token {} after {last}",
+                leadership.token()
+            );
+        }
+        last = Some(leadership.token());
+        leadership.resign().await.expect("resign");
+    }
+}
+
+/// Deleting the claim by hand ends the term: the lost-future resolves with `Revoked`,
+/// `is_leader` turns false, fenced writes are refused, and another candidate can lead.
+pub async fn lost_future_resolves_when_claim_is_deleted(h: &Harness) {
+    let (ea, eb) = (h.elector().await, h.elector().await);
+    let election = h.election("revoked");
+    let a = campaign(h, &ea, &election, &candidate("a")).await;
+    (h.delete_claims)(election.clone())
+        .await
+        .expect("deleting the claim by hand");
+    let reason = within(h.quick, a.lost(), "a noticing its claim was deleted").await;
+    assert_eq!(reason, LossReason::Revoked);
+    assert!(!a.is_leader());
+    assert!(matches!(
+        a.fenced_put("k", "v").await,
+        Err(Error::NotLeader { .. })
+    ));
+    let b = campaign(h, &eb, &election, &candidate("b")).await;
+    assert!(b.token() > a.token());
+    b.resign().await.expect("resign");
+}
+
+/// One client leads two elections on one session; closing it ends both terms with
+/// `ShutDown`, releases both claims at once, and refuses further calls.
+pub async fn close_ends_every_leadership(h: &Harness) {
+    let (ea, eb) = (h.elector().await, h.elector().await);
+    let (one, two) = (h.election("close1"), h.election("close2"));
+    let a1 = campaign(h, &ea, &one, &candidate("a")).await;
+    let a2 = campaign(h, &ea, &two, &candidate("a")).await;
+    let b_task = spawn_campaign(&eb, &one, &candidate("b"));
+    within(h.quick, ea.close(), "close").await.expect("close");
+    for term in [&a1, &a2] {
+        assert_eq!(
+            within(h.quick, term.lost(), "lost after close").await,
+            LossReason::ShutDown
+        );
+        assert!(!term.is_leader());
+    }
+    joined(b_task, h.quick, "b elected after a closed").await;
+    let after = ea.campaign(&two, &candidate("a")).await;
+    assert!(
+        matches!(after, Err(Error::Closed { .. })),
+        "campaign after close: {after:?}"
+    );
+}
+
+/// A fenced write commits for the current term only: after a handover the old term's write
+/// is refused and does not land.
+pub async fn fenced_put_commits_only_for_the_current_term(h: &Harness) {
+    let (ea, eb) = (h.elector().await, h.elector().await);
+    let election = h.election("fenced");
+    let key = format!("{election}-data");
+    let a = campaign(h, &ea, &election, &candidate("a")).await;
+    a.fenced_put(&key, "from-a")
+        .await
+        .expect("fenced put by the leader");
+    assert_eq!(
+        a.fenced_get(&key).await.expect("get").as_deref(),
+        Some(&b"from-a"[..])
+    );
+    let b_task = spawn_campaign(&eb, &election, &candidate("b"));
+    a.resign().await.expect("resign");
+    let b = joined(b_task, h.quick, "b elected after a resigned").await;
+    let late = a.fenced_put(&key, "late-from-a").await;
+    assert!(
+        matches!(late, Err(Error::NotLeader { .. })),
+        "an ended term's write: {late:?}"
+    );
+    assert_eq!(
+        b.fenced_get(&key).await.expect("get").as_deref(),
+        Some(&b"from-a"[..])
+    );
+    b.fenced_put(&key, "from-b")
+        .await
+        .expect("fenced put by the new leader");
+    assert_eq!(
+        b.fenced_get(&key).await.expect("get").as_deref(),
+        Some(&b"from-b"[..])
+    );
+    b.resign().await.expect("resign");
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, each with a harness from `$harness`
+/// (an expression evaluated per test).
+///
+/// ```ignore
+/// mod memory {
+///     elect_core::conformance_suite!(crate::memory_harness());
+/// }
+/// ```
+#[macro_export]
+macro_rules! conformance_suite {
+    ($harness:expr) => {
+        $crate::conformance_suite!(@cases $harness;
+            no_leader_at_start,
+            single_winner_among_n,
+            leader_query_reports_the_winner,
+            observe_sees_every_change_in_order,
+            handover_on_resign,
+            handover_on_holder_crash,
+            cancelled_campaign_leaves_nothing_behind,
+            resign_is_idempotent,
+            proclaim_is_visible_to_observers,
+            try_campaign_does_not_wait,
+            tokens_strictly_increase_over_20_terms,
+            lost_future_resolves_when_claim_is_deleted,
+            close_ends_every_leadership,
+            fenced_put_commits_only_for_the_current_term
+        );
+    };
+    (@cases $harness:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let harness = $harness;
+                $crate::testkit::$case(&harness).await;
+            }
+        )*
+    };
+}

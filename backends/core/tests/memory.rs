@@ -1,0 +1,91 @@
+//! The conformance suite on the in-memory backend, plus what only it can show without a
+//! server: a client cut off from its store loses by its deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use elect_core::testkit::Harness;
+use elect_core::{Candidate, Elector, LeadershipState, LossReason, MemoryStore};
+use futures::FutureExt;
+use tokio::time::Instant;
+
+const TTL: Duration = Duration::from_millis(1500);
+const MARGIN: Duration = Duration::from_millis(150);
+
+fn harness() -> Harness {
+    let store = MemoryStore::new();
+    let connect_store = store.clone();
+    let mut harness = Harness::new(
+        "memory",
+        Arc::new(move || {
+            let elector: Arc<dyn Elector> = Arc::new(connect_store.elector(TTL, MARGIN));
+            async move { Ok(elector) }.boxed()
+        }),
+        Arc::new(move |election| {
+            store.delete_claims(&election);
+            async { Ok(()) }.boxed()
+        }),
+    );
+    harness.crash_failover = TTL + Duration::from_secs(1);
+    harness
+}
+
+mod conformance {
+    elect_core::conformance_suite!(super::harness());
+}
+
+/// S3 and S1 without a server: a leader cut off from the store hears nothing,
+/// yet its lost-future resolves by its deadline, before the store expires its session and
+/// a successor leads.
+#[tokio::test]
+async fn a_partitioned_leader_loses_by_its_deadline_before_a_successor_leads() {
+    let store = MemoryStore::new();
+    let a = store.elector(TTL, MARGIN);
+    let b = store.elector(TTL, MARGIN);
+    let election = "partition".parse().unwrap();
+    let leader = a
+        .campaign(&election, &Candidate::new("a", "a").unwrap())
+        .await
+        .unwrap();
+    let b_task = {
+        let election = election.clone();
+        tokio::spawn(async move {
+            let l = b
+                .campaign(&election, &Candidate::new("b", "b").unwrap())
+                .await
+                .unwrap();
+            (Instant::now(), l, b)
+        })
+    };
+    a.set_partitioned(true);
+    let cut_at = Instant::now();
+    let deadline = leader.deadline().expect("memory leases have deadlines");
+    let reason = tokio::time::timeout(TTL * 2, leader.lost())
+        .await
+        .expect("lost by the deadline");
+    let lost_at = Instant::now();
+    assert_eq!(reason, LossReason::DeadlinePassed);
+    assert!(lost_at >= deadline, "lost before the deadline");
+    assert!(
+        lost_at <= deadline + Duration::from_millis(100),
+        "lost {:?} after the deadline",
+        lost_at - deadline
+    );
+    assert!(
+        lost_at - cut_at <= TTL,
+        "the deadline was later than the TTL"
+    );
+    let (elected_at, successor, _b) = tokio::time::timeout(TTL * 2, b_task)
+        .await
+        .expect("b elected")
+        .unwrap();
+    assert!(elected_at > lost_at, "S1: b led while a still could");
+    assert!(successor.token() > leader.token());
+    // Reconnecting does not bring the old term back.
+    a.set_partitioned(false);
+    assert_eq!(
+        leader.state(),
+        LeadershipState::Lost(LossReason::DeadlinePassed)
+    );
+    assert!(!leader.is_leader());
+}
