@@ -212,7 +212,7 @@ pub async fn single_winner_among_n(h: &Harness) {
             async {
                 loop {
                     if let Some(i) = waiting.iter().position(|t| t.is_finished()) {
-                        return waiting.remove(i);
+                        return i;
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
@@ -220,7 +220,7 @@ pub async fn single_winner_among_n(h: &Harness) {
             &format!("round {round}: someone winning"),
         )
         .await;
-        let winner = winner.await.expect("campaign task").expect("campaign");
+        let winner = waiting.remove(winner).await.expect("campaign task").expect("campaign");
         assert!(
             winner.is_leader(),
             "round {round}: the winner does not report leadership"

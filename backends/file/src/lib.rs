@@ -1,0 +1,385 @@
+//! # elect-file: leader election among the processes of one host
+//!
+//! The embedded default backend of [`elect`](https://docs.rs/elect): the leader holds an
+//! exclusive `flock` on `<dir>/<election>.lock`. The kernel releases the lock the instant the
+//! holder dies, so failover needs no TTL; the fencing token is a counter kept beside the
+//! lock, incremented and fsynced under it. It lets `elect run` and the examples work with no
+//! cluster at all; for more than one machine, use etcd, Consul or ZooKeeper.
+//!
+//! Because `elect` uses plain `flock(2)`, `flock(1)` takes part too:
+//! `flock /tmp/elect/demo.lock cmd` holds the same lock (without a token).
+//!
+//! The file layout is described in the `layout` module; loss is noticed by polling (default
+//! every 100 ms) whether the lock file was deleted or replaced by hand.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod claim;
+mod layout;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use elect_core::clock::LeaseClock;
+use elect_core::config::FileConfig;
+use elect_core::{
+    Candidate, CandidateInfo, ElectionName, Elector, Error, LeaderInfo, LeaderStream, Leadership,
+    LossReason, Result, TermControl,
+};
+use futures::StreamExt;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use tokio::sync::{oneshot, watch};
+
+use claim::FileClaim;
+use layout::{
+    holder_of, io_error, read_json, same_file, CandidateRecord, Layout, LeaderRecord, BACKEND,
+};
+
+/// How often the file backend looks for a deleted lock file and for leader changes.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Leader election through `flock` on files in one directory.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> elect_core::Result<()> {
+/// use elect_core::{Candidate, Elector};
+/// use elect_file::FileElector;
+/// # let dir = std::env::temp_dir().join(format!("elect-doc-{}", std::process::id()));
+/// let elector = FileElector::new(&dir);
+/// let election = "compactor".parse()?;
+/// let leadership = elector.campaign(&election, &Candidate::generated()).await?;
+/// println!("leading with token {}", leadership.token());
+/// leadership.resign().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct FileElector {
+    dir: PathBuf,
+    poll: Duration,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The kernel lock does not expire by time: the only "session" end is closing.
+    clock: LeaseClock,
+    closed: watch::Sender<bool>,
+    terms: Mutex<Vec<(TermControl, Arc<FileClaim>)>>,
+}
+
+impl FileElector {
+    /// An elector for elections in `dir` (created when first used).
+    pub fn new(dir: impl AsRef<Path>) -> Self {
+        FileElector {
+            dir: dir.as_ref().to_path_buf(),
+            poll: DEFAULT_POLL_INTERVAL,
+            inner: Arc::new(Inner {
+                clock: LeaseClock::unbounded(),
+                closed: watch::channel(false).0,
+                terms: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// An elector configured by `config`.
+    pub fn from_config(config: &FileConfig) -> Self {
+        FileElector::new(&config.dir)
+    }
+
+    /// Sets how often observers and leaders look at the files (default 100 ms).
+    pub fn with_poll_interval(mut self, poll: Duration) -> Self {
+        self.poll = poll.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The directory that holds the lock files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if *self.inner.closed.borrow() {
+            return Err(Error::Closed { backend: BACKEND });
+        }
+        Ok(())
+    }
+
+    /// Turns a held lock into a term: next token, leader record, watcher.
+    fn grant(
+        &self,
+        layout: Layout,
+        election: &ElectionName,
+        candidate: &Candidate,
+        lock: Flock<File>,
+    ) -> Result<Leadership> {
+        let token = layout.next_token()?;
+        layout.write_leader(&LeaderRecord {
+            id: candidate.id().to_owned(),
+            value_hex: hex::encode(candidate.value()),
+            token: token.get(),
+            pid: std::process::id(),
+        })?;
+        let claim = Arc::new(FileClaim::new(layout, election.clone(), token, lock));
+        let (leadership, term) = Leadership::new(
+            BACKEND,
+            election.clone(),
+            candidate.id().to_owned(),
+            token,
+            self.inner.clock.watch(),
+            claim.clone(),
+        );
+        tokio::spawn(claim::watch_lock_file(
+            claim.clone(),
+            term.clone(),
+            self.poll,
+        ));
+        let mut terms = self.inner.terms.lock().expect("file elector poisoned");
+        terms.retain(|(term, _)| !term.is_ended());
+        terms.push((term, claim));
+        Ok(leadership)
+    }
+
+    fn end_all_terms(&self) {
+        let terms = std::mem::take(&mut *self.inner.terms.lock().expect("file elector poisoned"));
+        for (term, claim) in terms {
+            term.end(LossReason::ShutDown);
+            claim.unlock();
+        }
+    }
+}
+
+impl Drop for FileElector {
+    fn drop(&mut self) {
+        // As at a process exit, the kernel's locks go with their files.
+        self.end_all_terms();
+        self.inner.clock.end(LossReason::ShutDown);
+    }
+}
+
+/// Opens and locks the election's lock file; `None` if `blocking` is false and it is held.
+/// Retries when the file was replaced between open and lock (someone deleted it).
+fn lock_exclusive(layout: &Layout, blocking: bool) -> Result<Option<Flock<File>>> {
+    let arg = if blocking {
+        FlockArg::LockExclusive
+    } else {
+        FlockArg::LockExclusiveNonblock
+    };
+    loop {
+        let file = layout.open_lock()?;
+        match Flock::lock(file, arg) {
+            Ok(lock) if same_file(&lock, &layout.lock) => return Ok(Some(lock)),
+            Ok(_replaced) => continue,
+            Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
+            Err((_, Errno::EINTR)) => continue,
+            Err((_, errno)) => return Err(io_error("flock", &layout.lock, errno.into())),
+        }
+    }
+}
+
+/// Waits for the lock in a thread of its own (a blocked `flock` cannot be cancelled). If the
+/// campaign is dropped meanwhile, the thread's lock is released as soon as it is taken.
+async fn lock_blocking(layout: &Layout) -> Result<Flock<File>> {
+    let (tx, rx) = oneshot::channel();
+    let layout = layout.clone();
+    std::thread::Builder::new()
+        .name("elect-file-lock".to_owned())
+        .spawn(move || {
+            let _ = tx.send(lock_exclusive(&layout, true));
+        })
+        .map_err(|e| Error::backend(BACKEND, "spawn lock thread", e))?;
+    match rx.await {
+        Ok(locked) => Ok(locked?.expect("a blocking flock returns a lock")),
+        Err(_) => Err(Error::backend(
+            BACKEND,
+            "lock thread",
+            "ended without an answer",
+        )),
+    }
+}
+
+/// A waiting candidate's record, locked while it waits so that listings can tell it lives.
+struct Registration {
+    path: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl Registration {
+    fn create(layout: &Layout, candidate: &Candidate) -> Result<Self> {
+        fs::create_dir_all(&layout.candidates)
+            .map_err(|e| io_error("create directory", &layout.candidates, e))?;
+        let path = layout.candidates.join(hex::encode(candidate.id()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io_error("create candidate record", &path, e))?;
+        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(elect_core::ConfigError::new(
+                    "id",
+                    candidate.id(),
+                    "another candidate with this id is already campaigning in this election",
+                )
+                .into())
+            }
+            Err((_, errno)) => return Err(io_error("flock", &path, errno.into())),
+        };
+        let record = CandidateRecord {
+            id: candidate.id().to_owned(),
+            value_hex: hex::encode(candidate.value()),
+            pid: std::process::id(),
+        };
+        let json = serde_json::to_vec(&record).expect("a candidate record serializes");
+        lock.set_len(0)
+            .and_then(|()| lock.write_all(&json))
+            .map_err(|e| io_error("write candidate record", &path, e))?;
+        Ok(Registration { path, _lock: lock })
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // Unlink while still locked, so that nobody lists a record that is going away.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[async_trait::async_trait]
+impl Elector for FileElector {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
+        self.check_open()?;
+        let layout = Layout::new(&self.dir, election);
+        let registration = Registration::create(&layout, candidate)?;
+        let mut closed = self.inner.closed.subscribe();
+        let lock = tokio::select! {
+            lock = lock_blocking(&layout) => lock?,
+            _ = closed.wait_for(|closed| *closed) => return Err(Error::Closed { backend: BACKEND }),
+        };
+        drop(registration);
+        self.check_open()?;
+        self.grant(layout, election, candidate, lock)
+    }
+
+    async fn try_campaign(
+        &self,
+        election: &ElectionName,
+        candidate: &Candidate,
+    ) -> Result<Option<Leadership>> {
+        self.check_open()?;
+        let layout = Layout::new(&self.dir, election);
+        match lock_exclusive(&layout, false)? {
+            Some(lock) => self.grant(layout, election, candidate, lock).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {
+        self.check_open()?;
+        Layout::new(&self.dir, election).leader()
+    }
+
+    async fn candidates(&self, election: &ElectionName) -> Result<Vec<CandidateInfo>> {
+        self.check_open()?;
+        let layout = Layout::new(&self.dir, election);
+        let mut list = Vec::new();
+        if let Some(leader) = layout.leader()? {
+            list.push(CandidateInfo {
+                id: leader.id,
+                value: leader.value,
+                leading: true,
+            });
+        }
+        let entries = match fs::read_dir(&layout.candidates) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(list),
+            Err(e) => return Err(io_error("list", &layout.candidates, e)),
+        };
+        let mut waiting = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            // A record whose file is not locked was left by a crashed candidate.
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            if holder_of(&meta)?.is_none() {
+                continue;
+            }
+            let Some(record) = read_json::<CandidateRecord>(&path)? else {
+                continue;
+            };
+            if list.iter().any(|c| c.id == record.id) {
+                continue;
+            }
+            let value = hex::decode(&record.value_hex).unwrap_or_default();
+            waiting.push((meta.modified().ok(), record.id, value));
+        }
+        waiting.sort();
+        list.extend(waiting.into_iter().map(|(_, id, value)| CandidateInfo {
+            id,
+            value,
+            leading: false,
+        }));
+        Ok(list)
+    }
+
+    async fn observe(&self, election: &ElectionName) -> Result<LeaderStream> {
+        self.check_open()?;
+        let layout = Layout::new(&self.dir, election);
+        let mut interval = tokio::time::interval(self.poll);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let closed = self.inner.closed.subscribe();
+        // `last` is None until something was reported, and after an error (so the next
+        // reading is reported even if it equals the one before the error).
+        let stream = futures::stream::unfold(
+            (interval, closed, None::<Option<LeaderInfo>>, false),
+            move |(mut interval, mut closed, mut last, mut failing)| {
+                let layout = layout.clone();
+                async move {
+                    loop {
+                        tokio::select! {
+                            _ = interval.tick() => {}
+                            _ = closed.wait_for(|c| *c) => return None,
+                        }
+                        match layout.leader() {
+                            Ok(now) => {
+                                failing = false;
+                                if last.as_ref() != Some(&now) {
+                                    last = Some(now.clone());
+                                    return Some((Ok(now), (interval, closed, last, failing)));
+                                }
+                            }
+                            Err(e) if !failing => {
+                                failing = true;
+                                last = None;
+                                return Some((Err(e), (interval, closed, last, failing)));
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                }
+            },
+        );
+        Ok(stream.boxed())
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.closed.send_replace(true);
+        let terms = std::mem::take(&mut *self.inner.terms.lock().expect("file elector poisoned"));
+        for (term, claim) in terms {
+            term.end(LossReason::ShutDown);
+            claim.release_now()?;
+        }
+        self.inner.clock.end(LossReason::ShutDown);
+        Ok(())
+    }
+}

@@ -1,0 +1,41 @@
+//! The conformance suite on the file backend, each case in a fresh directory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use elect_core::testkit::Harness;
+use elect_core::Elector;
+use elect_file::FileElector;
+use futures::FutureExt;
+
+fn harness() -> Harness {
+    let dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
+    let connect_dir = dir.clone();
+    let mut harness = Harness::new(
+        "file",
+        Arc::new(move || {
+            let elector: Arc<dyn Elector> = Arc::new(
+                FileElector::new(connect_dir.path()).with_poll_interval(Duration::from_millis(20)),
+            );
+            async move { Ok(elector) }.boxed()
+        }),
+        Arc::new(move |election| {
+            // What an operator would do: remove the lock file (and the record beside it).
+            let lock = dir.path().join(format!("{election}.lock"));
+            let leader = dir.path().join(format!("{election}.leader"));
+            async move {
+                std::fs::remove_file(&lock).expect("remove the lock file");
+                let _ = std::fs::remove_file(&leader);
+                Ok(())
+            }
+            .boxed()
+        }),
+    );
+    // The kernel releases a dead holder's lock at once.
+    harness.crash_failover = Duration::from_secs(1);
+    harness
+}
+
+mod conformance {
+    elect_core::conformance_suite!(super::harness());
+}
