@@ -1,1 +1,341 @@
-fn main() {}
+//! `elect`: run a command only while this process leads an election.
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use elect::config::parse_duration;
+use elect::run::{error_exit_code, exit_code, RunOptions, Signals};
+use elect::settings::{Flags, Settings};
+use elect::{connect, CandidateInfo, ConfigError, Elector, LeaderInfo};
+use futures::StreamExt;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  N        run: the command's own exit status when it exits by itself (128+S if killed by signal S)
+  0        stopped by SIGTERM or SIGINT (forwarded to the command, which ended by it)
+  2        wrong command-line usage
+  69       the backend cannot be reached
+  70       internal error
+  75       run --once: leadership was lost (the command was stopped)
+  77       the backend refused the credentials or the operation
+  78       a configuration value is invalid, or the backend is not compiled in
+  126/127  the command cannot be executed / was not found
+
+Environment: ELECT_URL, ELECT_CONFIG, ELECT_ID, ELECT_VALUE, ELECT_TTL, ELECT_DRIFT_MARGIN,
+ELECT_ENDPOINTS, ELECT_ETCD_USERNAME, ELECT_ETCD_PASSWORD, ELECT_CONSUL_TOKEN,
+ELECT_CONSUL_LOCK_DELAY, ELECT_ZK_AUTH, ELECT_TLS_CA, ELECT_TLS_CERT, ELECT_TLS_KEY, ELECT_FILE_DIR
+override the config; ELECT_LOG sets the log filter (default info).
+The command gets ELECT_FENCING_TOKEN, ELECT_ELECTION, ELECT_CANDIDATE_ID and ELECT_BACKEND.";
+
+/// Leader election through etcd, Consul, ZooKeeper or a local file lock.
+///
+/// With neither --config nor --url, elections live in lock files on this host
+/// ($TMPDIR/elect, or ELECT_FILE_DIR).
+#[derive(Debug, Parser)]
+#[command(name = "elect", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Write logs (to stderr) as JSON lines.
+    #[arg(long, global = true, env = "ELECT_LOG_JSON")]
+    log_json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Campaign, and run CMD only while leading; campaign again after a loss.
+    Run {
+        #[command(flatten)]
+        target: Target,
+        /// This candidate's id (default <hostname>-<pid>-<random>).
+        #[arg(long)]
+        id: Option<String>,
+        /// Time between SIGTERM and SIGKILL when CMD must stop (shortened so that SIGKILL
+        /// lands before the leadership deadline).
+        #[arg(long, default_value = "10s", value_parser = parse_grace)]
+        grace: Duration,
+        /// Exit after the first term instead of campaigning again.
+        #[arg(long)]
+        once: bool,
+        /// The command and its arguments.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
+    /// Print the leader, its token and the waiting candidates.
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one line per leader change, until interrupted.
+    Observe {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Kill process group PGID once stdin closes (elect's guardian; not for direct use).
+    #[command(name = "__guard", hide = true)]
+    Guard { pgid: i32 },
+}
+
+#[derive(Debug, Args)]
+struct Target {
+    /// A TOML config file.
+    #[arg(long, env = "ELECT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The backend as a URL, e.g. etcd://127.0.0.1:2379/billing; its path names the election.
+    #[arg(long, env = "ELECT_URL", value_name = "URL")]
+    url: Option<String>,
+    /// The election (overrides the config's or the URL's).
+    #[arg(long, value_name = "NAME")]
+    election: Option<String>,
+}
+
+fn parse_grace(text: &str) -> Result<Duration, ConfigError> {
+    let grace =
+        parse_duration(text).map_err(|problem| ConfigError::new("--grace", text, problem))?;
+    if grace > Duration::from_secs(3600) {
+        return Err(ConfigError::new("--grace", text, "must be at most 1h"));
+    }
+    Ok(grace)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    // One thread: the command's parent-death signal follows the thread that spawned it.
+    let code = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(dispatch(cli.command)),
+        Err(error) => fail(&error, exit_code::SOFTWARE),
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+async fn dispatch(command: Command) -> i32 {
+    match command {
+        Command::Run { target, id, grace, once, command } => {
+            let flags = target.flags(id);
+            let options = RunOptions {
+                command,
+                grace,
+                once,
+                guardian: std::env::current_exe()
+                    .ok()
+                    .map(|exe| vec![exe.into_os_string(), "__guard".into()]),
+            };
+            with_elector(&flags, |elector, settings| async move {
+                let mut signals = match Signals::install() {
+                    Ok(signals) => signals,
+                    Err(error) => return fail(&error, exit_code::SOFTWARE),
+                };
+                match elect::run::run(&*elector, &settings, &options, &mut signals).await {
+                    Ok(exit) => {
+                        let _ = elector.close().await;
+                        exit.code()
+                    }
+                    Err(error) => {
+                        let _ = elector.close().await;
+                        fail(&error, error.exit_code())
+                    }
+                }
+            })
+            .await
+        }
+        Command::Status { target, json } => {
+            with_elector(&target.flags(None), |elector, settings| async move {
+                let status = async {
+                    let leader = elector.leader(&settings.election).await?;
+                    let candidates = elector.candidates(&settings.election).await?;
+                    Ok::<_, elect::Error>((leader, candidates))
+                };
+                match status.await {
+                    Ok((leader, candidates)) => {
+                        print_status(&settings, elector.backend(), leader, &candidates, json);
+                        0
+                    }
+                    Err(error) => fail(&error, error_exit_code(&error)),
+                }
+            })
+            .await
+        }
+        Command::Observe { target, json } => {
+            with_elector(&target.flags(None), |elector, settings| async move {
+                let mut stream = match elector.observe(&settings.election).await {
+                    Ok(stream) => stream,
+                    Err(error) => return fail(&error, error_exit_code(&error)),
+                };
+                let ctrl_c = tokio::signal::ctrl_c();
+                tokio::pin!(ctrl_c);
+                loop {
+                    tokio::select! {
+                        _ = &mut ctrl_c => return 0,
+                        item = stream.next() => match item {
+                            Some(Ok(leader)) => print_change(&settings, leader.as_ref(), json),
+                            Some(Err(error)) => tracing::warn!(%error, "observe: the store did not answer; retrying"),
+                            None => return 0,
+                        },
+                    }
+                }
+            })
+            .await
+        }
+        Command::Guard { pgid } => {
+            elect::run::guard_process_group(pgid).await;
+            0
+        }
+    }
+}
+
+impl Target {
+    fn flags(self, id: Option<String>) -> Flags {
+        Flags {
+            config: self.config,
+            url: self.url,
+            election: self.election,
+            id,
+        }
+    }
+}
+
+/// Resolves the settings, connects, and runs `f`; config and connection errors become
+/// exit codes.
+async fn with_elector<F, Fut>(flags: &Flags, f: F) -> i32
+where
+    F: FnOnce(Box<dyn Elector>, Settings) -> Fut,
+    Fut: std::future::Future<Output = i32>,
+{
+    let settings = match Settings::resolve(flags, std::env::vars()) {
+        Ok(settings) => settings,
+        Err(error) => return fail(&error, exit_code::CONFIG),
+    };
+    match connect(&settings.config).await {
+        Ok(elector) => f(elector, settings).await,
+        Err(error) => fail(&error, error_exit_code(&error)),
+    }
+}
+
+fn fail(error: &dyn std::error::Error, code: i32) -> i32 {
+    let mut message = format!("elect: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    eprintln!("{message}");
+    code
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ELECT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+fn value_json(value: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(value) {
+        Ok(text) => serde_json::json!({ "value": text, "value_hex": hex::encode(value) }),
+        Err(_) => serde_json::json!({ "value": null, "value_hex": hex::encode(value) }),
+    }
+}
+
+fn leader_json(leader: Option<&LeaderInfo>) -> serde_json::Value {
+    leader.map_or(serde_json::Value::Null, |l| {
+        let mut object = value_json(&l.value);
+        object["id"] = l.id.clone().into();
+        object["token"] = l.token.get().into();
+        object
+    })
+}
+
+fn print_status(
+    settings: &Settings,
+    backend: &str,
+    leader: Option<LeaderInfo>,
+    candidates: &[CandidateInfo],
+    json: bool,
+) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let candidates: Vec<_> = candidates
+            .iter()
+            .map(|c| {
+                let mut object = value_json(&c.value);
+                object["id"] = c.id.clone().into();
+                object["leading"] = c.leading.into();
+                object
+            })
+            .collect();
+        let status = serde_json::json!({
+            "election": settings.election.as_str(),
+            "backend": backend,
+            "leader": leader_json(leader.as_ref()),
+            "candidates": candidates,
+        });
+        let _ = writeln!(out, "{status}");
+        return;
+    }
+    let _ = writeln!(out, "election  {}", settings.election);
+    let _ = writeln!(out, "backend   {backend}");
+    match &leader {
+        Some(l) => {
+            let _ = writeln!(out, "leader    {}", l.id);
+            let _ = writeln!(out, "token     {}", l.token);
+            let _ = writeln!(out, "value     {}", String::from_utf8_lossy(&l.value));
+        }
+        None => {
+            let _ = writeln!(out, "leader    (none)");
+        }
+    }
+    let waiting: Vec<_> = candidates
+        .iter()
+        .filter(|c| !c.leading)
+        .map(|c| c.id.as_str())
+        .collect();
+    let waiting = if waiting.is_empty() {
+        "(none)".to_owned()
+    } else {
+        waiting.join(" ")
+    };
+    let _ = writeln!(out, "waiting   {waiting}");
+}
+
+fn print_change(settings: &Settings, leader: Option<&LeaderInfo>, json: bool) {
+    let mut out = std::io::stdout().lock();
+    let line = if json {
+        serde_json::json!({ "election": settings.election.as_str(), "leader": leader_json(leader) })
+            .to_string()
+    } else {
+        match leader {
+            Some(l) => format!(
+                "{} leader {} token {} value {}",
+                settings.election,
+                l.id,
+                l.token,
+                String::from_utf8_lossy(&l.value)
+            ),
+            None => format!("{} no leader", settings.election),
+        }
+    };
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}

@@ -24,6 +24,10 @@ pub struct LeaseStatus {
     pub deadline: Option<Instant>,
     /// Whether the session is confirmed, in doubt, or over.
     pub phase: LeasePhase,
+    /// The least time to the deadline that a healthy session shows: TTL − margin − renewal
+    /// interval, the moment before a renewal is answered. Less than that left means
+    /// renewals are not getting through; `None` without a deadline.
+    pub headroom: Option<Duration>,
 }
 
 /// The phase of a session.
@@ -59,12 +63,14 @@ pub struct LeaseClock {
 
 impl LeaseClock {
     /// A clock whose first renewal was sent at `sent_at` and granted `ttl`; `margin` is taken
-    /// off every deadline to cover clock drift between us and the store.
-    pub fn new(sent_at: Instant, ttl: Duration, margin: Duration) -> Self {
+    /// off every deadline to cover clock drift between us and the store; the backend renews
+    /// every `renew_every`.
+    pub fn new(sent_at: Instant, ttl: Duration, margin: Duration, renew_every: Duration) -> Self {
         let deadline = sent_at + ttl.saturating_sub(margin);
         let (status, _) = watch::channel(LeaseStatus {
             deadline: Some(deadline),
             phase: LeasePhase::Live,
+            headroom: Some(ttl.saturating_sub(margin).saturating_sub(renew_every)),
         });
         LeaseClock {
             status: Arc::new(status),
@@ -77,6 +83,7 @@ impl LeaseClock {
         let (status, _) = watch::channel(LeaseStatus {
             deadline: None,
             phase: LeasePhase::Live,
+            headroom: None,
         });
         LeaseClock {
             status: Arc::new(status),
@@ -192,7 +199,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn deadline_is_send_time_plus_ttl_minus_margin() {
         let start = Instant::now();
-        let clock = LeaseClock::new(start, TTL, MARGIN);
+        let clock = LeaseClock::new(start, TTL, MARGIN, TTL / 3);
         assert_eq!(clock.deadline(), Some(start + Duration::from_secs(9)));
         tokio::time::advance(Duration::from_secs(3)).await;
         // Sent 2 s ago, answered now: the deadline counts from the send.
@@ -203,7 +210,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_older_renewal_never_moves_the_deadline_back() {
         let start = Instant::now();
-        let clock = LeaseClock::new(start + Duration::from_secs(5), TTL, MARGIN);
+        let clock = LeaseClock::new(start + Duration::from_secs(5), TTL, MARGIN, TTL / 3);
         assert!(clock.confirm(start, TTL));
         assert_eq!(clock.deadline(), Some(start + Duration::from_secs(14)));
     }
@@ -211,7 +218,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_missed_deadline_ends_the_lease_by_itself_and_for_good() {
         let start = Instant::now();
-        let clock = LeaseClock::new(start, TTL, MARGIN);
+        let clock = LeaseClock::new(start, TTL, MARGIN, TTL / 3);
         let mut watch = clock.watch();
         let ended = tokio::spawn(async move {
             let reason = lease_ended(&mut watch).await;
@@ -235,7 +242,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn suspended_comes_back_only_through_a_confirmed_renewal() {
         let start = Instant::now();
-        let clock = LeaseClock::new(start, TTL, MARGIN);
+        let clock = LeaseClock::new(start, TTL, MARGIN, TTL / 3);
         clock.suspend();
         assert_eq!(clock.status().phase, LeasePhase::Suspended);
         tokio::time::advance(Duration::from_secs(2)).await;

@@ -225,6 +225,13 @@ impl Leadership {
         self.lease.borrow().deadline
     }
 
+    /// The least time to the deadline a healthy term shows (see
+    /// [`LeaseStatus::headroom`](crate::clock::LeaseStatus::headroom)); `None` without a
+    /// deadline. Supervisors use it to stop work in time when renewals stop getting through.
+    pub fn headroom(&self) -> Option<std::time::Duration> {
+        self.lease.borrow().headroom
+    }
+
     /// Resolves when the term ends, with the reason; at once if it already has. Resolves by
     /// the deadline even if the store is silent.
     pub async fn lost(&self) -> LossReason {

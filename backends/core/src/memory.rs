@@ -284,7 +284,7 @@ impl MemoryElector {
             state.sessions.insert(id, (ttl, sent_at + ttl));
             (id, true)
         });
-        let clock = LeaseClock::new(sent_at, ttl, self.inner.margin);
+        let clock = LeaseClock::new(sent_at, ttl, self.inner.margin, ttl / 3);
         let keepalive = tokio::spawn(keep_alive(
             self.store.clone(),
             Arc::downgrade(&self.inner),

@@ -6,15 +6,23 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::{Candidate, ElectionName, Elector, Leadership, LeadershipState};
 
-/// Logs one state change of a term as a `tracing` event with election, candidate and token.
-pub fn log_state(leadership: &Leadership, state: LeadershipState) {
+/// Logs one state change of a term as a `tracing` event with election, candidate and token;
+/// `previous` tells a first election (`elected`) from a recovery (`resumed`).
+pub fn log_state(
+    leadership: &Leadership,
+    previous: Option<LeadershipState>,
+    state: LeadershipState,
+) {
     let election = leadership.election().as_str();
     let candidate = leadership.candidate_id();
     let token = leadership.token().get();
     let backend = leadership.backend();
     match state {
-        LeadershipState::Leading => {
+        LeadershipState::Leading if previous.is_none() => {
             tracing::info!(election, candidate, token, backend, "elected")
+        }
+        LeadershipState::Leading => {
+            tracing::info!(election, candidate, token, backend, "resumed")
         }
         LeadershipState::Suspended => {
             tracing::warn!(election, candidate, token, backend, "suspended")
@@ -92,6 +100,7 @@ where
             },
         };
         let mut states = leadership.subscribe();
+        let mut previous = None;
         let run = work(leadership.clone());
         tokio::pin!(run);
         let outcome = loop {
@@ -99,7 +108,8 @@ where
                 output = &mut run => break Some(output),
                 _ = &mut shutdown => break None,
                 state = states.changed() => {
-                    log_state(&leadership, state);
+                    log_state(&leadership, previous, state);
+                    previous = Some(state);
                     if let LeadershipState::Lost(_) = state {
                         break None;
                     }

@@ -220,7 +220,11 @@ pub async fn single_winner_among_n(h: &Harness) {
             &format!("round {round}: someone winning"),
         )
         .await;
-        let winner = waiting.remove(winner).await.expect("campaign task").expect("campaign");
+        let winner = waiting
+            .remove(winner)
+            .await
+            .expect("campaign task")
+            .expect("campaign");
         assert!(
             winner.is_leader(),
             "round {round}: the winner does not report leadership"

@@ -1,0 +1,577 @@
+//! The engine of `elect run`: run a command only while leading.
+//!
+//! Campaign; when elected, start the command in its own process group with the term's
+//! fencing token in its environment; stop it when leadership ends — early enough that the
+//! SIGKILL after the grace period lands before the leadership deadline; campaign again (or
+//! exit with `--once`). When the command exits by itself, resign at once and exit with its
+//! status. Signals to `elect` are forwarded to the command's group.
+//!
+//! No child outlives its leadership: if `elect` is killed, the kernel's parent-death signal
+//! kills the command, and a small guardian process (see [`guard_process_group`]) kills the
+//! rest of its process group.
+
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use elect_core::{log_state, Elector, Error, Leadership, LeadershipState, LossReason, Result};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::Instant;
+
+use crate::settings::Settings;
+
+/// Exit codes of `elect`, besides the command's own.
+pub mod exit_code {
+    /// Stopped by SIGTERM or SIGINT (and the command, if running, ended by that signal).
+    pub const STOPPED: i32 = 0;
+    /// The command-line usage is wrong (clap's code).
+    pub const USAGE: i32 = 2;
+    /// Internal error.
+    pub const SOFTWARE: i32 = 70;
+    /// The backend cannot be reached.
+    pub const UNAVAILABLE: i32 = 69;
+    /// Leadership was lost and `--once` was given.
+    pub const LOST: i32 = 75;
+    /// The backend refused our credentials or the ACL forbids the operation.
+    pub const NO_PERMISSION: i32 = 77;
+    /// A configuration value is invalid, or the backend is not compiled in.
+    pub const CONFIG: i32 = 78;
+    /// The command exists but cannot be executed.
+    pub const CANNOT_EXECUTE: i32 = 126;
+    /// The command was not found.
+    pub const NOT_FOUND: i32 = 127;
+}
+
+/// The exit code for an error, by its kind.
+pub fn error_exit_code(error: &Error) -> i32 {
+    match error {
+        Error::Config(_) | Error::NotCompiled { .. } => exit_code::CONFIG,
+        Error::Unavailable { .. } | Error::Timeout { .. } | Error::Closed { .. } => {
+            exit_code::UNAVAILABLE
+        }
+        Error::PermissionDenied { .. } => exit_code::NO_PERMISSION,
+        _ => exit_code::SOFTWARE,
+    }
+}
+
+/// Why `elect run` could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The backend or the configuration failed.
+    #[error(transparent)]
+    Elect(#[from] Error),
+    /// The command could not be started.
+    #[error("cannot start {program:?}: {source}")]
+    Spawn {
+        /// The program as given.
+        program: String,
+        /// Why `exec` failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RunError {
+    /// The process exit code: 127 for a command not found, 126 for one that cannot be
+    /// executed, else by the error's kind (see [`error_exit_code`]).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Elect(error) => error_exit_code(error),
+            RunError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                exit_code::NOT_FOUND
+            }
+            RunError::Spawn { .. } => exit_code::CANNOT_EXECUTE,
+        }
+    }
+}
+
+/// Time kept between the SIGKILL and the deadline, for the signal to land.
+pub const KILL_MARGIN: Duration = Duration::from_millis(100);
+
+/// What `elect run` runs, and how it stops it.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The program and its arguments.
+    pub command: Vec<OsString>,
+    /// Time between SIGTERM and SIGKILL when the command must stop; shortened when the
+    /// leadership deadline would come first.
+    pub grace: Duration,
+    /// Exit after the first term instead of campaigning again.
+    pub once: bool,
+    /// A guardian program and its arguments: started beside each command, it reads its
+    /// stdin until `elect` dies and then kills the command's process group, whose id is
+    /// appended as the last argument. `None` relies on the parent-death signal alone, which
+    /// reaches the command but not its children.
+    pub guardian: Option<Vec<OsString>>,
+}
+
+/// How `elect run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunExit {
+    /// The command exited by itself (the term was resigned at once).
+    Exited(ExitStatus),
+    /// SIGTERM or SIGINT asked `elect` to stop; the command, if it ran, ended with this status.
+    Stopped {
+        /// The signal `elect` received.
+        signal: Signal,
+        /// The command's status, if it was running.
+        status: Option<ExitStatus>,
+    },
+    /// Leadership was lost and `--once` was given; the command was stopped.
+    Lost(LossReason),
+}
+
+impl RunExit {
+    /// The process exit code: the command's own, 128 + N for a command killed by signal N
+    /// (0 if that was the signal `elect` forwarded to stop it), 75 for a loss with `--once`.
+    pub fn code(&self) -> i32 {
+        match self {
+            RunExit::Exited(status) => status_code(*status),
+            RunExit::Stopped { signal, status } => match status {
+                Some(status) if status.signal() == Some(*signal as i32) => exit_code::STOPPED,
+                Some(status) => status_code(*status),
+                None => exit_code::STOPPED,
+            },
+            RunExit::Lost(_) => exit_code::LOST,
+        }
+    }
+}
+
+fn status_code(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => exit_code::SOFTWARE,
+    }
+}
+
+/// The signals `elect run` handles: SIGTERM and SIGINT stop it; SIGHUP, SIGQUIT, SIGUSR1 and
+/// SIGUSR2 are passed on to the command.
+#[derive(Debug)]
+pub struct Signals {
+    streams: Vec<(Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    /// Installs the handlers (from then on these signals no longer kill `elect`).
+    pub fn install() -> std::io::Result<Self> {
+        let kinds = [
+            (Signal::SIGTERM, SignalKind::terminate()),
+            (Signal::SIGINT, SignalKind::interrupt()),
+            (Signal::SIGHUP, SignalKind::hangup()),
+            (Signal::SIGQUIT, SignalKind::quit()),
+            (Signal::SIGUSR1, SignalKind::user_defined1()),
+            (Signal::SIGUSR2, SignalKind::user_defined2()),
+        ];
+        let streams = kinds
+            .into_iter()
+            .map(|(sig, kind)| signal(kind).map(|stream| (sig, stream)))
+            .collect::<std::io::Result<_>>()?;
+        Ok(Signals { streams })
+    }
+
+    /// The next signal received.
+    pub async fn recv(&mut self) -> Signal {
+        let next = futures::future::select_all(
+            self.streams
+                .iter_mut()
+                .map(|(sig, stream)| Box::pin(async move { stream.recv().await.map(|_| *sig) })),
+        );
+        match next.await.0 {
+            Some(sig) => sig,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+fn stops(signal: Signal) -> bool {
+    matches!(signal, Signal::SIGTERM | Signal::SIGINT)
+}
+
+/// When to send SIGTERM (and SIGKILL) so that the SIGKILL lands before the deadline.
+///
+/// `window` is how long before the deadline the command must be told to stop: the grace
+/// period plus [`KILL_MARGIN`], but never more than three quarters of the term's headroom,
+/// so that a healthy leader is never stopped between two renewals.
+pub fn stop_window(grace: Duration, headroom: Option<Duration>) -> Duration {
+    let wanted = grace + KILL_MARGIN;
+    match headroom {
+        Some(headroom) => wanted.min(headroom * 3 / 4),
+        None => wanted,
+    }
+}
+
+/// When SIGKILL follows a SIGTERM sent at `now`: after the grace period, but no later than
+/// the deadline minus [`KILL_MARGIN`], and not before `now`.
+pub fn kill_time(now: Instant, grace: Duration, deadline: Option<Instant>) -> Instant {
+    let after_grace = now + grace;
+    match deadline {
+        Some(deadline) => after_grace
+            .min(deadline.checked_sub(KILL_MARGIN).unwrap_or(now))
+            .max(now),
+        None => after_grace,
+    }
+}
+
+/// Runs `options.command` whenever this process leads `settings.election`.
+pub async fn run(
+    elector: &dyn Elector,
+    settings: &Settings,
+    options: &RunOptions,
+    signals: &mut Signals,
+) -> Result<RunExit, RunError> {
+    let election = &settings.election;
+    let candidate = &settings.candidate;
+    loop {
+        tracing::info!(
+            election = election.as_str(),
+            candidate = candidate.id(),
+            backend = elector.backend(),
+            "campaigning"
+        );
+        let leadership = loop {
+            tokio::select! {
+                sig = signals.recv() => {
+                    if stops(sig) {
+                        tracing::info!(election = election.as_str(), signal = %sig, "stopping before being elected");
+                        return Ok(RunExit::Stopped { signal: sig, status: None });
+                    }
+                }
+                won = elector.campaign(election, candidate) => match won {
+                    Ok(leadership) => break leadership,
+                    Err(error) if error.is_transient() => {
+                        tracing::warn!(election = election.as_str(), %error, "campaign failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(error) => return Err(error.into()),
+                },
+            }
+        };
+        log_state(&leadership, None, LeadershipState::Leading);
+        let term = match Term::start(&leadership, options) {
+            Ok(term) => term,
+            Err(error) => {
+                let _ = leadership.resign().await;
+                return Err(error);
+            }
+        };
+        let outcome = term.supervise(&leadership, options, signals).await;
+        if let Err(error) = leadership.resign().await {
+            tracing::warn!(election = election.as_str(), %error, "resign failed; the claim will expire");
+        }
+        match outcome? {
+            TermEnd::Exited(status) => return Ok(RunExit::Exited(status)),
+            TermEnd::Stopped(signal, status) => {
+                return Ok(RunExit::Stopped {
+                    signal,
+                    status: Some(status),
+                })
+            }
+            TermEnd::Lost(reason) if options.once => return Ok(RunExit::Lost(reason)),
+            TermEnd::Lost(_) => continue,
+        }
+    }
+}
+
+/// How one term's command ended.
+enum TermEnd {
+    Exited(ExitStatus),
+    Stopped(Signal, ExitStatus),
+    Lost(LossReason),
+}
+
+/// Why the command is being stopped.
+#[derive(Debug, Clone, Copy)]
+enum StopCause {
+    Lost(LossReason),
+    Unconfirmed,
+    Signal(Signal),
+}
+
+/// One term's command and its guardian.
+struct Term {
+    child: Child,
+    pgid: Pid,
+    guardian: Option<Child>,
+}
+
+impl Term {
+    fn start(leadership: &Leadership, options: &RunOptions) -> Result<Term, RunError> {
+        let (program, args) = options.command.split_first().ok_or_else(|| {
+            Error::from(elect_core::ConfigError::new(
+                "command",
+                "",
+                "no command to run",
+            ))
+        })?;
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .env("ELECT_FENCING_TOKEN", leadership.token().to_string())
+            .env("ELECT_ELECTION", leadership.election().as_str())
+            .env("ELECT_CANDIDATE_ID", leadership.candidate_id())
+            .env("ELECT_BACKEND", leadership.backend())
+            .process_group(0);
+        let parent = nix::unistd::getpid();
+        // SAFETY: the closure runs in the forked child before exec and only makes
+        // async-signal-safe system calls (prctl, getppid).
+        unsafe {
+            command.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+                // If elect died before prctl took effect, the signal will never come.
+                if nix::unistd::getppid() != parent {
+                    return Err(std::io::Error::other(
+                        "elect exited before the command started",
+                    ));
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(|source| RunError::Spawn {
+            program: program.to_string_lossy().into_owned(),
+            source,
+        })?;
+        let pid = child.id().expect("a just-spawned child has a pid");
+        let pgid = Pid::from_raw(pid as i32);
+        tracing::info!(
+            election = leadership.election().as_str(),
+            candidate = leadership.candidate_id(),
+            token = leadership.token().get(),
+            pid,
+            "command started"
+        );
+        let guardian = match &options.guardian {
+            Some(guardian) => match start_guardian(guardian, pgid) {
+                Ok(guardian) => Some(guardian),
+                Err(error) => {
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                    return Err(error.into());
+                }
+            },
+            None => None,
+        };
+        Ok(Term {
+            child,
+            pgid,
+            guardian,
+        })
+    }
+
+    async fn supervise(
+        mut self,
+        leadership: &Leadership,
+        options: &RunOptions,
+        signals: &mut Signals,
+    ) -> Result<TermEnd> {
+        let fields = (
+            leadership.election().as_str().to_owned(),
+            leadership.candidate_id().to_owned(),
+            leadership.token().get(),
+        );
+        let (election, candidate, token) = (fields.0.as_str(), fields.1.as_str(), fields.2);
+        let window = stop_window(options.grace, leadership.headroom());
+        if window < options.grace + KILL_MARGIN {
+            tracing::warn!(
+                election,
+                grace_ms = options.grace.as_millis() as u64,
+                window_ms = window.as_millis() as u64,
+                "the grace period is longer than the TTL allows; the command gets less when renewals stop"
+            );
+        }
+        let mut states = leadership.subscribe();
+        let mut previous = Some(LeadershipState::Leading);
+        let mut stopping: Option<(StopCause, Instant)> = None;
+        let mut killed = false;
+        let end = loop {
+            let term_at = match stopping {
+                None => leadership
+                    .deadline()
+                    .map(|d| d.checked_sub(window).unwrap_or_else(Instant::now)),
+                Some(_) => None,
+            };
+            let kill_at = stopping.filter(|_| !killed).map(|(_, at)| at);
+            tokio::select! {
+                status = self.child.wait() => {
+                    let status = status.map_err(|e| Error::backend("run", "wait for the command", e))?;
+                    tracing::info!(election, candidate, token, status = %status, "command exited");
+                    break match stopping {
+                        None => TermEnd::Exited(status),
+                        Some((StopCause::Signal(sig), _)) => TermEnd::Stopped(sig, status),
+                        Some((StopCause::Lost(reason), _)) => TermEnd::Lost(reason),
+                        Some((StopCause::Unconfirmed, _)) => TermEnd::Lost(match leadership.state() {
+                            LeadershipState::Lost(reason) => reason,
+                            _ => LossReason::DeadlinePassed,
+                        }),
+                    };
+                }
+                // After Lost the watch answers at once, forever: stop asking.
+                state = states.changed(), if !matches!(previous, Some(LeadershipState::Lost(_))) => {
+                    if previous != Some(state) {
+                        log_state(leadership, previous, state);
+                        previous = Some(state);
+                    }
+                    if let (LeadershipState::Lost(reason), None) = (state, stopping) {
+                        stopping = Some(self.stop(StopCause::Lost(reason), options.grace, leadership));
+                    }
+                }
+                _ = sleep_until(term_at), if term_at.is_some() => {
+                    // Wake-ups come at the old stop time; the deadline may have moved since.
+                    let due = leadership.deadline().is_some_and(|d| Instant::now() + window >= d);
+                    if due {
+                        tracing::warn!(election, candidate, token, "leadership not confirmed in time; stopping the command");
+                        stopping = Some(self.stop(StopCause::Unconfirmed, options.grace, leadership));
+                    }
+                }
+                _ = sleep_until(kill_at), if kill_at.is_some() => {
+                    tracing::warn!(election, candidate, token, pgid = self.pgid.as_raw(), "sending SIGKILL to the command's process group");
+                    self.signal_group(Signal::SIGKILL);
+                    killed = true;
+                }
+                sig = signals.recv() => {
+                    if stops(sig) && stopping.is_none() {
+                        tracing::info!(election, candidate, token, signal = %sig, "stopping: signal forwarded to the command");
+                        let kill_at = kill_time(Instant::now(), options.grace, leadership.deadline());
+                        self.signal_group(sig);
+                        stopping = Some((StopCause::Signal(sig), kill_at));
+                    } else {
+                        self.signal_group(sig);
+                    }
+                }
+            }
+        };
+        // Whatever the command left in its group goes with it.
+        self.signal_group(Signal::SIGKILL);
+        if let Some(mut guardian) = self.guardian.take() {
+            drop(guardian.stdin.take());
+            let _ = guardian.wait().await;
+        }
+        Ok(end)
+    }
+
+    /// Sends SIGTERM now; returns the cause and when SIGKILL follows.
+    fn stop(
+        &mut self,
+        cause: StopCause,
+        grace: Duration,
+        leadership: &Leadership,
+    ) -> (StopCause, Instant) {
+        let now = Instant::now();
+        let kill_at = kill_time(now, grace, leadership.deadline());
+        tracing::info!(
+            election = leadership.election().as_str(),
+            pgid = self.pgid.as_raw(),
+            cause = ?cause,
+            kill_in_ms = (kill_at - now).as_millis() as u64,
+            "sending SIGTERM to the command's process group"
+        );
+        self.signal_group(Signal::SIGTERM);
+        (cause, kill_at)
+    }
+
+    fn signal_group(&self, sig: Signal) {
+        // ESRCH: the group is already gone.
+        let _ = killpg(self.pgid, sig);
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn start_guardian(guardian: &[OsString], pgid: Pid) -> Result<Child> {
+    let (program, args) = guardian
+        .split_first()
+        .ok_or_else(|| elect_core::ConfigError::new("guardian", "", "empty guardian command"))?;
+    Command::new(program)
+        .args(args)
+        .arg(pgid.as_raw().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        // Its own group, so that a Ctrl-C at the terminal does not end it before elect.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Error::backend("run", "start the guardian", e))
+}
+
+/// The guardian's whole job: wait until `elect` (our stdin's writer) is gone, then kill the
+/// process group `pgid`. `elect` runs this as its hidden `__guard` subcommand.
+pub async fn guard_process_group(pgid: i32) {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stop_window_never_exceeds_three_quarters_of_the_headroom() {
+        // etcd with a 10 s TTL and a 1.2 s margin: headroom 10 − 1.2 − 3.2 = 5.6 s.
+        let headroom = Some(Duration::from_millis(5_600));
+        assert_eq!(
+            stop_window(Duration::from_secs(1), headroom),
+            Duration::from_millis(1_100)
+        );
+        assert_eq!(
+            stop_window(Duration::from_secs(10), headroom),
+            Duration::from_millis(4_200)
+        );
+        assert_eq!(
+            stop_window(Duration::from_secs(10), None),
+            Duration::from_millis(10_100)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sigkill_lands_before_the_deadline_and_never_in_the_past() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(3);
+        // The grace period would end after the deadline: SIGKILL comes KILL_MARGIN before it.
+        assert_eq!(
+            kill_time(now, Duration::from_secs(10), Some(deadline)),
+            deadline - KILL_MARGIN
+        );
+        // A short grace period is kept as it is.
+        assert_eq!(
+            kill_time(now, Duration::from_secs(1), Some(deadline)),
+            now + Duration::from_secs(1)
+        );
+        // Past the deadline already: at once.
+        assert_eq!(kill_time(now, Duration::from_secs(1), Some(now)), now);
+        // No deadline (file backend): the grace period.
+        assert_eq!(
+            kill_time(now, Duration::from_secs(2), None),
+            now + Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn exit_codes_pass_the_command_status_through() {
+        let exited = |code: i32| ExitStatus::from_raw(code << 8);
+        let killed = |sig: i32| ExitStatus::from_raw(sig);
+        assert_eq!(RunExit::Exited(exited(3)).code(), 3);
+        assert_eq!(RunExit::Exited(killed(9)).code(), 137);
+        let stopped = |status| RunExit::Stopped {
+            signal: Signal::SIGTERM,
+            status,
+        };
+        assert_eq!(stopped(Some(killed(15))).code(), 0);
+        assert_eq!(stopped(Some(exited(1))).code(), 1);
+        assert_eq!(stopped(None).code(), 0);
+        assert_eq!(RunExit::Lost(LossReason::Revoked).code(), exit_code::LOST);
+    }
+}

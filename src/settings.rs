@@ -1,0 +1,111 @@
+//! Where a command's configuration comes from: a TOML file or a URL, then `ELECT_*`
+//! environment overrides, then command-line flags — each later source wins.
+
+use std::path::Path;
+
+use elect_core::config::Config;
+use elect_core::{Candidate, ConfigError, ElectionName};
+
+/// The command-line flags that shape the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    /// `--config FILE`: a TOML config.
+    pub config: Option<std::path::PathBuf>,
+    /// `--url URL`: the URL form; its path names the election.
+    pub url: Option<String>,
+    /// `--election NAME`: overrides the config's or URL's election.
+    pub election: Option<String>,
+    /// `--id ID`: this candidate's id.
+    pub id: Option<String>,
+}
+
+/// A configuration ready to use: the backend, the election, and who we are.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The backend and its settings.
+    pub config: Config,
+    /// The election to campaign in or report on.
+    pub election: ElectionName,
+    /// This process as a candidate.
+    pub candidate: Candidate,
+}
+
+impl Settings {
+    /// Resolves `flags` against the config they name (or the file backend's default) and the
+    /// environment `vars`. With neither `--config` nor `--url`, the file backend is used.
+    ///
+    /// ```
+    /// use elect::settings::{Flags, Settings};
+    /// let flags = Flags { election: Some("demo".into()), ..Flags::default() };
+    /// let settings = Settings::resolve(&flags, std::iter::empty::<(String, String)>()).unwrap();
+    /// assert_eq!(settings.config.backend.name(), "file");
+    /// assert_eq!(settings.election.as_str(), "demo");
+    /// ```
+    pub fn resolve<I, K, V>(flags: &Flags, vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut config = match (&flags.config, &flags.url) {
+            (Some(_), Some(url)) => {
+                return Err(ConfigError::new(
+                    "--url",
+                    url,
+                    "give either --config or --url, not both",
+                ))
+            }
+            (Some(path), None) => read_config_file(path)?,
+            (None, Some(url)) => Config::from_url(url)?,
+            (None, None) => Config::file_default(),
+        };
+        config.apply_env(vars)?;
+        if let Some(name) = &flags.election {
+            config.election = Some(ElectionName::parse_field("--election", name)?);
+        }
+        if let Some(id) = &flags.id {
+            elect_core::check_id("--id", id)?;
+            config.id = Some(id.clone());
+        }
+        let election = config.election.clone().ok_or_else(|| {
+            ConfigError::new(
+                "--election",
+                "",
+                "no election given: use --election NAME, a URL path or `election` in the config",
+            )
+        })?;
+        let candidate = match &config.id {
+            Some(id) => {
+                let value = config.value.clone().unwrap_or_else(|| id.clone());
+                Candidate::new(id.clone(), value)?
+            }
+            None => {
+                let generated = Candidate::generated();
+                match &config.value {
+                    Some(value) => Candidate::new(generated.id(), value.clone())?,
+                    None => generated,
+                }
+            }
+        };
+        Ok(Settings {
+            config,
+            election,
+            candidate,
+        })
+    }
+}
+
+/// Reads and parses a TOML config file; an unreadable file names the path.
+pub fn read_config_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            "--config",
+            path.display().to_string(),
+            format!("cannot read it: {e}"),
+        )
+    })?;
+    Config::from_toml(&text).map_err(|mut e| {
+        e.problem = format!("{} (in {})", e.problem, path.display());
+        e
+    })
+}

@@ -1,0 +1,481 @@
+//! The `elect` binary end to end on the file backend: what a user running it sees.
+//!
+//! Each test gets its own lock directory (`ELECT_FILE_DIR`). Waits poll the file system or
+//! the process table under a deadline: a process's death has no event to wait on.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+/// `elect` with a private lock directory and none of the caller's `ELECT_*` variables.
+fn elect(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_elect"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ELECT_") {
+            command.env_remove(key);
+        }
+    }
+    command.env("ELECT_FILE_DIR", dir.join("locks"));
+    command
+}
+
+/// Polls `check` every 5 ms until it returns `Some`, for at most `limit`.
+fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        sleep(Duration::from_millis(5));
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok() && !is_zombie(pid)
+}
+
+fn is_zombie(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+fn group_alive(pgid: i32) -> bool {
+    // killpg(…, 0) also counts zombies; a group of zombies only is gone for our purpose.
+    if killpg(Pid::from_raw(pgid), None).is_err() {
+        return false;
+    }
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                return false;
+            };
+            let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+                return false;
+            };
+            let fields: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            // fields[0] = state, fields[2] = pgrp
+            fields.get(2) == Some(&pgid.to_string().as_str()) && fields[0] != "Z" && pid > 0
+        })
+}
+
+fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    wait_for(limit, what, || child.try_wait().expect("try_wait"))
+}
+
+/// A record a child writes when it starts: `<candidate id> <token> <pid>`.
+#[derive(Debug, Clone, PartialEq)]
+struct Start {
+    id: String,
+    token: u64,
+    pid: i32,
+}
+
+fn starts(log: &Path) -> Vec<Start> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let mut parts = line.split_whitespace();
+            Start {
+                id: parts.next().unwrap().to_owned(),
+                token: parts.next().unwrap().parse().unwrap(),
+                pid: parts.next().unwrap().parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// A command that logs its start and then works forever, with a grandchild in its group.
+fn worker(log: &Path) -> Vec<String> {
+    let script = format!(
+        "echo \"$ELECT_CANDIDATE_ID $ELECT_FENCING_TOKEN $$\" >> {}; sleep 1000 & wait",
+        log.display()
+    );
+    vec!["sh".into(), "-c".into(), script]
+}
+
+fn spawn_run(dir: &Path, id: &str, election: &str, extra: &[&str], command: &[String]) -> Child {
+    elect(dir)
+        .args(["run", "--election", election, "--id", id])
+        .args(extra)
+        .arg("--")
+        .args(command)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start elect")
+}
+
+struct KillOnDrop(Vec<Child>);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn two_runs_one_child_at_a_time_and_kill_9_hands_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("starts.log");
+    let command = worker(&log);
+    let mut runs = KillOnDrop(vec![
+        spawn_run(dir.path(), "a", "demo", &[], &command),
+        spawn_run(dir.path(), "b", "demo", &[], &command),
+    ]);
+
+    let first = wait_for(Duration::from_secs(10), "a first child", || {
+        starts(&log).first().cloned()
+    });
+    // Started together, but only one child may run.
+    sleep(Duration::from_millis(500));
+    assert_eq!(
+        starts(&log).len(),
+        1,
+        "two children started: {:?}",
+        starts(&log)
+    );
+    assert!(alive(first.pid));
+
+    let leader = if first.id == "a" { 0 } else { 1 };
+    let killed_at = Instant::now();
+    runs.0[leader].kill().expect("kill -9 the leading elect");
+    runs.0[leader].wait().unwrap();
+
+    // Its child, and the child's own child, are gone within 100 ms.
+    wait_for(
+        Duration::from_millis(100),
+        "the killed elect's process group gone",
+        || (!group_alive(first.pid)).then_some(()),
+    );
+    let gone_after = killed_at.elapsed();
+
+    let second = wait_for(Duration::from_secs(1), "the other child starting", || {
+        starts(&log).get(1).cloned()
+    });
+    let handover = killed_at.elapsed();
+    assert_ne!(second.id, first.id);
+    assert!(
+        second.token > first.token,
+        "token did not grow: {first:?} then {second:?}"
+    );
+    assert!(!alive(first.pid), "the old child still runs");
+    eprintln!("kill -9 leader: group gone after {gone_after:?}, successor's child started after {handover:?}");
+}
+
+#[test]
+fn a_command_that_exits_resigns_and_passes_its_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = elect(dir.path())
+        .args([
+            "run",
+            "--election",
+            "once",
+            "--",
+            "sh",
+            "-c",
+            "test \"$ELECT_FENCING_TOKEN\" -gt 0 && exit 7",
+        ])
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(7));
+    let out = status_json(dir.path(), "once");
+    assert_eq!(
+        out["leader"],
+        serde_json::Value::Null,
+        "the term was not resigned: {out}"
+    );
+    // The next term gets a greater token.
+    let status = elect(dir.path())
+        .args([
+            "run",
+            "--election",
+            "once",
+            "--",
+            "sh",
+            "-c",
+            "exit $ELECT_FENCING_TOKEN",
+        ])
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+}
+
+fn status_json(dir: &Path, election: &str) -> serde_json::Value {
+    let out = elect(dir)
+        .args(["status", "--json", "--election", election])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
+}
+
+#[test]
+fn status_shows_the_leader_and_the_waiting_candidates() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("starts.log");
+    let command = worker(&log);
+    let _runs = KillOnDrop(vec![spawn_run(dir.path(), "alpha", "stat", &[], &command)]);
+    let start = wait_for(Duration::from_secs(10), "alpha leading", || {
+        starts(&log).first().cloned()
+    });
+    let _more = KillOnDrop(vec![spawn_run(dir.path(), "beta", "stat", &[], &command)]);
+    let status = wait_for(Duration::from_secs(5), "beta listed as waiting", || {
+        let status = status_json(dir.path(), "stat");
+        (status["candidates"].as_array().map_or(0, Vec::len) == 2).then_some(status)
+    });
+    assert_eq!(status["backend"], "file");
+    assert_eq!(status["leader"]["id"], "alpha");
+    assert_eq!(status["leader"]["token"], start.token);
+    assert_eq!(status["candidates"][1]["id"], "beta");
+    assert_eq!(status["candidates"][1]["leading"], false);
+    let human = elect(dir.path())
+        .args(["status", "--election", "stat"])
+        .output()
+        .unwrap();
+    let human = String::from_utf8(human.stdout).unwrap();
+    assert!(
+        human.contains("leader    alpha") && human.contains("waiting   beta"),
+        "{human}"
+    );
+}
+
+#[test]
+fn observe_prints_one_line_per_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("observed");
+    let mut observer = elect(dir.path())
+        .args(["observe", "--json", "--election", "obs"])
+        .stdout(fs::File::create(&lines).unwrap())
+        .spawn()
+        .unwrap();
+    let _guard = scopeguard(&mut observer);
+    let read = || -> Vec<serde_json::Value> {
+        fs::read_to_string(&lines)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("observe --json prints JSON lines"))
+            .collect()
+    };
+    wait_for(Duration::from_secs(5), "the first line", || {
+        (!read().is_empty()).then_some(())
+    });
+    let status = elect(dir.path())
+        .args([
+            "run",
+            "--election",
+            "obs",
+            "--id",
+            "worker",
+            "--",
+            "sleep",
+            "0.5",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let seen = wait_for(Duration::from_secs(5), "leader and no leader again", || {
+        let seen = read();
+        (seen.len() >= 3).then_some(seen)
+    });
+    assert_eq!(seen[0]["leader"], serde_json::Value::Null);
+    assert_eq!(seen[1]["leader"]["id"], "worker");
+    assert_eq!(seen[2]["leader"], serde_json::Value::Null);
+    assert_eq!(seen.len(), 3, "extra lines: {seen:?}");
+}
+
+fn scopeguard(child: &mut Child) -> impl Drop + '_ {
+    struct Guard<'a>(&'a mut Child);
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    Guard(child)
+}
+
+#[test]
+fn sigterm_is_forwarded_and_elect_exits_when_the_command_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("got-term");
+    let ready = dir.path().join("ready");
+    let script = format!(
+        "trap 'echo term > {}; exit 0' TERM; touch {}; while :; do sleep 0.05; done",
+        marker.display(),
+        ready.display()
+    );
+    let mut run = elect(dir.path())
+        .args(["run", "--election", "term", "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the command ready", || {
+        ready.exists().then_some(())
+    });
+    kill(Pid::from_raw(run.id() as i32), Signal::SIGTERM).unwrap();
+    let status = wait_exit(
+        &mut run,
+        Duration::from_secs(5),
+        "elect exiting after SIGTERM",
+    );
+    assert_eq!(status.code(), Some(0));
+    assert!(marker.exists(), "the command did not get SIGTERM");
+    assert_eq!(
+        status_json(dir.path(), "term")["leader"],
+        serde_json::Value::Null
+    );
+}
+
+#[test]
+fn a_lost_claim_stops_the_command_and_once_exits_75() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    // The command ignores SIGTERM: only SIGKILL after the grace period ends it.
+    let script = format!(
+        "trap '' TERM; touch {}; while :; do sleep 0.05; done",
+        ready.display()
+    );
+    let mut run = elect(dir.path())
+        .args([
+            "run",
+            "--once",
+            "--grace",
+            "300ms",
+            "--election",
+            "lose",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the command ready", || {
+        ready.exists().then_some(())
+    });
+    let deleted_at = Instant::now();
+    fs::remove_file(dir.path().join("locks/lose.lock")).unwrap();
+    let status = wait_exit(
+        &mut run,
+        Duration::from_secs(3),
+        "elect exiting after the loss",
+    );
+    let took = deleted_at.elapsed();
+    assert_eq!(status.code(), Some(75));
+    assert!(
+        took >= Duration::from_millis(300),
+        "SIGKILL came before the grace period: {took:?}"
+    );
+    let Output { stderr, .. } = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert!(
+        stderr.contains("revoked") && stderr.contains("SIGKILL"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_input_gets_distinct_exit_codes_and_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], i32, &str); 6] = [
+        (
+            &["run", "--url", "bogus://x/y", "--", "true"],
+            78,
+            "unknown scheme",
+        ),
+        (
+            &["run", "--election", "bad/name", "--", "true"],
+            78,
+            "--election",
+        ),
+        (&["status"], 78, "no election"),
+        (
+            &["run", "--election", "e", "--grace", "5", "--", "true"],
+            2,
+            "--grace",
+        ),
+        (
+            &["run", "--url", "etcd://127.0.0.1:2379/e", "--", "true"],
+            78,
+            "not compiled in",
+        ),
+        (
+            &["run", "--election", "e", "--", "/nonexistent/command"],
+            127,
+            "/nonexistent/command",
+        ),
+    ];
+    for (args, code, needle) in cases {
+        let out = elect(dir.path()).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {stderr:?} should mention {needle:?}"
+        );
+    }
+}
+
+#[test]
+fn log_json_has_election_candidate_and_token_on_every_state_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = elect(dir.path())
+        .args([
+            "run",
+            "--log-json",
+            "--election",
+            "logs",
+            "--id",
+            "me",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("--log-json writes JSON lines"))
+        .collect();
+    let messages: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    for wanted in ["campaigning", "elected", "resigned"] {
+        let event = events
+            .iter()
+            .find(|e| e["message"] == wanted)
+            .unwrap_or_else(|| panic!("no {wanted:?} in {messages:?}"));
+        assert_eq!(event["election"], "logs");
+        assert_eq!(event["candidate"], "me");
+        if wanted != "campaigning" {
+            assert_eq!(event["token"], 1);
+        }
+    }
+}
