@@ -12,7 +12,7 @@
 //! * behind the `testkit` feature, the conformance suite every backend must pass.
 //!
 //! A third-party backend depends on this crate alone, implements [`Elector`] and
-//! [`Claim`], and runs [`testkit`] against itself.
+//! [`Claim`], and runs the conformance suite (module `testkit`, feature `testkit`) against itself.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 

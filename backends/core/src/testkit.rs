@@ -637,10 +637,34 @@ pub async fn fenced_put_commits_only_for_the_current_term(h: &Harness) {
 /// Expands to one `#[tokio::test]` per conformance case, each with a harness from `$harness`
 /// (an expression evaluated per test).
 ///
-/// ```ignore
-/// mod memory {
-///     elect_core::conformance_suite!(crate::memory_harness());
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use elect_core::testkit::Harness;
+/// use elect_core::{Elector, MemoryStore};
+/// use futures::FutureExt;
+///
+/// fn harness() -> Harness {
+///     let store = MemoryStore::new();
+///     let deleting = store.clone();
+///     Harness::new(
+///         "memory",
+///         Arc::new(move || {
+///             let elector: Arc<dyn Elector> =
+///                 Arc::new(store.elector(Duration::from_secs(2), Duration::from_millis(200)));
+///             async move { Ok(elector) }.boxed()
+///         }),
+///         Arc::new(move |election| {
+///             deleting.delete_claims(&election);
+///             async { Ok(()) }.boxed()
+///         }),
+///     )
 /// }
+///
+/// mod memory {
+///     elect_core::conformance_suite!(super::harness());
+/// }
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! conformance_suite {

@@ -1,0 +1,308 @@
+//! The real-cluster harness itself (`tests/cluster/cluster`): each 3-node cluster (etcd, Consul,
+//! ZooKeeper) reaches quorum, keeps it when one node dies — first a follower, then the cluster's
+//! own raft/zab leader — and takes the node back when it is restarted on its old data.
+//!
+//! The servers come from `tests/cluster/cluster install` (which `up` runs when they are missing).
+//! A missing server is a failure that says so, never a skip. Clusters that were already up when
+//! the test started are left up (all nodes running again); clusters it started itself are taken
+//! down at the end, also when it fails.
+//!
+//! Only std: the script is run as a child process, every call bounded by a timeout.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BACKENDS: [&str; 3] = ["etcd", "consul", "zookeeper"];
+
+/// `up` may have to install the servers first (a download from Debian's archive).
+const UP_TIMEOUT: Duration = Duration::from_secs(900);
+/// Any other single call of the script.
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// Quorum after a node dies (a leader's death costs an election: ~1–4 s on these settings).
+const QUORUM_DEADLINE: Duration = Duration::from_secs(30);
+/// A restarted node is running and healthy again.
+const REJOIN_DEADLINE: Duration = Duration::from_secs(90);
+/// Pause between two status polls.
+const POLL: Duration = Duration::from_millis(250);
+
+const INSTALL_HINT: &str = "the servers come from `tests/cluster/cluster install` \
+     (etcd 3.5, Consul 1.8, ZooKeeper 3.8 from Debian's archive, and a Java runtime); \
+     run it and read its message";
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("cluster")
+        .join("cluster")
+}
+
+struct Run {
+    args: String,
+    /// `None` when the call was killed at its timeout.
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    fn describe(&self) -> String {
+        let status = match self.status {
+            Some(s) => s.to_string(),
+            None => "killed at its timeout".to_string(),
+        };
+        format!(
+            "`tests/cluster/cluster {}`: {status}\n--- stdout\n{}--- stderr\n{}",
+            self.args, self.stdout, self.stderr
+        )
+    }
+
+    /// The summary line `<backend>: quorum healthy=3/3 running=3/3 leader=n2`.
+    fn summary(&self, backend: &str) -> &str {
+        let prefix = format!("{backend}: ");
+        self.stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or("")
+    }
+}
+
+/// Runs the script with `args`, killing it (and whatever it started in its process group) at
+/// `timeout`. Server nodes run in their own sessions, so they are not touched by that.
+fn cluster(args: &[&str], timeout: Duration) -> Run {
+    use std::os::unix::process::CommandExt;
+    let path = script();
+    assert!(
+        path.is_file(),
+        "{} is missing: the harness is part of the repository",
+        path.display()
+    );
+    let mut child = Command::new(&path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+    let pid = child.id();
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let mut err = child.stderr.take().expect("stderr is piped");
+    let out_reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(timeout) {
+        Ok(r) => Some(r.expect("waiting for the cluster script")),
+        Err(_) => {
+            // the whole process group: the script and its etcdctl/java/... children
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+            let _ = rx.recv();
+            None
+        }
+    };
+    let _ = waiter.join();
+    Run {
+        args: args.join(" "),
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+/// Polls `status <backend>` until `done` accepts it or `deadline` passes; returns the last run.
+fn poll_status(backend: &str, deadline: Duration, done: impl Fn(&Run) -> bool) -> Result<Run, Run> {
+    let end = Instant::now() + deadline;
+    loop {
+        let run = cluster(&["status", backend], CALL_TIMEOUT);
+        if done(&run) {
+            return Ok(run);
+        }
+        if Instant::now() >= end {
+            return Err(run);
+        }
+        thread::sleep(POLL);
+    }
+}
+
+fn has_quorum(run: &Run, backend: &str) -> bool {
+    run.ok() && run.summary(backend).contains(": quorum ")
+}
+
+fn all_back(run: &Run, backend: &str) -> bool {
+    let s = run.summary(backend);
+    has_quorum(run, backend) && s.contains("healthy=3/3") && s.contains("running=3/3")
+}
+
+fn leader(backend: &str) -> u32 {
+    // right after a restart the cluster may still be settling on its leader
+    let end = Instant::now() + QUORUM_DEADLINE;
+    loop {
+        let run = cluster(&["leader", backend], CALL_TIMEOUT);
+        if run.ok() {
+            let n: u32 = run.stdout.trim().parse().unwrap_or_else(|_| {
+                panic!(
+                    "`leader {backend}` printed no node index\n{}",
+                    run.describe()
+                )
+            });
+            assert!(
+                (1..=3).contains(&n),
+                "leader index out of range\n{}",
+                run.describe()
+            );
+            return n;
+        }
+        assert!(
+            Instant::now() < end,
+            "{backend}: no leader within {QUORUM_DEADLINE:?}\n{}",
+            run.describe()
+        );
+        thread::sleep(POLL);
+    }
+}
+
+fn node_line(run: &Run, backend: &str, node: u32) -> String {
+    let tag = format!("n{node}");
+    run.stdout
+        .lines()
+        .find(|l| {
+            let mut f = l.split_whitespace();
+            f.next() == Some(backend) && f.next() == Some(tag.as_str())
+        })
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Takes down, on drop, a cluster that this test brought up.
+struct Down(Option<&'static str>);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        if let Some(backend) = self.0 {
+            let run = cluster(&["down", backend], CALL_TIMEOUT);
+            if !run.ok() {
+                eprintln!("could not take {backend} down again: {}", run.describe());
+            }
+        }
+    }
+}
+
+/// Kill node `victim` (`what` says which role it had), check the cluster keeps or regains
+/// quorum, restart the node and wait until all three are running and healthy again.
+fn kill_and_restart(backend: &str, victim: u32, what: &str) {
+    let n = victim.to_string();
+    let killed = cluster(&["kill", backend, &n], CALL_TIMEOUT);
+    assert!(
+        killed.ok(),
+        "{backend}: killing {what} n{victim} failed\n{}",
+        killed.describe()
+    );
+    let started = Instant::now();
+
+    let after =
+        poll_status(backend, QUORUM_DEADLINE, |r| has_quorum(r, backend)).unwrap_or_else(|r| {
+            panic!(
+                "{backend}: no quorum within {QUORUM_DEADLINE:?} after killing {what} n{victim} \
+             (2 of 3 nodes must be enough)\n{}",
+                r.describe()
+            )
+        });
+    let line = node_line(&after, backend, victim);
+    assert!(
+        line.contains("stopped"),
+        "{backend}: status does not show killed n{victim} as stopped: {line:?}\n{}",
+        after.describe()
+    );
+    assert!(
+        after.summary(backend).contains("running=2/3"),
+        "{backend}: expected 2 of 3 nodes running\n{}",
+        after.describe()
+    );
+    eprintln!(
+        "{backend}: {what} n{victim} killed; quorum after {:?}: {}",
+        started.elapsed(),
+        after.summary(backend)
+    );
+    if what == "leader" {
+        let new = leader(backend);
+        assert_ne!(
+            new, victim,
+            "{backend}: the killed node n{victim} is still reported as leader"
+        );
+    }
+
+    let restart = cluster(&["start", backend, &n], CALL_TIMEOUT);
+    assert!(
+        restart.ok(),
+        "{backend}: restarting n{victim} failed\n{}",
+        restart.describe()
+    );
+    let started = Instant::now();
+    let back =
+        poll_status(backend, REJOIN_DEADLINE, |r| all_back(r, backend)).unwrap_or_else(|r| {
+            panic!(
+                "{backend}: restarted n{victim} did not rejoin (3/3 running and healthy) within \
+             {REJOIN_DEADLINE:?}\n{}",
+                r.describe()
+            )
+        });
+    eprintln!(
+        "{backend}: n{victim} restarted; rejoined after {:?}: {}",
+        started.elapsed(),
+        back.summary(backend)
+    );
+}
+
+#[test]
+fn clusters_keep_quorum_when_one_node_dies() {
+    for backend in BACKENDS {
+        let before = cluster(&["status", backend], CALL_TIMEOUT);
+        let was_up = all_back(&before, backend);
+
+        let up = cluster(&["up", backend], UP_TIMEOUT);
+        let _down = Down(if was_up { None } else { Some(backend) });
+        assert!(
+            up.ok(),
+            "{backend}: `tests/cluster/cluster up {backend}` failed; {INSTALL_HINT}\n{}",
+            up.describe()
+        );
+
+        let status = cluster(&["status", backend], CALL_TIMEOUT);
+        assert!(
+            status.ok() && all_back(&status, backend),
+            "{backend}: `status` after `up` must exit 0 with 3/3 healthy\n{}",
+            status.describe()
+        );
+        eprintln!("{backend}: up: {}", status.summary(backend));
+
+        // a follower dies: the other two keep quorum without an election
+        let lead = leader(backend);
+        let follower = lead % 3 + 1;
+        kill_and_restart(backend, follower, "follower");
+
+        // the cluster's own leader dies: the other two elect a new one
+        let lead = leader(backend);
+        kill_and_restart(backend, lead, "leader");
+    }
+}
