@@ -15,7 +15,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use elect_core::{log_state, Elector, Error, Leadership, LeadershipState, LossReason, Result};
+use elect_core::{
+    campaign_logged, log_state, resign_or_let_expire, Elector, Error, Leadership, LeadershipState,
+    LossReason, Result,
+};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
@@ -228,12 +231,9 @@ pub async fn run(
     let election = &settings.election;
     let candidate = &settings.candidate;
     loop {
-        tracing::info!(
-            election = election.as_str(),
-            candidate = candidate.id(),
-            backend = elector.backend(),
-            "campaigning"
-        );
+        // One campaign future for the whole wait: a forwarded signal must not restart it.
+        let campaign = campaign_logged(elector, election, candidate);
+        tokio::pin!(campaign);
         let leadership = loop {
             tokio::select! {
                 sig = signals.recv() => {
@@ -242,28 +242,18 @@ pub async fn run(
                         return Ok(RunExit::Stopped { signal: sig, status: None });
                     }
                 }
-                won = elector.campaign(election, candidate) => match won {
-                    Ok(leadership) => break leadership,
-                    Err(error) if error.is_transient() => {
-                        tracing::warn!(election = election.as_str(), %error, "campaign failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    Err(error) => return Err(error.into()),
-                },
+                won = &mut campaign => break won?,
             }
         };
-        log_state(&leadership, None, LeadershipState::Leading);
         let term = match Term::start(&leadership, options) {
             Ok(term) => term,
             Err(error) => {
-                let _ = leadership.resign().await;
+                resign_or_let_expire(&leadership).await;
                 return Err(error);
             }
         };
         let outcome = term.supervise(&leadership, options, signals).await;
-        if let Err(error) = leadership.resign().await {
-            tracing::warn!(election = election.as_str(), %error, "resign failed; the claim will expire");
-        }
+        resign_or_let_expire(&leadership).await;
         match outcome? {
             TermEnd::Exited(status) => return Ok(RunExit::Exited(status)),
             TermEnd::Stopped(signal, status) => {

@@ -278,8 +278,8 @@ impl Leadership {
             return Ok(());
         }
         tracing::info!(
-            election = %self.election,
-            candidate = %self.candidate_id,
+            election = self.election.as_str(),
+            candidate = self.candidate_id.as_str(),
             token = self.token.get(),
             backend = self.backend,
             "resigned"

@@ -37,4 +37,6 @@ pub use names::{
     check_id, check_value, default_candidate_id, Candidate, CandidateInfo, ElectionName,
     FencingToken, LeaderInfo, MAX_ELECTION_LEN, MAX_ID_LEN, MAX_VALUE_LEN,
 };
-pub use supervise::{log_state, run_while_leader};
+pub use supervise::{
+    campaign_logged, log_state, resign_or_let_expire, run_while_leader, RESIGN_TIMEOUT,
+};

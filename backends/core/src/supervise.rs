@@ -79,28 +79,12 @@ where
 {
     tokio::pin!(shutdown);
     loop {
-        tracing::info!(
-            election = election.as_str(),
-            candidate = candidate.id(),
-            backend = elector.backend(),
-            "campaigning"
-        );
         let leadership = tokio::select! {
             _ = &mut shutdown => return Ok(None),
-            won = elector.campaign(election, candidate) => match won {
-                Ok(leadership) => leadership,
-                Err(error) if error.is_transient() => {
-                    tracing::warn!(election = election.as_str(), %error, "campaign failed; retrying");
-                    tokio::select! {
-                        _ = &mut shutdown => return Ok(None),
-                        _ = tokio::time::sleep(RETRY_PAUSE) => continue,
-                    }
-                }
-                Err(error) => return Err(error),
-            },
+            won = campaign_logged(elector, election, candidate) => won?,
         };
         let mut states = leadership.subscribe();
-        let mut previous = None;
+        let mut previous = Some(LeadershipState::Leading);
         let run = work(leadership.clone());
         tokio::pin!(run);
         let outcome = loop {
@@ -108,8 +92,10 @@ where
                 output = &mut run => break Some(output),
                 _ = &mut shutdown => break None,
                 state = states.changed() => {
-                    log_state(&leadership, previous, state);
-                    previous = Some(state);
+                    if previous != Some(state) {
+                        log_state(&leadership, previous, state);
+                        previous = Some(state);
+                    }
                     if let LeadershipState::Lost(_) = state {
                         break None;
                     }
@@ -117,9 +103,7 @@ where
             }
         };
         let lost = matches!(leadership.state(), LeadershipState::Lost(_));
-        if let Err(error) = leadership.resign().await {
-            tracing::warn!(election = election.as_str(), %error, "resign failed; the claim will expire");
-        }
+        resign_or_let_expire(&leadership).await;
         match outcome {
             Some(output) => return Ok(Some(output)),
             None if lost => continue,
@@ -127,6 +111,56 @@ where
         }
     }
 }
+
+/// Campaigns until elected, logging `campaigning` and `elected`; errors that may pass (the
+/// store unreachable) are logged and the campaign is tried again after a short pause.
+/// Other errors (bad config, permission, closed elector) are returned.
+pub async fn campaign_logged(
+    elector: &dyn Elector,
+    election: &ElectionName,
+    candidate: &Candidate,
+) -> Result<Leadership> {
+    tracing::info!(
+        election = election.as_str(),
+        candidate = candidate.id(),
+        backend = elector.backend(),
+        "campaigning"
+    );
+    loop {
+        match elector.campaign(election, candidate).await {
+            Ok(leadership) => {
+                log_state(&leadership, None, LeadershipState::Leading);
+                return Ok(leadership);
+            }
+            Err(error) if error.is_transient() => {
+                tracing::warn!(election = election.as_str(), %error, "campaign failed; retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Resigns, but waits at most [`RESIGN_TIMEOUT`] for the store: a term that ended because
+/// the store went silent must not hang its supervisor. A claim left behind expires with its
+/// session.
+pub async fn resign_or_let_expire(leadership: &Leadership) {
+    let election = leadership.election().as_str();
+    match tokio::time::timeout(RESIGN_TIMEOUT, leadership.resign()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(election, %error, "resign failed; the claim will expire with the session")
+        }
+        Err(_) => tracing::warn!(
+            election,
+            timeout_ms = RESIGN_TIMEOUT.as_millis() as u64,
+            "the store did not answer the resign; the claim will expire with the session"
+        ),
+    }
+}
+
+/// How long a supervisor waits for the store to confirm a resign.
+pub const RESIGN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Pause before campaigning again after a transient error.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
