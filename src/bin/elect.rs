@@ -48,6 +48,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Campaign, and run CMD only while leading; campaign again after a loss.
+    #[command(after_help = EXIT_CODES)]
     Run {
         #[command(flatten)]
         target: Target,
@@ -66,6 +67,7 @@ enum Command {
         command: Vec<OsString>,
     },
     /// Print the leader, its token and the waiting candidates.
+    #[command(after_help = EXIT_CODES)]
     Status {
         #[command(flatten)]
         target: Target,
@@ -74,6 +76,7 @@ enum Command {
         json: bool,
     },
     /// Print one line per leader change, until interrupted.
+    #[command(after_help = EXIT_CODES)]
     Observe {
         #[command(flatten)]
         target: Target,
