@@ -10,6 +10,8 @@ pub use elect_core::{
     FencingToken, LeaderInfo, LeaderStream, Leadership, LeadershipState, LeadershipWatch,
     LossReason, MemoryElector, MemoryStore, NotLeaderReason, Result,
 };
+#[cfg(feature = "etcd")]
+pub use elect_etcd::EtcdElector;
 pub use elect_file::FileElector;
 
 /// Connects to the backend `config` names and returns its elector.
@@ -19,6 +21,9 @@ pub use elect_file::FileElector;
 pub async fn connect(config: &Config) -> Result<Box<dyn Elector>> {
     match &config.backend {
         BackendConfig::File(file) => Ok(Box::new(FileElector::from_config(file))),
+        #[cfg(feature = "etcd")]
+        BackendConfig::Etcd(etcd) => Ok(Box::new(EtcdElector::connect(etcd).await?)),
+        #[cfg(not(feature = "etcd"))]
         BackendConfig::Etcd(_) => Err(Error::NotCompiled {
             backend: "etcd",
             feature: "etcd",

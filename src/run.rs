@@ -366,11 +366,11 @@ impl Term {
         let (election, candidate, token) = (fields.0.as_str(), fields.1.as_str(), fields.2);
         let window = stop_window(options.grace, leadership.headroom());
         if window < options.grace + KILL_MARGIN {
-            tracing::warn!(
+            tracing::info!(
                 election,
                 grace_ms = options.grace.as_millis() as u64,
                 window_ms = window.as_millis() as u64,
-                "the grace period is longer than the TTL allows; the command gets less when renewals stop"
+                "if renewals stop, the command gets SIGTERM this long before the deadline (the TTL allows no more)"
             );
         }
         let mut states = leadership.subscribe();

@@ -1,0 +1,565 @@
+//! # elect-etcd: leader election on etcd leases
+//!
+//! The recipe of Go's `concurrency.Election` (which `etcdctl elect` runs too), so that Rust,
+//! Go and `etcdctl` candidates stand in one election, with the known failures of that recipe
+//! fixed:
+//!
+//! * **Layout** — key `<namespace><election>/<lease id hex>`, value = the candidate's value,
+//!   created with our lease in a transaction only if absent; the smallest create revision
+//!   leads; a waiter watches only the key just before its own (no herd).
+//! * **Token** — the claim's create revision (never the lease id, which is not monotonic).
+//! * **Our own keep-alive** every TTL/3, feeding the deadline clock with *send* times; a TTL 0
+//!   reply ends the session at once; a campaign whose lease dies while it waits starts over
+//!   with a new lease instead of waiting as a zombie (etcd-io/etcd#19597).
+//! * **Own-key watch** — our key deleted by hand or with a revoked lease ends the term within
+//!   one round trip, even while the lease lives.
+//! * **Observers resync** — after a broken or compacted watch they re-read the leader, so the
+//!   last item is always the truth (etcd-io/etcd#18163, #7815).
+//! * **Connections** — gRPC keep-alive pings find a hung member; every unary call has its own
+//!   timeout and is retried on another member while the cluster is unreachable; long waits
+//!   (campaign, watches) have no global timeout.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod claim;
+mod error;
+mod keys;
+mod observe;
+mod session;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use elect_core::config::{EtcdConfig, TlsConfig};
+use elect_core::{
+    Candidate, CandidateInfo, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream,
+    Leadership, LossReason, Result, TermControl,
+};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, SortOrder,
+    SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
+use tokio::sync::watch;
+
+use claim::EtcdClaim;
+use error::BACKEND;
+use keys::Keys;
+use session::Session;
+
+/// etcd's default client port.
+pub const DEFAULT_PORT: u16 = 2379;
+
+/// Leader election on an etcd cluster: one lease per elector, shared by all its campaigns.
+///
+/// ```no_run
+/// # async fn demo() -> elect_core::Result<()> {
+/// use elect_core::config::{Endpoint, EtcdConfig};
+/// use elect_core::{Candidate, Elector};
+/// use elect_etcd::EtcdElector;
+/// let config = EtcdConfig::new(vec!["127.0.0.1:2379".parse()?]);
+/// let elector = EtcdElector::connect(&config).await?;
+/// let leadership = elector.campaign(&"billing".parse()?, &Candidate::generated()).await?;
+/// println!("leading with token {}", leadership.token());
+/// # Ok(()) }
+/// ```
+pub struct EtcdElector {
+    client: Client,
+    config: EtcdConfig,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EtcdElector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdElector")
+            .field("endpoints", &self.config.endpoints)
+            .field("namespace", &self.config.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    closed: watch::Sender<bool>,
+    terms: Mutex<Vec<(TermControl, Arc<EtcdClaim>)>>,
+}
+
+impl EtcdElector {
+    /// Connects to the cluster and checks that it answers (and accepts our credentials).
+    pub async fn connect(config: &EtcdConfig) -> Result<Self> {
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let endpoints: Vec<String> = config
+            .endpoints
+            .iter()
+            .map(|e| format!("{scheme}://{}", e.with_default_port(DEFAULT_PORT)))
+            .collect();
+        let mut options = ConnectOptions::new()
+            // Pings find a hung member in ~2 s; no global timeout, which would cut campaigns.
+            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
+            .with_connect_timeout(Duration::from_secs(2));
+        if let Some(user) = &config.username {
+            options = options
+                .with_user(user.clone(), config.password.clone().unwrap_or_default())
+                .with_auto_token_refresh(true);
+        }
+        if let Some(tls) = &config.tls {
+            options = options.with_tls(tls_options(tls)?);
+        }
+        let client = error::once("connect", Client::connect(endpoints, Some(options))).await?;
+        // The client connects lazily: ask once, so that an unreachable cluster or wrong
+        // credentials show up here.
+        error::get(
+            &client,
+            "connect",
+            "elect/probe",
+            Some(GetOptions::new().with_count_only()),
+        )
+        .await?;
+        Ok(EtcdElector {
+            client,
+            config: config.clone(),
+            inner: Arc::new(Inner {
+                session: tokio::sync::Mutex::new(None),
+                closed: watch::channel(false).0,
+                terms: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The etcd client this elector uses (for tools and tests).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The lease of the current session, if one was granted.
+    pub async fn lease_id(&self) -> Option<i64> {
+        self.inner.session.lock().await.as_ref().map(|s| s.lease)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if *self.inner.closed.borrow() {
+            return Err(Error::Closed { backend: BACKEND });
+        }
+        Ok(())
+    }
+
+    /// The live session, or a new lease if there is none or it ended.
+    async fn session(&self) -> Result<Arc<Session>> {
+        let mut slot = self.inner.session.lock().await;
+        if let Some(session) = slot.as_ref() {
+            if !session.is_over() {
+                return Ok(session.clone());
+            }
+        }
+        self.check_open()?;
+        let session = Arc::new(
+            Session::grant(&self.client, self.config.ttl, self.config.drift_margin()).await?,
+        );
+        *slot = Some(session.clone());
+        Ok(session)
+    }
+
+    fn prefix(&self, election: &ElectionName) -> String {
+        keys::prefix(&self.config.namespace, election.as_str())
+    }
+
+    /// Creates our key if absent (idempotent for a retried campaign); returns its create
+    /// revision.
+    async fn create_claim(&self, keys: &Keys, lease: i64, candidate: &Candidate) -> Result<i64> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                keys.key.as_str(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then([
+                TxnOp::put(
+                    keys.key.as_str(),
+                    candidate.value(),
+                    Some(PutOptions::new().with_lease(lease)),
+                ),
+                TxnOp::put(
+                    keys.id_key.as_str(),
+                    candidate.id(),
+                    Some(PutOptions::new().with_lease(lease)),
+                ),
+            ])
+            .or_else([TxnOp::get(keys.key.as_str(), None)]);
+        let response = error::txn(&self.client, &format!("create {}", keys.key), txn).await?;
+        if response.succeeded() {
+            return Ok(response.header().map_or(0, |h| h.revision()));
+        }
+        // Already there (a retried campaign on the same lease): take it over, value included.
+        let existing = response.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => get
+                .kvs()
+                .first()
+                .map(|kv| (kv.create_revision(), kv.value().to_vec())),
+            _ => None,
+        });
+        let Some((revision, value)) = existing else {
+            return Err(Error::backend(
+                BACKEND,
+                format!("create {}", keys.key),
+                "the key vanished during the transaction",
+            ));
+        };
+        if value != candidate.value() {
+            let put = Txn::new()
+                .when([Compare::create_revision(
+                    keys.key.as_str(),
+                    CompareOp::Equal,
+                    revision,
+                )])
+                .and_then([TxnOp::put(
+                    keys.key.as_str(),
+                    candidate.value(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )]);
+            error::txn(&self.client, &format!("update {}", keys.key), put).await?;
+        }
+        Ok(revision)
+    }
+
+    /// Waits until no key older than ours is left; see [`Turn`].
+    async fn wait_turn(&self, session: &Session, keys: &Keys, revision: i64) -> Result<Turn> {
+        let mut lease = session.clock.watch();
+        loop {
+            let options = GetOptions::new()
+                .with_prefix()
+                .with_max_create_revision(revision - 1)
+                .with_sort(SortTarget::Create, SortOrder::Descend)
+                .with_limit(1);
+            let before = error::get(
+                &self.client,
+                "find predecessor",
+                keys.prefix.as_str(),
+                Some(options),
+            )
+            .await?;
+            let seen = before.header().map_or(0, |h| h.revision());
+            let Some(predecessor) = before.kvs().first() else {
+                let me =
+                    error::get(&self.client, "read own claim", keys.key.as_str(), None).await?;
+                if me.kvs().first().map(|kv| kv.create_revision()) != Some(revision) {
+                    return Ok(Turn::ClaimGone);
+                }
+                if session.is_over() {
+                    return Ok(Turn::SessionOver);
+                }
+                return Ok(Turn::Lead(me.header().map_or(seen, |h| h.revision())));
+            };
+            let predecessor = predecessor.key().to_vec();
+            tokio::select! {
+                _ = elect_core::clock::lease_ended(&mut lease) => return Ok(Turn::SessionOver),
+                deleted = self.deleted(&predecessor, seen + 1) => {
+                    if let Err(error) = deleted {
+                        tracing::debug!(%error, "watch on the predecessor broke; looking again");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Resolves when `key` is deleted at or after `from_revision` (or the watch was
+    /// compacted or cancelled, so that the caller looks again).
+    async fn deleted(&self, key: &[u8], from_revision: i64) -> Result<()> {
+        let options = WatchOptions::new().with_start_revision(from_revision);
+        let mut stream = error::once(
+            "watch predecessor",
+            self.client.clone().watch(key, Some(options)),
+        )
+        .await?;
+        loop {
+            match stream
+                .message()
+                .await
+                .map_err(|e| error::map("watch predecessor", e))?
+            {
+                None => {
+                    return Err(Error::Unavailable {
+                        backend: BACKEND,
+                        source: "watch predecessor: stream ended".into(),
+                    })
+                }
+                Some(message) if message.canceled() => return Ok(()),
+                Some(message) => {
+                    if message
+                        .events()
+                        .iter()
+                        .any(|e| e.event_type() == EventType::Delete)
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn grant(
+        &self,
+        election: &ElectionName,
+        candidate: &Candidate,
+        session: &Session,
+        keys: Keys,
+        revision: i64,
+        seen: i64,
+    ) -> Leadership {
+        let claim = Arc::new(EtcdClaim {
+            client: self.client.clone(),
+            election: election.clone(),
+            keys,
+            lease: session.lease,
+            revision,
+        });
+        let (leadership, term) = Leadership::new(
+            BACKEND,
+            election.clone(),
+            candidate.id().to_owned(),
+            FencingToken(revision as u64),
+            session.clock.watch(),
+            claim.clone(),
+        );
+        tokio::spawn(claim::watch_own_key(
+            claim.clone(),
+            term.clone(),
+            session.clock.watch(),
+            seen + 1,
+        ));
+        let mut terms = self.inner.terms.lock().expect("etcd elector poisoned");
+        terms.retain(|(term, _)| !term.is_ended());
+        terms.push((term, claim));
+        leadership
+    }
+}
+
+/// How a wait for our turn ended.
+enum Turn {
+    /// Nobody older is left and our key stands: lead, as of this revision.
+    Lead(i64),
+    /// The lease ended while we waited: our key is gone with it.
+    SessionOver,
+    /// Our key was deleted while we waited.
+    ClaimGone,
+}
+
+/// Deletes a claim whose campaign was dropped before it won (cancel safety).
+struct WithdrawOnDrop {
+    claim: Option<EtcdClaim>,
+}
+
+impl WithdrawOnDrop {
+    fn disarm(mut self) {
+        self.claim = None;
+    }
+}
+
+impl Drop for WithdrawOnDrop {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(error) = claim.delete().await {
+                        tracing::warn!(%error, key = claim.keys.key.as_str(), "could not withdraw; the lease will reap it");
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn tls_options(tls: &TlsConfig) -> Result<etcd_client::TlsOptions> {
+    let read = |field: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            Error::from(elect_core::ConfigError::new(
+                field,
+                path.display().to_string(),
+                format!("cannot read it: {e}"),
+            ))
+        })
+    };
+    let mut options = etcd_client::TlsOptions::new();
+    if let Some(ca) = &tls.ca {
+        options =
+            options.ca_certificate(etcd_client::Certificate::from_pem(read("etcd.tls.ca", ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        options = options.identity(etcd_client::Identity::from_pem(
+            read("etcd.tls.cert", cert)?,
+            read("etcd.tls.key", key)?,
+        ));
+    }
+    Ok(options)
+}
+
+#[async_trait::async_trait]
+impl Elector for EtcdElector {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
+        loop {
+            self.check_open()?;
+            let session = self.session().await?;
+            let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
+            let revision = self.create_claim(&keys, session.lease, candidate).await?;
+            let guard = WithdrawOnDrop {
+                claim: Some(EtcdClaim {
+                    client: self.client.clone(),
+                    election: election.clone(),
+                    keys: keys.clone(),
+                    lease: session.lease,
+                    revision,
+                }),
+            };
+            let mut closed = self.inner.closed.subscribe();
+            let turn = tokio::select! {
+                turn = self.wait_turn(&session, &keys, revision) => turn?,
+                _ = closed.wait_for(|c| *c) => return Err(Error::Closed { backend: BACKEND }),
+            };
+            match turn {
+                Turn::Lead(seen) => {
+                    guard.disarm();
+                    return Ok(self.grant(election, candidate, &session, keys, revision, seen));
+                }
+                Turn::SessionOver | Turn::ClaimGone => {
+                    tracing::info!(
+                        election = election.as_str(),
+                        "claim or lease lost while waiting; campaigning again"
+                    );
+                    continue;
+                }
+            }
+        }
+    }
+
+    async fn try_campaign(
+        &self,
+        election: &ElectionName,
+        candidate: &Candidate,
+    ) -> Result<Option<Leadership>> {
+        self.check_open()?;
+        let session = self.session().await?;
+        let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
+        let revision = self.create_claim(&keys, session.lease, candidate).await?;
+        let guard = WithdrawOnDrop {
+            claim: Some(EtcdClaim {
+                client: self.client.clone(),
+                election: election.clone(),
+                keys: keys.clone(),
+                lease: session.lease,
+                revision,
+            }),
+        };
+        // Not count_only: etcd counts the whole range before it applies the revision filter.
+        let options = GetOptions::new()
+            .with_prefix()
+            .with_max_create_revision(revision - 1)
+            .with_keys_only()
+            .with_limit(1);
+        let before = error::get(
+            &self.client,
+            "find predecessor",
+            keys.prefix.as_str(),
+            Some(options),
+        )
+        .await?;
+        if !before.kvs().is_empty() {
+            // Someone leads: withdraw now (the guard does it when dropped).
+            let claim = guard.claim.as_ref().expect("armed");
+            claim.delete().await?;
+            guard.disarm();
+            return Ok(None);
+        }
+        let seen = before.header().map_or(0, |h| h.revision());
+        guard.disarm();
+        Ok(Some(self.grant(
+            election, candidate, &session, keys, revision, seen,
+        )))
+    }
+
+    async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {
+        self.check_open()?;
+        Ok(
+            observe::read_leader(&self.client, &self.config.namespace, election)
+                .await?
+                .0,
+        )
+    }
+
+    async fn candidates(&self, election: &ElectionName) -> Result<Vec<CandidateInfo>> {
+        self.check_open()?;
+        let prefix = self.prefix(election);
+        let options = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Ascend);
+        let claims = error::get(
+            &self.client,
+            "list candidates",
+            prefix.as_str(),
+            Some(options),
+        )
+        .await?;
+        let revision = claims.header().map_or(0, |h| h.revision());
+        let id_prefix = keys::id_prefix(&self.config.namespace, election.as_str());
+        let id_options = GetOptions::new().with_prefix().with_revision(revision);
+        let ids = error::get(
+            &self.client,
+            "list candidate ids",
+            id_prefix.as_str(),
+            Some(id_options),
+        )
+        .await?;
+        let ids: HashMap<&str, String> = ids
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let lease = keys::lease_hex(&id_prefix, kv.key())?;
+                Some((lease, String::from_utf8_lossy(kv.value()).into_owned()))
+            })
+            .collect();
+        Ok(claims
+            .kvs()
+            .iter()
+            .enumerate()
+            .map(|(i, kv)| {
+                let lease = keys::lease_hex(&prefix, kv.key()).unwrap_or_default();
+                CandidateInfo {
+                    id: ids.get(lease).cloned().unwrap_or_else(|| lease.to_owned()),
+                    value: kv.value().to_vec(),
+                    leading: i == 0,
+                }
+            })
+            .collect())
+    }
+
+    async fn observe(&self, election: &ElectionName) -> Result<LeaderStream> {
+        self.check_open()?;
+        Ok(observe::observe(
+            self.client.clone(),
+            self.config.namespace.clone(),
+            election.clone(),
+            self.inner.closed.subscribe(),
+        ))
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.closed.send_replace(true);
+        let terms = std::mem::take(&mut *self.inner.terms.lock().expect("etcd elector poisoned"));
+        for (term, _) in &terms {
+            term.end(LossReason::ShutDown);
+        }
+        // Revoking the lease deletes every claim of this elector at once.
+        if let Some(session) = self.inner.session.lock().await.take() {
+            session.revoke(&self.client).await?;
+        }
+        Ok(())
+    }
+}

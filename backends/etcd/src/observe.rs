@@ -1,0 +1,150 @@
+//! Who leads, and every change of it.
+//!
+//! The leader is the key with the smallest create revision under the election's prefix. An
+//! observer reads it, then watches only that key (a proclaim or its deletion is the next
+//! change) — or, with no leader, the prefix for the first candidate. A broken, cancelled or
+//! compacted watch is never trusted: the observer re-reads, so the last item is the truth.
+
+use std::time::Duration;
+
+use elect_core::{ElectionName, Error, FencingToken, LeaderInfo, LeaderStream, Result};
+use etcd_client::{Client, GetOptions, SortOrder, SortTarget, WatchOptions};
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+use crate::error::{self, BACKEND};
+use crate::keys;
+
+/// The leader as of the returned revision, and its key.
+pub(crate) async fn read_leader(
+    client: &Client,
+    namespace: &str,
+    election: &ElectionName,
+) -> Result<(Option<LeaderInfo>, Option<Vec<u8>>, i64)> {
+    let prefix = keys::prefix(namespace, election.as_str());
+    let options = GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Ascend)
+        .with_limit(1);
+    let response = error::get(client, "read leader", prefix.as_str(), Some(options)).await?;
+    let revision = response.header().map_or(0, |h| h.revision());
+    let Some(kv) = response.kvs().first() else {
+        return Ok((None, None, revision));
+    };
+    let lease = keys::lease_hex(&prefix, kv.key())
+        .unwrap_or_default()
+        .to_owned();
+    let id_key = format!("{}{lease}", keys::id_prefix(namespace, election.as_str()));
+    let id_options = GetOptions::new().with_revision(revision);
+    let id = error::get(client, "read leader id", id_key.as_str(), Some(id_options)).await?;
+    // A Go or etcdctl candidate has no id key: its lease stands for it.
+    let id = id
+        .kvs()
+        .first()
+        .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+        .unwrap_or(lease);
+    let leader = LeaderInfo {
+        id,
+        value: kv.value().to_vec(),
+        token: FencingToken(kv.create_revision() as u64),
+    };
+    Ok((Some(leader), Some(kv.key().to_vec()), revision))
+}
+
+pub(crate) fn observe(
+    client: Client,
+    namespace: String,
+    election: ElectionName,
+    mut closed: watch::Receiver<bool>,
+) -> LeaderStream {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = follow(&client, &namespace, &election, &tx) => {}
+            _ = closed.wait_for(|c| *c) => {}
+            _ = tx.closed() => {}
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
+}
+
+async fn follow(
+    client: &Client,
+    namespace: &str,
+    election: &ElectionName,
+    tx: &mpsc::Sender<Result<Option<LeaderInfo>>>,
+) {
+    let mut last: Option<Option<LeaderInfo>> = None;
+    let mut failing = false;
+    loop {
+        let (leader, key, revision) = match read_leader(client, namespace, election).await {
+            Ok(read) => {
+                failing = false;
+                read
+            }
+            Err(error) => {
+                // Report the trouble once per outage; whatever comes after is re-read.
+                if !failing && tx.send(Err(error)).await.is_err() {
+                    return;
+                }
+                failing = true;
+                last = None;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        if last.as_ref() != Some(&leader) {
+            if tx.send(Ok(leader.clone())).await.is_err() {
+                return;
+            }
+            last = Some(leader);
+        }
+        let watched = match &key {
+            Some(key) => watch_once(client, key.clone(), WatchOptions::new(), revision + 1).await,
+            None => {
+                let prefix = keys::prefix(namespace, election.as_str());
+                watch_once(
+                    client,
+                    prefix.into_bytes(),
+                    WatchOptions::new().with_prefix(),
+                    revision + 1,
+                )
+                .await
+            }
+        };
+        if let Err(error) = watched {
+            tracing::debug!(%error, election = election.as_str(), "observe: watch broke; re-reading");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Returns at the first event (or cancellation) after `from_revision`.
+async fn watch_once(
+    client: &Client,
+    key: Vec<u8>,
+    options: WatchOptions,
+    from_revision: i64,
+) -> Result<()> {
+    let options = options.with_start_revision(from_revision);
+    let mut stream = error::once("observe", client.clone().watch(key, Some(options))).await?;
+    loop {
+        match stream
+            .message()
+            .await
+            .map_err(|e| error::map("observe", e))?
+        {
+            None => {
+                return Err(Error::Unavailable {
+                    backend: BACKEND,
+                    source: "observe: watch stream ended".into(),
+                })
+            }
+            Some(message) if message.canceled() || !message.events().is_empty() => return Ok(()),
+            Some(_) => {}
+        }
+    }
+}
