@@ -403,7 +403,7 @@ fn a_lost_claim_stops_the_command_and_once_exits_75() {
 #[test]
 fn bad_input_gets_distinct_exit_codes_and_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], i32, &str); 6] = [
+    let cases: [(&[&str], i32, &str); 7] = [
         (
             &["run", "--url", "bogus://x/y", "--", "true"],
             78,
@@ -421,9 +421,14 @@ fn bad_input_gets_distinct_exit_codes_and_names_the_field() {
             "--grace",
         ),
         (
-            &["run", "--url", "etcd://127.0.0.1:2379/e", "--", "true"],
+            &["run", "--url", "consul://127.0.0.1:8500/e", "--", "true"],
             78,
             "not compiled in",
+        ),
+        (
+            &["run", "--url", "etcd://127.0.0.1:1/e", "--", "true"],
+            69,
+            "unreachable",
         ),
         (
             &["run", "--election", "e", "--", "/nonexistent/command"],
