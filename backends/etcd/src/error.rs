@@ -59,6 +59,14 @@ pub(crate) fn map(operation: impl Into<String>, error: etcd_client::Error) -> Er
     }
 }
 
+/// The lease a request named does not exist (any more).
+pub(crate) fn lease_not_found(error: &Error) -> bool {
+    match error {
+        Error::Backend { source, .. } => source.to_string().contains("requested lease not found"),
+        _ => false,
+    }
+}
+
 fn is_transport(message: &str) -> bool {
     [
         "transport error",

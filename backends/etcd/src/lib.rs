@@ -169,8 +169,15 @@ impl EtcdElector {
     }
 
     /// Creates our key if absent (idempotent for a retried campaign); returns its create
-    /// revision.
-    async fn create_claim(&self, keys: &Keys, lease: i64, candidate: &Candidate) -> Result<i64> {
+    /// revision, or `None` if the lease turned out to be gone (the session is then ended, so
+    /// that the next try takes a new one).
+    async fn create_claim(
+        &self,
+        session: &Session,
+        keys: &Keys,
+        candidate: &Candidate,
+    ) -> Result<Option<i64>> {
+        let lease = session.lease;
         let txn = Txn::new()
             .when([Compare::create_revision(
                 keys.key.as_str(),
@@ -190,9 +197,16 @@ impl EtcdElector {
                 ),
             ])
             .or_else([TxnOp::get(keys.key.as_str(), None)]);
-        let response = error::txn(&self.client, &format!("create {}", keys.key), txn).await?;
+        let response = match error::txn(&self.client, &format!("create {}", keys.key), txn).await {
+            Err(error) if error::lease_not_found(&error) => {
+                // Revoked, and our keep-alive has not heard yet.
+                session.clock.end(LossReason::Revoked);
+                return Ok(None);
+            }
+            other => other?,
+        };
         if response.succeeded() {
-            return Ok(response.header().map_or(0, |h| h.revision()));
+            return Ok(Some(response.header().map_or(0, |h| h.revision())));
         }
         // Already there (a retried campaign on the same lease): take it over, value included.
         let existing = response.op_responses().into_iter().find_map(|op| match op {
@@ -223,7 +237,7 @@ impl EtcdElector {
                 )]);
             error::txn(&self.client, &format!("update {}", keys.key), put).await?;
         }
-        Ok(revision)
+        Ok(Some(revision))
     }
 
     /// Waits until no key older than ours is left; see [`Turn`].
@@ -409,7 +423,9 @@ impl Elector for EtcdElector {
             self.check_open()?;
             let session = self.session().await?;
             let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
-            let revision = self.create_claim(&keys, session.lease, candidate).await?;
+            let Some(revision) = self.create_claim(&session, &keys, candidate).await? else {
+                continue;
+            };
             let guard = WithdrawOnDrop {
                 claim: Some(EtcdClaim {
                     client: self.client.clone(),
@@ -446,9 +462,13 @@ impl Elector for EtcdElector {
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
         self.check_open()?;
-        let session = self.session().await?;
-        let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
-        let revision = self.create_claim(&keys, session.lease, candidate).await?;
+        let (session, keys, revision) = loop {
+            let session = self.session().await?;
+            let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
+            if let Some(revision) = self.create_claim(&session, &keys, candidate).await? {
+                break (session, keys, revision);
+            }
+        };
         let guard = WithdrawOnDrop {
             claim: Some(EtcdClaim {
                 client: self.client.clone(),

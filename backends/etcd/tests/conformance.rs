@@ -6,39 +6,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::config::{Endpoint, EtcdConfig};
 use elect_core::testkit::Harness;
 use elect_core::Elector;
 use elect_etcd::EtcdElector;
 use futures::FutureExt;
 
-const TTL: Duration = Duration::from_secs(2);
+mod support;
 
-fn config() -> EtcdConfig {
-    let endpoints = std::env::var("ELECT_TEST_ETCD_ENDPOINTS")
-        .unwrap_or_else(|_| "127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379".to_owned());
-    let endpoints: Vec<Endpoint> = endpoints
-        .split(',')
-        .map(|e| {
-            e.parse()
-                .expect("ELECT_TEST_ETCD_ENDPOINTS holds host:port items")
-        })
-        .collect();
-    let mut config = EtcdConfig::new(endpoints);
-    config.ttl = TTL;
-    config
-}
+use support::{config, TTL};
 
 async fn connect() -> elect_core::Result<Arc<dyn Elector>> {
-    match EtcdElector::connect(&config()).await {
-        Ok(elector) => Ok(Arc::new(elector)),
-        Err(error) => panic!(
-            "no etcd cluster at {:?}: {error}\n\
-             start one with `tests/cluster/cluster up etcd` (or run `tests/run`), \
-             or set ELECT_TEST_ETCD_ENDPOINTS",
-            config().endpoints
-        ),
-    }
+    Ok(Arc::new(support::connect().await))
 }
 
 fn harness() -> Harness {

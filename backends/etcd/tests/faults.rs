@@ -1,0 +1,186 @@
+//! Faults against the real 3-node etcd cluster, each with the time it took measured and
+//! bounded. The cases run one at a time: they freeze and kill the cluster's members.
+
+mod support;
+
+use std::time::Duration;
+
+use elect_core::{Candidate, ElectionName, Elector, LeadershipState, LossReason};
+use support::{cluster, connect, etcdctl, TTL};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// The faults share one cluster: one at a time.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+fn election(case: &str) -> ElectionName {
+    format!("fault-{case}-{:08x}", rand_suffix())
+        .parse()
+        .unwrap()
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+fn me() -> Candidate {
+    Candidate::new("leader", "leader").unwrap()
+}
+
+fn run_ok(mut command: std::process::Command) -> String {
+    let output = command.output().expect("run etcdctl");
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn lease_revoked_by_etcdctl_is_lost_within_a_second() {
+    let _serial = SERIAL.lock().await;
+    let elector = connect().await;
+    let election = election("revoke");
+    let leadership = elector.campaign(&election, &me()).await.unwrap();
+    let lease = elector.lease_id().await.expect("a lease");
+    let mut revoke = etcdctl();
+    revoke.args(["lease", "revoke", &format!("{lease:x}")]);
+    let started = Instant::now();
+    run_ok(revoke);
+    let reason = tokio::time::timeout(Duration::from_secs(1), leadership.lost())
+        .await
+        .expect("lost within 1 s of the revoke");
+    let took = started.elapsed();
+    assert_eq!(reason, LossReason::Revoked);
+    assert!(!leadership.is_leader());
+    eprintln!("lease revoked: lost after {took:?}");
+    // The elector takes a new lease for its next campaign.
+    let again = tokio::time::timeout(Duration::from_secs(5), elector.campaign(&election, &me()))
+        .await
+        .expect("campaign after a revoke")
+        .unwrap();
+    assert!(again.token() > leadership.token());
+    again.resign().await.unwrap();
+}
+
+#[tokio::test]
+async fn key_deleted_by_hand_is_lost_within_a_second() {
+    let _serial = SERIAL.lock().await;
+    let elector = connect().await;
+    let election = election("delete");
+    let leadership = elector.campaign(&election, &me()).await.unwrap();
+    let lease = elector.lease_id().await.expect("a lease");
+    let mut delete = etcdctl();
+    delete.args(["del", &format!("{election}/{lease:x}")]);
+    let started = Instant::now();
+    assert_eq!(run_ok(delete).trim(), "1", "etcdctl deleted no key");
+    let reason = tokio::time::timeout(Duration::from_secs(1), leadership.lost())
+        .await
+        .expect("lost within 1 s of the delete");
+    let took = started.elapsed();
+    assert_eq!(reason, LossReason::Revoked);
+    eprintln!("key deleted: lost after {took:?}");
+}
+
+/// Thaws the members even when an assertion fails.
+struct Thaw;
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        for n in ["1", "2", "3"] {
+            cluster(&["thaw", "etcd", n]);
+        }
+        cluster(&["wait", "etcd", "all", "60"]);
+    }
+}
+
+#[tokio::test]
+async fn a_frozen_cluster_ends_leadership_by_the_deadline() {
+    let _serial = SERIAL.lock().await;
+    let elector = connect().await;
+    let election = election("frozen");
+    let leadership = elector.campaign(&election, &me()).await.unwrap();
+    // Let a renewal or two through, so the deadline is a renewed one.
+    tokio::time::sleep(TTL / 2).await;
+    let _thaw = Thaw;
+    let frozen_at = Instant::now();
+    for n in ["1", "2", "3"] {
+        cluster(&["freeze", "etcd", n]);
+    }
+    let reason = tokio::time::timeout(TTL * 2, leadership.lost())
+        .await
+        .expect("the lost-future resolves while every member is frozen");
+    let lost_at = Instant::now();
+    let deadline = leadership.deadline().expect("etcd terms have deadlines");
+    assert_eq!(reason, LossReason::DeadlinePassed);
+    assert!(lost_at >= deadline, "lost before the deadline");
+    assert!(
+        lost_at - deadline < Duration::from_millis(100),
+        "lost {:?} after the deadline",
+        lost_at - deadline
+    );
+    // The servers cannot expire the lease before the last keep-alive they heard + TTL, which
+    // is after the last one answered was sent; our deadline is that send + TTL - margin.
+    assert!(
+        deadline < frozen_at + TTL,
+        "the deadline was later than the servers' expiry could be"
+    );
+    eprintln!(
+        "all members frozen: lost {:?} after the freeze, {:?} after the deadline",
+        lost_at - frozen_at,
+        lost_at - deadline
+    );
+}
+
+/// Killing a member costs at most a raft election (up to ~2 s with the test cluster's 1 s
+/// election timeout) without answered keep-alives, so the TTL must leave more headroom than
+/// that: TTL − TTL/3 − margin ≈ 3.4 s at 6 s.
+#[tokio::test]
+async fn a_killed_member_does_not_cost_the_leadership() {
+    let _serial = SERIAL.lock().await;
+    let mut config = support::config();
+    config.ttl = Duration::from_secs(6);
+    for victim in ["follower", "raft leader"] {
+        let elector = elect_etcd::EtcdElector::connect(&config).await.unwrap();
+        let election = election("member");
+        let leadership = elector.campaign(&election, &me()).await.unwrap();
+        let raft_leader: u32 = String::from_utf8_lossy(&cluster(&["leader", "etcd"]).stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        let node = if victim == "raft leader" {
+            raft_leader
+        } else {
+            raft_leader % 3 + 1
+        };
+        let node = node.to_string();
+        cluster(&["kill", "etcd", &node]);
+        let mut states = leadership.subscribe();
+        let watched = tokio::time::timeout(config.ttl * 2, async {
+            loop {
+                if let LeadershipState::Lost(reason) = states.changed().await {
+                    return reason;
+                }
+            }
+        })
+        .await;
+        cluster(&["start", "etcd", &node]);
+        cluster(&["wait", "etcd", "all", "60"]);
+        assert!(
+            watched.is_err(),
+            "killing the {victim} (member {node}) lost the leadership: {watched:?}"
+        );
+        assert!(
+            leadership.is_leader(),
+            "not leading after the {victim} died"
+        );
+        leadership.resign().await.unwrap();
+        eprintln!(
+            "{victim} (member {node}) killed: leadership kept for {:?}",
+            config.ttl * 2
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! `etcdctl elect` (from the same Debian etcd-client package as the servers) and `elect`
+//! candidates in one election: each side sees the other lead, a resign on either side hands
+//! over to the other, and the logged leadership intervals never overlap.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use elect_core::{Candidate, ElectionName, Elector};
+use support::{connect, etcdctl};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::time::Instant;
+
+const SETTLE: Duration = Duration::from_millis(500);
+
+fn election() -> ElectionName {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("interop-{nanos:08x}").parse().unwrap()
+}
+
+/// `etcdctl elect <election> <proposal>`: prints its key and value once elected.
+fn etcdctl_elect(
+    election: &ElectionName,
+    proposal: &str,
+) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut command = Command::from(etcdctl());
+    command
+        .args(["elect", election.as_str(), proposal])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("start etcdctl elect");
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
+/// One side's leadership, as its observer logged it.
+#[derive(Debug)]
+struct Interval {
+    who: &'static str,
+    from: Instant,
+    to: Instant,
+}
+
+fn assert_no_overlap(intervals: &[Interval]) {
+    let origin = intervals[0].from;
+    for i in intervals {
+        eprintln!("{:>8} led from {:?} to {:?}", i.who, i.from - origin, i.to - origin);
+    }
+    for (i, a) in intervals.iter().enumerate() {
+        for b in &intervals[i + 1..] {
+            assert!(
+                a.to <= b.from || b.to <= a.from,
+                "two leaders at once: {a:?} and {b:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn etcdctl_elect_and_elect_share_one_election() {
+    let elector = connect().await;
+    let election = election();
+    let mut intervals = Vec::new();
+
+    // 1. etcdctl leads; elect sees it and waits; etcdctl resigns (SIGINT) and elect leads.
+    let (mut first, mut lines) = etcdctl_elect(&election, "from-etcdctl");
+    let key = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+        .await
+        .expect("etcdctl elected")
+        .unwrap()
+        .unwrap();
+    let etcdctl_from = Instant::now();
+    assert!(
+        key.starts_with(&format!("{election}/")),
+        "etcdctl's key {key:?}"
+    );
+    let seen = elector
+        .leader(&election)
+        .await
+        .unwrap()
+        .expect("elect sees etcdctl's leadership");
+    assert_eq!(seen.value, b"from-etcdctl");
+    let mut campaign = {
+        let elector = connect().await;
+        let election = election.clone();
+        tokio::spawn(async move {
+            let leadership = elector
+                .campaign(&election, &Candidate::new("rust", "from-elect").unwrap())
+                .await
+                .unwrap();
+            (Instant::now(), leadership, elector)
+        })
+    };
+    tokio::time::sleep(SETTLE).await;
+    assert!(!campaign.is_finished(), "elect won while etcdctl leads");
+    let signalled = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let (elected, leadership, other) = tokio::time::timeout(Duration::from_secs(5), &mut campaign)
+        .await
+        .expect("elect leads after etcdctl resigned")
+        .unwrap();
+    intervals.push(Interval {
+        who: "etcdctl",
+        from: etcdctl_from,
+        to: signalled,
+    });
+    let _ = first.wait().await;
+    eprintln!(
+        "etcdctl resigned: elect led {:?} after the SIGINT",
+        elected - signalled
+    );
+
+    // 2. elect leads; etcdctl waits and sees it; elect resigns and etcdctl leads.
+    let (mut second, mut lines) = etcdctl_elect(&election, "from-etcdctl-2");
+    let early = tokio::time::timeout(SETTLE, lines.next_line()).await;
+    assert!(early.is_err(), "etcdctl won while elect leads: {early:?}");
+    let observed = Command::from({
+        let mut c = etcdctl();
+        c.args([
+            "get",
+            "--prefix",
+            &format!("{election}/"),
+            "--sort-by=CREATE",
+            "--limit=1",
+        ]);
+        c
+    })
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&observed.stdout).contains("from-elect"),
+        "etcdctl does not see elect leading"
+    );
+    let resigned = Instant::now();
+    leadership.resign().await.unwrap();
+    intervals.push(Interval {
+        who: "elect",
+        from: elected,
+        to: resigned,
+    });
+    let key = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+        .await
+        .expect("etcdctl leads after elect resigned")
+        .unwrap()
+        .unwrap();
+    let etcdctl_from = Instant::now();
+    assert!(key.starts_with(&format!("{election}/")));
+    let seen = other.leader(&election).await.unwrap().expect("a leader");
+    assert_eq!(seen.value, b"from-etcdctl-2");
+    eprintln!(
+        "elect resigned: etcdctl led {:?} later",
+        etcdctl_from - resigned
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    intervals.push(Interval {
+        who: "etcdctl",
+        from: etcdctl_from,
+        to: Instant::now(),
+    });
+    let _ = second.wait().await;
+    assert_no_overlap(&intervals);
+}

@@ -1,0 +1,83 @@
+//! What the etcd tests share: the cluster's endpoints, `etcdctl`, and the cluster script.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use elect_core::config::{Endpoint, EtcdConfig};
+use elect_etcd::EtcdElector;
+
+/// The lease TTL of test electors: etcd's minimum with the test cluster's 1 s election timeout.
+pub const TTL: Duration = Duration::from_secs(2);
+
+pub fn endpoints() -> String {
+    std::env::var("ELECT_TEST_ETCD_ENDPOINTS")
+        .unwrap_or_else(|_| "127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379".to_owned())
+}
+
+pub fn config() -> EtcdConfig {
+    let endpoints: Vec<Endpoint> = endpoints()
+        .split(',')
+        .map(|e| {
+            e.parse()
+                .expect("ELECT_TEST_ETCD_ENDPOINTS holds host:port items")
+        })
+        .collect();
+    let mut config = EtcdConfig::new(endpoints);
+    config.ttl = TTL;
+    config
+}
+
+/// A connected elector, or a failure that says how to start the cluster.
+pub async fn connect() -> EtcdElector {
+    match EtcdElector::connect(&config()).await {
+        Ok(elector) => elector,
+        Err(error) => panic!(
+            "no etcd cluster at {}: {error}\n\
+             start one with `tests/cluster/cluster up etcd` (or run `tests/run`), \
+             or set ELECT_TEST_ETCD_ENDPOINTS",
+            endpoints()
+        ),
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `etcdctl` from the Debian package the cluster script unpacked.
+pub fn etcdctl() -> Command {
+    let bin = std::env::var("ELECT_TEST_SERVERS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join(".servers/root/usr/bin"));
+    let path = bin.join("etcdctl");
+    assert!(
+        path.exists(),
+        "{} is missing: run `tests/cluster/cluster install`",
+        path.display()
+    );
+    let mut command = Command::new(path);
+    command.arg(format!("--endpoints={}", endpoints()));
+    command
+}
+
+/// Runs the cluster script (`kill`, `start`, `freeze`, `thaw`, `leader`, `wait`, …).
+pub fn cluster(args: &[&str]) -> Output {
+    let script = std::env::var("ELECT_TEST_CLUSTER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("tests/cluster/cluster"));
+    let output = Command::new(&script)
+        .args(args)
+        .output()
+        .expect("run the cluster script");
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed: {}{}",
+        script.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
