@@ -120,7 +120,14 @@ impl EtcdElector {
             Some(GetOptions::new().with_count_only()),
         )
         .await?;
-        Ok(EtcdElector {
+        Ok(EtcdElector::with_client(client, config))
+    }
+
+    /// An elector on a client you already have (its own lease, the client's connections):
+    /// many electors can share one client. `config` gives the TTL, margin and namespace; its
+    /// endpoints, credentials and TLS are the client's business.
+    pub fn with_client(client: Client, config: &EtcdConfig) -> Self {
+        EtcdElector {
             client,
             config: config.clone(),
             inner: Arc::new(Inner {
@@ -128,7 +135,7 @@ impl EtcdElector {
                 closed: watch::channel(false).0,
                 terms: Mutex::new(Vec::new()),
             }),
-        })
+        }
     }
 
     /// The etcd client this elector uses (for tools and tests).

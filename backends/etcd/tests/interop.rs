@@ -49,7 +49,12 @@ struct Interval {
 fn assert_no_overlap(intervals: &[Interval]) {
     let origin = intervals[0].from;
     for i in intervals {
-        eprintln!("{:>8} led from {:?} to {:?}", i.who, i.from - origin, i.to - origin);
+        eprintln!(
+            "{:>8} led from {:?} to {:?}",
+            i.who,
+            i.from - origin,
+            i.to - origin
+        );
     }
     for (i, a) in intervals.iter().enumerate() {
         for b in &intervals[i + 1..] {

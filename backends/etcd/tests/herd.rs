@@ -1,0 +1,101 @@
+//! No herd (L3): with 200 candidates waiting, a handover wakes only the successor. Each
+//! waiter watches the key just before its own, so the members send O(1) watch events for
+//! one handover, whatever the number of candidates — read from their own counters.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use elect_core::{Candidate, ElectionName, Elector};
+use elect_etcd::EtcdElector;
+use support::{config, connect, endpoints};
+use tokio::time::Instant;
+
+const WAITING: usize = 200;
+
+/// `etcd_debugging_mvcc_events_total` summed over the members: watch events they sent.
+fn events_sent() -> u64 {
+    endpoints()
+        .split(',')
+        .map(|endpoint| {
+            let mut stream = TcpStream::connect(endpoint).expect("connect to a member's /metrics");
+            write!(stream, "GET /metrics HTTP/1.0\r\nHost: {endpoint}\r\n\r\n").unwrap();
+            let mut body = String::new();
+            stream.read_to_string(&mut body).unwrap();
+            body.lines()
+                .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_events_total "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .expect("the member reports etcd_debugging_mvcc_events_total") as u64
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_among_200_waiting_candidates_wakes_only_the_successor() {
+    let election: ElectionName = format!("herd-{}", std::process::id()).parse().unwrap();
+    let leader = connect().await;
+    let leadership = leader
+        .campaign(&election, &Candidate::new("leader", "leader").unwrap())
+        .await
+        .unwrap();
+    // 200 candidates on one client (each its own lease), waiting in order.
+    let client = leader.client().clone();
+    let mut waiting = Vec::new();
+    for i in 0..WAITING {
+        let elector = EtcdElector::with_client(client.clone(), &config());
+        let name = election.clone();
+        waiting.push(tokio::spawn(async move {
+            let won = elector
+                .campaign(&name, &Candidate::new(format!("c{i}"), "v").unwrap())
+                .await
+                .unwrap();
+            (i, Instant::now(), won, elector)
+        }));
+        // Join one at a time, so that the order is known and every watch is set.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while leader.candidates(&election).await.unwrap().len() < i + 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("candidate joined");
+    }
+    // Let every waiter's watch be established and settled.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = events_sent();
+    let resigned = Instant::now();
+    leadership.resign().await.unwrap();
+    let winner = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(i) = waiting.iter().position(|t| t.is_finished()) {
+                return waiting.remove(i).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("a successor leads");
+    let (index, elected, successor, _elector) = winner;
+    // Give any herd the time to show in the counters.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = events_sent() - before;
+    assert_eq!(index, 0, "the successor is the oldest waiter");
+    assert!(
+        waiting.iter().all(|t| !t.is_finished()),
+        "more than one candidate won"
+    );
+    assert!(
+        events <= 5,
+        "one handover sent {events} watch events for {WAITING} waiting candidates"
+    );
+    eprintln!(
+        "{WAITING} waiting: successor led {:?} after the resign; members sent {events} watch events",
+        elected - resigned
+    );
+    successor.resign().await.unwrap();
+    for task in waiting {
+        task.abort();
+    }
+}
