@@ -1,0 +1,193 @@
+//! TLS and authentication: an etcd member of our own, started with client TLS (certificates
+//! made here) and with auth enabled; `elect` connects with the CA and a password, and the
+//! wrong or missing credentials are clear errors, never hangs.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use elect_core::config::{EtcdConfig, TlsConfig};
+use elect_core::{Candidate, Elector, Error};
+use elect_etcd::EtcdElector;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+const CLIENT: &str = "127.0.0.1:23790";
+const PEER: &str = "127.0.0.1:23800";
+
+fn server_bin(name: &str) -> PathBuf {
+    let bin = std::env::var("ELECT_TEST_SERVERS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.servers/root/usr/bin")
+        });
+    let path = bin.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `tests/cluster/cluster install`",
+        path.display()
+    );
+    path
+}
+
+/// A CA, and a server certificate for 127.0.0.1 signed by it, as PEM files in `dir`.
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server-key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, server.pem()).unwrap();
+    std::fs::write(&paths.2, server_key.serialize_pem()).unwrap();
+    paths
+}
+
+struct Member(Child);
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn etcdctl(ca: &Path, user: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(server_bin("etcdctl"));
+    command
+        .arg(format!("--endpoints=https://{CLIENT}"))
+        .arg(format!("--cacert={}", ca.display()));
+    if let Some(user) = user {
+        command.arg(format!("--user={user}"));
+    }
+    command.args(args).output().expect("run etcdctl")
+}
+
+fn start_member(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Member {
+    let child = Command::new(server_bin("etcd"))
+        .args(["--name", "tls", "--log-level", "error"])
+        .arg(format!("--data-dir={}", dir.join("data").display()))
+        .arg(format!("--listen-client-urls=https://{CLIENT}"))
+        .arg(format!("--advertise-client-urls=https://{CLIENT}"))
+        .arg(format!("--listen-peer-urls=http://{PEER}"))
+        .arg(format!("--initial-advertise-peer-urls=http://{PEER}"))
+        .arg(format!("--initial-cluster=tls=http://{PEER}"))
+        .arg(format!("--cert-file={}", cert.display()))
+        .arg(format!("--key-file={}", key.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start etcd");
+    let member = Member(child);
+    let started = Instant::now();
+    while !etcdctl(ca, None, &["endpoint", "health"]).status.success() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the TLS member did not become healthy"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for args in [
+        &["user", "add", "root:root-pw"][..],
+        &["user", "add", "nobody:nobody-pw"][..],
+        &["auth", "enable"][..],
+    ] {
+        let out = etcdctl(ca, None, args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    member
+}
+
+fn config(ca: Option<&Path>, user: Option<(&str, &str)>) -> EtcdConfig {
+    let mut config = EtcdConfig::new(vec![CLIENT.parse().unwrap()]);
+    config.ttl = Duration::from_secs(2);
+    config.tls = ca.map(|ca| TlsConfig {
+        ca: Some(ca.to_path_buf()),
+        cert: None,
+        key: None,
+    });
+    if let Some((name, password)) = user {
+        config.username = Some(name.to_owned());
+        config.password = Some(password.to_owned());
+    }
+    config
+}
+
+#[tokio::test]
+async fn tls_and_password_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certificates(dir.path());
+    let _member = start_member(dir.path(), &ca, &cert, &key);
+
+    // The right CA and password: a full term.
+    let elector = EtcdElector::connect(&config(Some(&ca), Some(("root", "root-pw"))))
+        .await
+        .expect("connect with TLS and a password");
+    let election = "secure".parse().unwrap();
+    let leadership = elector
+        .campaign(&election, &Candidate::new("a", "a").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        elector.leader(&election).await.unwrap().unwrap().token,
+        leadership.token()
+    );
+    leadership.fenced_put("secure-data", "x").await.unwrap();
+    leadership.resign().await.unwrap();
+    elector.close().await.unwrap();
+
+    // Wrong password, no user, a user without a role: permission errors, at once.
+    let cases: [(Option<(&str, &str)>, &str); 3] = [
+        (Some(("root", "wrong")), "wrong password"),
+        (None, "no user"),
+        (Some(("nobody", "nobody-pw")), "a user without a role"),
+    ];
+    for (user, what) in cases {
+        let started = Instant::now();
+        let result = EtcdElector::connect(&config(Some(&ca), user)).await;
+        assert!(
+            matches!(result, Err(Error::PermissionDenied { .. })),
+            "{what}: {result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{what}: took {:?}",
+            started.elapsed()
+        );
+        eprintln!("{what}: {}", result.unwrap_err());
+    }
+
+    // Plain HTTP/2 against a TLS listener, or TLS without our CA: the cluster is unreachable.
+    for (tls, what) in [
+        (None, "no TLS"),
+        (
+            Some(dir.path().join("server.pem")),
+            "the server's own certificate as CA",
+        ),
+    ] {
+        let mut bad = config(None, Some(("root", "root-pw")));
+        if let Some(path) = tls {
+            bad.tls = Some(TlsConfig {
+                ca: Some(path),
+                cert: None,
+                key: None,
+            });
+        }
+        let result = EtcdElector::connect(&bad).await;
+        assert!(result.is_err(), "{what}: connected");
+        eprintln!("{what}: {}", result.unwrap_err());
+    }
+}
