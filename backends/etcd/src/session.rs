@@ -38,10 +38,13 @@ impl Session {
         margin: Duration,
     ) -> Result<Self, Error> {
         let sent_at = Instant::now();
-        let granted = error::once(
-            "grant lease",
-            client.clone().lease_grant(ttl.as_secs() as i64, None),
-        )
+        // Retried like a read: a grant whose answer was lost leaves a lease nobody keeps
+        // alive, which expires by its TTL.
+        let secs = ttl.as_secs() as i64;
+        let granted = error::retrying("grant lease", || {
+            let mut client = client.clone();
+            async move { client.lease_grant(secs, None).await }
+        })
         .await?;
         let granted_ttl = Duration::from_secs(granted.ttl().max(0) as u64);
         let lease = granted.id();

@@ -184,3 +184,95 @@ async fn a_killed_member_does_not_cost_the_leadership() {
         );
     }
 }
+
+async fn next(
+    observed: &mut elect_core::LeaderStream,
+) -> elect_core::Result<Option<elect_core::LeaderInfo>> {
+    let item = futures::StreamExt::next(observed);
+    tokio::time::timeout(Duration::from_secs(30), item)
+        .await
+        .expect("an observation within 30 s")
+        .expect("the observe stream stays open")
+}
+
+/// Starts the members again even when an assertion fails.
+struct Restart;
+impl Drop for Restart {
+    fn drop(&mut self) {
+        for n in ["1", "2", "3"] {
+            cluster(&["start", "etcd", n]);
+        }
+        cluster(&["wait", "etcd", "all", "60"]);
+    }
+}
+
+#[tokio::test]
+async fn observers_resync_after_a_whole_cluster_restart_and_compaction() {
+    let _serial = SERIAL.lock().await;
+    let (a, b, watcher) = (connect().await, connect().await, connect().await);
+    let election = election("resync");
+    let mut observed = watcher.observe(&election).await.unwrap();
+    assert!(next(&mut observed).await.unwrap().is_none());
+    let leadership = a
+        .campaign(&election, &Candidate::new("a", "a").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(next(&mut observed).await.unwrap().unwrap().id, "a");
+
+    // Every member down at once: every watch stream breaks.
+    {
+        let _restart = Restart;
+        for n in ["1", "2", "3"] {
+            cluster(&["kill", "etcd", n]);
+        }
+    }
+    // A restart quicker than the deadline's headroom costs a nothing; either way it steps down.
+    eprintln!("after the restart a is {:?}", leadership.state());
+    let b_campaign = {
+        let election = election.clone();
+        tokio::spawn(async move {
+            b.campaign(&election, &Candidate::new("b", "b-0").unwrap())
+                .await
+                .map(|t| (t, b))
+        })
+    };
+    leadership.resign().await.unwrap();
+    let (b_term, b) = tokio::time::timeout(Duration::from_secs(30), b_campaign)
+        .await
+        .expect("b leads after a stepped down")
+        .unwrap()
+        .unwrap();
+    // Churn, then compact everything the observer could have been watching from.
+    for i in 1..=20 {
+        b_term.proclaim(format!("b-{i}")).await.unwrap();
+    }
+    let mut client = b.client().clone();
+    let revision = client
+        .get("x", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    client
+        .compact(
+            revision,
+            Some(etcd_client::CompactionOptions::new().with_physical()),
+        )
+        .await
+        .unwrap();
+    b_term.proclaim("b-final").await.unwrap();
+    let truth = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(Some(leader)) = next(&mut observed).await {
+                if leader.value == b"b-final" {
+                    return leader;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the observer caught up with the truth after the restart and the compaction");
+    assert_eq!((truth.id.as_str(), truth.token), ("b", b_term.token()));
+    b_term.resign().await.unwrap();
+}
