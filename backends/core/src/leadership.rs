@@ -347,3 +347,119 @@ impl LeadershipWatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::clock::LeaseClock;
+
+    /// A store that accepts everything and counts what reaches it.
+    #[derive(Debug, Default)]
+    struct AcceptingStore {
+        calls: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Claim for AcceptingStore {
+        async fn proclaim(&self, _: &[u8]) -> Result<()> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn release(&self) -> Result<()> {
+            Ok(())
+        }
+        async fn fenced_put(&self, _: &str, _: &[u8]) -> Result<()> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn fenced_get(&self, _: &str) -> Result<Option<Vec<u8>>> {
+            Ok(None)
+        }
+    }
+
+    fn term(clock: &LeaseClock) -> (Leadership, TermControl, Arc<AcceptingStore>) {
+        let store = Arc::new(AcceptingStore::default());
+        let (leadership, control) = Leadership::new(
+            "test",
+            "e".parse().unwrap(),
+            "me".to_owned(),
+            FencingToken(7),
+            clock.watch(),
+            store.clone(),
+        );
+        (leadership, control, store)
+    }
+
+    #[tokio::test]
+    async fn an_ended_term_never_reaches_the_store() {
+        let clock = LeaseClock::unbounded();
+        let (leadership, _control, store) = term(&clock);
+        leadership.fenced_put("k", "v").await.unwrap();
+        assert_eq!(store.calls.load(Ordering::SeqCst), 1);
+        leadership.resign().await.unwrap();
+        for refused in [
+            leadership.fenced_put("k", "v").await,
+            leadership.proclaim("v").await,
+        ] {
+            assert!(
+                matches!(
+                    refused,
+                    Err(Error::NotLeader {
+                        reason: NotLeaderReason::Lost(LossReason::Resigned),
+                        ..
+                    })
+                ),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(
+            store.calls.load(Ordering::SeqCst),
+            1,
+            "an ended term's write reached the store"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn suspended_or_past_the_deadline_nothing_is_written() {
+        let start = Instant::now();
+        let ttl = std::time::Duration::from_secs(10);
+        let clock = LeaseClock::new(start, ttl, ttl / 10, ttl / 3);
+        let (leadership, _control, store) = term(&clock);
+        clock.suspend();
+        assert!(matches!(
+            leadership.fenced_put("k", "v").await,
+            Err(Error::NotLeader {
+                reason: NotLeaderReason::Suspended,
+                ..
+            })
+        ));
+        clock.confirm(Instant::now(), ttl);
+        leadership.fenced_put("k", "v").await.unwrap();
+        tokio::time::advance(ttl).await;
+        assert!(!leadership.is_leader());
+        assert!(matches!(
+            leadership.fenced_put("k", "v").await,
+            Err(Error::NotLeader { .. })
+        ));
+        assert_eq!(store.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_backend_ends_a_term_with_its_reason() {
+        let clock = LeaseClock::unbounded();
+        let (leadership, control, _store) = term(&clock);
+        control.end(LossReason::Revoked);
+        control.end(LossReason::Expired);
+        assert_eq!(
+            leadership.lost().await,
+            LossReason::Revoked,
+            "the first reason sticks"
+        );
+        assert_eq!(
+            leadership.state(),
+            LeadershipState::Lost(LossReason::Revoked)
+        );
+    }
+}

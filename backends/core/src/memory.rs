@@ -699,3 +699,49 @@ impl Claim for MemoryClaim {
         Ok(self.store.read(|state| state.data.get(key).cloned()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The store itself refuses an old term's fenced write, whatever the handle believes.
+    #[tokio::test]
+    async fn the_store_refuses_an_old_terms_fenced_write() {
+        let store = MemoryStore::new();
+        let ttl = Duration::from_secs(5);
+        let (a, b) = (store.elector(ttl, ttl / 10), store.elector(ttl, ttl / 10));
+        let election: ElectionName = "fenced".parse().unwrap();
+        let first = a
+            .campaign(&election, &Candidate::new("a", "a").unwrap())
+            .await
+            .unwrap();
+        // The old term's claim, as the store knows it, without the handle's own check.
+        let stale = MemoryClaim {
+            store: store.clone(),
+            inner: Arc::downgrade(&a.inner),
+            election: election.clone(),
+            revision: first.token().get(),
+        };
+        stale.fenced_put("k", b"from-a").await.unwrap();
+        first.resign().await.unwrap();
+        let second = b
+            .campaign(&election, &Candidate::new("b", "b").unwrap())
+            .await
+            .unwrap();
+        let late = stale.fenced_put("k", b"late-from-a").await;
+        assert!(
+            matches!(
+                late,
+                Err(Error::NotLeader {
+                    reason: NotLeaderReason::RejectedByStore,
+                    ..
+                })
+            ),
+            "{late:?}"
+        );
+        assert_eq!(
+            second.fenced_get("k").await.unwrap().as_deref(),
+            Some(&b"from-a"[..])
+        );
+    }
+}

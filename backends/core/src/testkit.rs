@@ -301,6 +301,13 @@ pub async fn observe_sees_every_change_in_order(h: &Harness) {
     );
 
     let b_task = spawn_campaign(&electors[2], &election, &candidate("b"));
+    // b waiting changes nothing an observer reports: no item, and no repeat of a.
+    tokio::time::sleep(h.settle).await;
+    let quiet = tokio::time::timeout(h.settle, observed.next()).await;
+    assert!(
+        quiet.is_err(),
+        "observe emitted while a still led: {quiet:?}"
+    );
     a.resign().await.expect("resign a");
     let b = joined(b_task, h.quick, "b elected after a resigned").await;
     // Between a and b there may be a moment with no leader (the file backend); nothing else.
@@ -422,11 +429,18 @@ pub async fn cancelled_campaign_leaves_nothing_behind(h: &Harness) {
     .expect("campaign c");
     assert!(c.is_leader());
     // Drain what the observer saw: b must never have led.
-    while let Ok(Some(item)) = tokio::time::timeout(h.settle, observed.next()).await {
-        if let Ok(Some(l)) = item {
-            assert_ne!(l.id, "b", "a cancelled candidate led");
-        }
-    }
+    within(
+        h.quick * 2,
+        async {
+            while let Ok(Some(item)) = tokio::time::timeout(h.settle, observed.next()).await {
+                if let Ok(Some(l)) = item {
+                    assert_ne!(l.id, "b", "a cancelled candidate led");
+                }
+            }
+        },
+        "the observer falling quiet",
+    )
+    .await;
     c.resign().await.expect("resign");
 }
 
@@ -591,6 +605,18 @@ pub async fn close_ends_every_leadership(h: &Harness) {
         assert!(!term.is_leader());
     }
     joined(b_task, h.quick, "b elected after a closed").await;
+    // The other election's claim went too.
+    let two_free = within(
+        h.quick,
+        eb.try_campaign(&two, &candidate("b")),
+        "try after close",
+    )
+    .await
+    .expect("try_campaign");
+    assert!(
+        two_free.is_some(),
+        "a closed elector's claim on a second election was left behind"
+    );
     let after = ea.campaign(&two, &candidate("a")).await;
     assert!(
         matches!(after, Err(Error::Closed { .. })),

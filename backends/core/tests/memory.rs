@@ -88,4 +88,11 @@ async fn a_partitioned_leader_loses_by_its_deadline_before_a_successor_leads() {
         LeadershipState::Lost(LossReason::DeadlinePassed)
     );
     assert!(!leader.is_leader());
+    // The old term's resign (what `elect run` does after a loss) leaves the successor alone.
+    leader.resign().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        successor.is_leader(),
+        "an old term's resign ended the successor's"
+    );
 }

@@ -124,3 +124,39 @@ pub(crate) async fn watch_lock_file(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock_exclusive;
+
+    /// With its lock file deleted by hand, a claim's lock guards nothing: the claim itself
+    /// refuses fenced writes, whatever the handle believes.
+    #[tokio::test]
+    async fn a_claim_whose_lock_file_was_deleted_refuses_fenced_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let election: ElectionName = "fenced".parse().unwrap();
+        let layout = Layout::new(dir.path(), &election);
+        let lock = lock_exclusive(&layout, false)
+            .unwrap()
+            .expect("the lock is free");
+        let claim = FileClaim::new(layout.clone(), election, FencingToken(1), lock);
+        claim.fenced_put("k", b"before").await.unwrap();
+        std::fs::remove_file(&layout.lock).unwrap();
+        let late = claim.fenced_put("k", b"after").await;
+        assert!(
+            matches!(
+                late,
+                Err(Error::NotLeader {
+                    reason: NotLeaderReason::RejectedByStore,
+                    ..
+                })
+            ),
+            "{late:?}"
+        );
+        assert_eq!(
+            claim.fenced_get("k").await.unwrap().as_deref(),
+            Some(&b"before"[..])
+        );
+    }
+}
