@@ -106,10 +106,10 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Exit after the first term instead of campaigning again.
     pub once: bool,
-    /// A guardian program and its arguments: started beside each command, it reads its
-    /// stdin until `elect` dies and then kills the command's process group, whose id is
-    /// appended as the last argument. `None` relies on the parent-death signal alone, which
-    /// reaches the command but not its children.
+    /// A guardian program and its arguments: started before each command as the leader of
+    /// the process group the command joins, it reads its stdin until `elect` dies and then
+    /// kills its own process group (see [`guard_process_group`]). `None` relies on the
+    /// parent-death signal alone, which reaches the command but not its children.
     pub guardian: Option<Vec<OsString>>,
 }
 
@@ -299,6 +299,13 @@ impl Term {
                 "no command to run",
             ))
         })?;
+        // The guardian comes first and leads the process group the command joins, so that
+        // there is no moment when the command runs unguarded.
+        let guardian = match &options.guardian {
+            Some(guardian) => Some(start_guardian(guardian)?),
+            None => None,
+        };
+        let group = guardian.as_ref().and_then(Child::id).unwrap_or(0);
         let mut command = Command::new(program);
         command
             .args(args)
@@ -306,7 +313,7 @@ impl Term {
             .env("ELECT_ELECTION", leadership.election().as_str())
             .env("ELECT_CANDIDATE_ID", leadership.candidate_id())
             .env("ELECT_BACKEND", leadership.backend())
-            .process_group(0);
+            .process_group(group as i32);
         let parent = nix::unistd::getpid();
         // SAFETY: the closure runs in the forked child before exec and only makes
         // async-signal-safe system calls (prctl, getppid).
@@ -322,12 +329,20 @@ impl Term {
                 Ok(())
             });
         }
-        let child = command.spawn().map_err(|source| RunError::Spawn {
-            program: program.to_string_lossy().into_owned(),
-            source,
-        })?;
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(source) => {
+                if group != 0 {
+                    let _ = killpg(Pid::from_raw(group as i32), Signal::SIGKILL);
+                }
+                return Err(RunError::Spawn {
+                    program: program.to_string_lossy().into_owned(),
+                    source,
+                });
+            }
+        };
         let pid = child.id().expect("a just-spawned child has a pid");
-        let pgid = Pid::from_raw(pid as i32);
+        let pgid = Pid::from_raw(if group != 0 { group } else { pid } as i32);
         tracing::info!(
             election = leadership.election().as_str(),
             candidate = leadership.candidate_id(),
@@ -335,16 +350,6 @@ impl Term {
             pid,
             "command started"
         );
-        let guardian = match &options.guardian {
-            Some(guardian) => match start_guardian(guardian, pgid) {
-                Ok(guardian) => Some(guardian),
-                Err(error) => {
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                    return Err(error.into());
-                }
-            },
-            None => None,
-        };
         Ok(Term {
             child,
             pgid,
@@ -476,24 +481,39 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-fn start_guardian(guardian: &[OsString], pgid: Pid) -> Result<Child> {
-    let (program, args) = guardian
-        .split_first()
-        .ok_or_else(|| elect_core::ConfigError::new("guardian", "", "empty guardian command"))?;
+fn start_guardian(guardian: &[OsString]) -> Result<Child, RunError> {
+    let (program, args) = guardian.split_first().ok_or_else(|| {
+        Error::from(elect_core::ConfigError::new(
+            "guardian",
+            "",
+            "empty guardian command",
+        ))
+    })?;
     Command::new(program)
         .args(args)
-        .arg(pgid.as_raw().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        // Its own group, so that a Ctrl-C at the terminal does not end it before elect.
+        // A group of its own, which the command then joins.
         .process_group(0)
         .spawn()
-        .map_err(|e| Error::backend("run", "start the guardian", e))
+        .map_err(|e| Error::backend("run", "start the guardian", e).into())
 }
 
-/// The guardian's whole job: wait until `elect` (our stdin's writer) is gone, then kill the
-/// process group `pgid`. `elect` runs this as its hidden `__guard` subcommand.
-pub async fn guard_process_group(pgid: i32) {
+/// The guardian's whole job: wait until `elect` (our stdin's writer) is gone, then kill our
+/// own process group — the command's. Signals that `elect` forwards to the group do not end
+/// it. `elect` runs this as its hidden `__guard` subcommand.
+pub async fn guard_process_group() {
+    let ignored: Vec<_> = [
+        SignalKind::terminate(),
+        SignalKind::interrupt(),
+        SignalKind::hangup(),
+        SignalKind::quit(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
+    ]
+    .into_iter()
+    .filter_map(|kind| signal(kind).ok())
+    .collect();
     let mut stdin = tokio::io::stdin();
     let mut buf = [0u8; 64];
     while let Ok(n) = stdin.read(&mut buf).await {
@@ -501,7 +521,8 @@ pub async fn guard_process_group(pgid: i32) {
             break;
         }
     }
-    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    drop(ignored);
+    let _ = killpg(nix::unistd::getpgrp(), Signal::SIGKILL);
 }
 
 #[cfg(test)]

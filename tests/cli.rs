@@ -77,6 +77,18 @@ fn group_alive(pgid: i32) -> bool {
         })
 }
 
+/// The process group of `pid`, from /proc.
+fn pgrp_of(pid: i32) -> i32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process exists");
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    fields[2].parse().unwrap()
+}
+
 fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
     wait_for(limit, what, || child.try_wait().expect("try_wait"))
 }
@@ -159,6 +171,13 @@ fn two_runs_one_child_at_a_time_and_kill_9_hands_over() {
     assert!(alive(first.pid));
 
     let leader = if first.id == "a" { 0 } else { 1 };
+    // The command runs in a process group of its own, not elect's.
+    let group = pgrp_of(first.pid);
+    assert_ne!(
+        group,
+        pgrp_of(runs.0[leader].id() as i32),
+        "the command shares elect's process group"
+    );
     let killed_at = Instant::now();
     runs.0[leader].kill().expect("kill -9 the leading elect");
     runs.0[leader].wait().unwrap();
@@ -167,7 +186,7 @@ fn two_runs_one_child_at_a_time_and_kill_9_hands_over() {
     wait_for(
         Duration::from_millis(100),
         "the killed elect's process group gone",
-        || (!group_alive(first.pid)).then_some(()),
+        || (!group_alive(group)).then_some(()),
     );
     let gone_after = killed_at.elapsed();
 
@@ -349,6 +368,46 @@ fn sigterm_is_forwarded_and_elect_exits_when_the_command_does() {
         status_json(dir.path(), "term")["leader"],
         serde_json::Value::Null
     );
+}
+
+#[test]
+fn other_signals_reach_the_command_and_elect_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ready, got) = (dir.path().join("ready"), dir.path().join("got"));
+    let script = format!(
+        "trap 'echo $n >> {got}; n=$((n+1))' USR1 HUP; n=0; touch {ready}; while :; do sleep 0.02; done",
+        got = got.display(),
+        ready = ready.display()
+    );
+    let mut run = elect(dir.path())
+        .args(["run", "--election", "usr1", "--", "sh", "-c", &script])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the command ready", || {
+        ready.exists().then_some(())
+    });
+    let elect_pid = Pid::from_raw(run.id() as i32);
+    kill(elect_pid, Signal::SIGUSR1).unwrap();
+    wait_for(Duration::from_secs(2), "SIGUSR1 forwarded", || {
+        (fs::read_to_string(&got).unwrap_or_default().lines().count() == 1).then_some(())
+    });
+    kill(elect_pid, Signal::SIGHUP).unwrap();
+    wait_for(Duration::from_secs(2), "SIGHUP forwarded", || {
+        (fs::read_to_string(&got).unwrap_or_default().lines().count() == 2).then_some(())
+    });
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "elect stopped on a forwarded signal"
+    );
+    kill(elect_pid, Signal::SIGTERM).unwrap();
+    let status = wait_exit(
+        &mut run,
+        Duration::from_secs(15),
+        "elect exiting after SIGTERM",
+    );
+    // SIGTERM ends the command, and elect exits 0.
+    assert_eq!(status.code(), Some(0));
 }
 
 #[test]

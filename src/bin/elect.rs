@@ -84,9 +84,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Kill process group PGID once stdin closes (elect's guardian; not for direct use).
+    /// Kill our own process group once stdin closes (elect's guardian; not for direct use).
     #[command(name = "__guard", hide = true)]
-    Guard { pgid: i32 },
+    Guard,
 }
 
 #[derive(Debug, Args)]
@@ -193,8 +193,8 @@ async fn dispatch(command: Command) -> i32 {
             })
             .await
         }
-        Command::Guard { pgid } => {
-            elect::run::guard_process_group(pgid).await;
+        Command::Guard => {
+            elect::run::guard_process_group().await;
             0
         }
     }
