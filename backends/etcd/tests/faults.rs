@@ -276,3 +276,94 @@ async fn observers_resync_after_a_whole_cluster_restart_and_compaction() {
     assert_eq!((truth.id.as_str(), truth.token), ("b", b_term.token()));
     b_term.resign().await.unwrap();
 }
+
+/// etcd-io/etcd#19597: a campaign whose lease dies while it waits must not go on waiting
+/// with a dead claim and then "win" — it takes a new lease and a new place in line.
+#[tokio::test]
+async fn a_waiting_campaign_whose_lease_is_revoked_is_no_zombie() {
+    let _serial = SERIAL.lock().await;
+    let (a, b) = (connect().await, connect().await);
+    let election = election("zombie");
+    let first = a
+        .campaign(&election, &Candidate::new("a", "a").unwrap())
+        .await
+        .unwrap();
+    let waiting = {
+        let election = election.clone();
+        tokio::spawn(async move {
+            let won = b
+                .campaign(&election, &Candidate::new("b", "b").unwrap())
+                .await
+                .unwrap();
+            (won, b)
+        })
+    };
+    let lists_b = || async {
+        a.candidates(&election)
+            .await
+            .unwrap()
+            .into_iter()
+            .any(|c| c.id == "b")
+    };
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !lists_b().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("b waiting");
+    // b's lease, from its claim's key.
+    let old_key = {
+        let mut client = a.client().clone();
+        let listed = client
+            .get(
+                format!("{election}/"),
+                Some(etcd_client::GetOptions::new().with_prefix().with_sort(
+                    etcd_client::SortTarget::Create,
+                    etcd_client::SortOrder::Ascend,
+                )),
+            )
+            .await
+            .unwrap();
+        String::from_utf8(listed.kvs()[1].key().to_vec()).unwrap()
+    };
+    let old_lease = old_key.rsplit('/').next().unwrap().to_owned();
+    let mut revoke = etcdctl();
+    revoke.args(["lease", "revoke", &old_lease]);
+    run_ok(revoke);
+    // b comes back in line under a new lease, within a second.
+    let rejoined = Instant::now();
+    tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            let keys = a.candidates(&election).await.unwrap();
+            if keys.iter().any(|c| c.id == "b") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("b campaigns again under a new lease");
+    assert!(!waiting.is_finished(), "b won while a leads");
+    first.resign().await.unwrap();
+    let (won, b) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("b leads")
+        .unwrap();
+    let leader = b.leader(&election).await.unwrap().expect("a leader");
+    assert_eq!(
+        (leader.id.as_str(), leader.token),
+        ("b", won.token()),
+        "b leads on a claim the store shows"
+    );
+    assert_ne!(
+        format!("{:x}", b.lease_id().await.unwrap()),
+        old_lease,
+        "b leads on its revoked lease"
+    );
+    eprintln!(
+        "revoked while waiting: back in line after {:?}",
+        rejoined.elapsed()
+    );
+    won.resign().await.unwrap();
+}
