@@ -13,6 +13,8 @@ pub use elect_core::{
 #[cfg(feature = "etcd")]
 pub use elect_etcd::EtcdElector;
 pub use elect_file::FileElector;
+#[cfg(feature = "zookeeper")]
+pub use elect_zookeeper::ZookeeperElector;
 
 /// Connects to the backend `config` names and returns its elector.
 ///
@@ -32,6 +34,9 @@ pub async fn connect(config: &Config) -> Result<Box<dyn Elector>> {
             backend: "consul",
             feature: "consul",
         }),
+        #[cfg(feature = "zookeeper")]
+        BackendConfig::Zookeeper(zk) => Ok(Box::new(ZookeeperElector::connect(zk).await?)),
+        #[cfg(not(feature = "zookeeper"))]
         BackendConfig::Zookeeper(_) => Err(Error::NotCompiled {
             backend: "zookeeper",
             feature: "zookeeper",

@@ -1,0 +1,512 @@
+//! # elect-zookeeper: leader election on ZooKeeper ephemeral sequential znodes
+//!
+//! Curator's `LeaderLatch` recipe, so that Curator latches, kazoo elections told about
+//! `-latch-` names, and `elect` stand in one election (see the `layout` module), with the known
+//! failures fixed:
+//!
+//! * **Protected create** — the claim's name carries a fresh UUID; after a create whose answer
+//!   was lost, we look for our node by that UUID before creating again, so no ghost claim
+//!   blocks the election until the session dies.
+//! * **Ownership check** — before leading, our node's `ephemeralOwner` must be our session
+//!   (Curator's fix for CURATOR-696).
+//! * **No herd** — a waiter watches only its predecessor, and re-lists when it goes.
+//! * **Suspended vs lost** — a disconnection suspends the term (the deadline keeps running);
+//!   reconnected in time it leads again; past the deadline or with the session expired it is
+//!   lost, and the next campaign builds a new client (an expired one is final).
+//! * **Token** — the claim's `czxid`, from a plain `create` (3.8.0 returns an invalid stat
+//!   inside `multi`).
+//! * **Fenced writes** — a `multi` with a check on our claim plus the write.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod claim;
+mod error;
+mod layout;
+mod observe;
+mod session;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use elect_core::config::ZookeeperConfig;
+use elect_core::{
+    Candidate, CandidateInfo, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream,
+    Leadership, LossReason, Result, TermControl,
+};
+use tokio::sync::watch;
+use zookeeper_client as zk;
+
+use claim::{Acls, ZkClaim};
+use error::BACKEND;
+use layout::{claim_prefix, sorted_claims, uuid_v4, Layout};
+use session::Session;
+
+pub use session::DEFAULT_PORT;
+
+/// Leader election on a ZooKeeper ensemble: one session per elector, shared by all its
+/// campaigns.
+///
+/// ```no_run
+/// # async fn demo() -> elect_core::Result<()> {
+/// use elect_core::config::ZookeeperConfig;
+/// use elect_core::{Candidate, Elector};
+/// use elect_zookeeper::ZookeeperElector;
+/// let config = ZookeeperConfig::new(vec!["127.0.0.1:2181".parse()?]);
+/// let elector = ZookeeperElector::connect(&config).await?;
+/// let leadership = elector.campaign(&"billing".parse()?, &Candidate::generated()).await?;
+/// println!("leading with token {}", leadership.token());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ZookeeperElector {
+    config: ZookeeperConfig,
+    acls: Acls,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    closed: watch::Sender<bool>,
+    terms: Mutex<Vec<(TermControl, Arc<ZkClaim>)>>,
+}
+
+/// How a wait for our turn ended.
+enum Turn {
+    Lead,
+    ClaimGone,
+    SessionOver,
+}
+
+impl ZookeeperElector {
+    /// Connects (one session) and checks that the ensemble answers.
+    pub async fn connect(config: &ZookeeperConfig) -> Result<Self> {
+        let elector = ZookeeperElector {
+            config: config.clone(),
+            acls: if config.auth.is_some() {
+                Acls::CreatorAllAnyoneRead
+            } else {
+                Acls::Open
+            },
+            inner: Arc::new(Inner {
+                session: tokio::sync::Mutex::new(None),
+                closed: watch::channel(false).0,
+                terms: Mutex::new(Vec::new()),
+            }),
+        };
+        elector.session().await?;
+        Ok(elector)
+    }
+
+    /// The negotiated session timeout of the current session.
+    pub async fn session_timeout(&self) -> Option<Duration> {
+        self.inner
+            .session
+            .lock()
+            .await
+            .as_ref()
+            .map(|s| s.client.session_timeout())
+    }
+
+    /// The current session's id, if one is open.
+    pub async fn session_id(&self) -> Option<i64> {
+        self.inner.session.lock().await.as_ref().map(|s| s.id)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if *self.inner.closed.borrow() {
+            return Err(Error::Closed { backend: BACKEND });
+        }
+        Ok(())
+    }
+
+    async fn session(&self) -> Result<Arc<Session>> {
+        let mut slot = self.inner.session.lock().await;
+        if let Some(session) = slot.as_ref() {
+            if !session.is_over() {
+                return Ok(session.clone());
+            }
+        }
+        self.check_open()?;
+        let session = Arc::new(Session::connect(&self.config).await?);
+        *slot = Some(session.clone());
+        Ok(session)
+    }
+
+    fn layout(&self, election: &ElectionName) -> Layout {
+        Layout::new(&self.config.root, election.as_str())
+    }
+
+    /// Creates our claim in protected mode; returns its name and czxid, or `None` when the
+    /// session is gone.
+    async fn create_claim(
+        &self,
+        session: &Session,
+        layout: &Layout,
+        uuid: &str,
+        candidate: &Candidate,
+    ) -> Result<Option<(String, i64)>> {
+        let client = &session.client;
+        let prefix = layout.claim(&claim_prefix(uuid));
+        let options = self.acls.options(zk::CreateMode::EphemeralSequential);
+        let dir_options = self.acls.options(zk::CreateMode::Persistent);
+        for _attempt in 0..10 {
+            let created = tokio::time::timeout(
+                error::CALL_TIMEOUT,
+                client.create(&prefix, candidate.id().as_bytes(), &options),
+            )
+            .await;
+            match created {
+                Ok(Ok((stat, sequence))) => {
+                    let name = format!("{}{sequence}", claim_prefix(uuid));
+                    return Ok(Some((name, stat.czxid)));
+                }
+                Ok(Err(zk::Error::NoNode)) => {
+                    error::call(
+                        "create election directory",
+                        client.mkdir(&layout.dir, &dir_options),
+                    )
+                    .await?;
+                    continue;
+                }
+                Ok(Err(e)) if session::is_session_gone(&e) => return Ok(None),
+                Ok(Err(
+                    e @ (zk::Error::NoAuth | zk::Error::InvalidAcl | zk::Error::AuthFailed),
+                )) => return Err(error::map(format!("create {prefix}"), e)),
+                // The answer was lost: the node may exist. Find it by our UUID before trying
+                // again, so that no ghost claim is left behind.
+                Ok(Err(_)) | Err(_) => {
+                    if session.is_over() {
+                        return Ok(None);
+                    }
+                    if let Some(found) = self.find_own(session, layout, uuid).await? {
+                        return Ok(Some(found));
+                    }
+                }
+            }
+        }
+        Err(Error::Unavailable {
+            backend: BACKEND,
+            source: format!("create {prefix}: no answer after 10 attempts").into(),
+        })
+    }
+
+    /// Our claim by its UUID, if the ensemble has it.
+    async fn find_own(
+        &self,
+        session: &Session,
+        layout: &Layout,
+        uuid: &str,
+    ) -> Result<Option<(String, i64)>> {
+        let children =
+            match error::call("list claims", session.client.list_children(&layout.dir)).await {
+                Ok(children) => children,
+                Err(_) => return Ok(None),
+            };
+        let Some(name) = children.into_iter().find(|c| c.contains(uuid)) else {
+            return Ok(None);
+        };
+        match error::call(
+            "stat own claim",
+            session.client.check_stat(&layout.claim(&name)),
+        )
+        .await?
+        {
+            Some(stat) if stat.ephemeral_owner == session.id => Ok(Some((name, stat.czxid))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Writes the value of the claim to come when it differs from the id (the claim's data).
+    async fn write_value(
+        &self,
+        session: &Session,
+        layout: &Layout,
+        uuid: &str,
+        candidate: &Candidate,
+    ) -> Result<()> {
+        if candidate.value() == candidate.id().as_bytes() {
+            return Ok(());
+        }
+        let options = self.acls.options(zk::CreateMode::Ephemeral);
+        let path = layout.value(uuid);
+        for _ in 0..2 {
+            match error::call(
+                &format!("create {path}"),
+                session.client.create(&path, candidate.value(), &options),
+            )
+            .await
+            {
+                Ok(_) => return Ok(()),
+                Err(Error::Backend { source, .. }) if claim::is(&source, &zk::Error::NoNode) => {
+                    let dir_options = self.acls.options(zk::CreateMode::Persistent);
+                    error::call(
+                        "create values directory",
+                        session.client.mkdir(&layout.values, &dir_options),
+                    )
+                    .await?;
+                }
+                Err(Error::Backend { source, .. })
+                    if claim::is(&source, &zk::Error::NodeExists) =>
+                {
+                    return Ok(())
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until our claim is the lowest; watches only the predecessor.
+    async fn wait_turn(&self, session: &Session, layout: &Layout, name: &str) -> Result<Turn> {
+        let mut lease = session.clock.watch();
+        loop {
+            if session.is_over() {
+                return Ok(Turn::SessionOver);
+            }
+            let children = match session.client.list_children(&layout.dir).await {
+                Ok(children) => sorted_claims(children),
+                Err(e) if session::is_session_gone(&e) => return Ok(Turn::SessionOver),
+                Err(e) => return Err(error::map("list claims", e)),
+            };
+            let Some(position) = children.iter().position(|c| c == name) else {
+                return Ok(Turn::ClaimGone);
+            };
+            if position == 0 {
+                // CURATOR-696: lead only on a node our session owns.
+                return match error::call(
+                    "stat own claim",
+                    session.client.check_stat(&layout.claim(name)),
+                )
+                .await?
+                {
+                    Some(stat) if stat.ephemeral_owner == session.id => Ok(Turn::Lead),
+                    Some(_) => Ok(Turn::SessionOver),
+                    None => Ok(Turn::ClaimGone),
+                };
+            }
+            let predecessor = layout.claim(&children[position - 1]);
+            let watched = tokio::select! {
+                _ = elect_core::clock::lease_ended(&mut lease) => return Ok(Turn::SessionOver),
+                watched = session.client.check_and_watch_stat(&predecessor) => watched,
+            };
+            match watched {
+                Ok((None, _)) => continue,
+                Ok((Some(_), watcher)) => {
+                    tokio::select! {
+                        _ = elect_core::clock::lease_ended(&mut lease) => return Ok(Turn::SessionOver),
+                        _ = watcher.changed() => {}
+                    }
+                }
+                Err(e) if session::is_session_gone(&e) => return Ok(Turn::SessionOver),
+                Err(e) => return Err(error::map("watch predecessor", e)),
+            }
+        }
+    }
+
+    fn grant(
+        &self,
+        election: &ElectionName,
+        candidate: &Candidate,
+        session: &Session,
+        layout: Layout,
+        name: String,
+        czxid: i64,
+    ) -> Leadership {
+        let claim = Arc::new(ZkClaim {
+            client: session.client.clone(),
+            election: election.clone(),
+            layout,
+            name,
+            root: self.config.root.clone(),
+            acls: self.acls,
+        });
+        let (leadership, term) = Leadership::new(
+            BACKEND,
+            election.clone(),
+            candidate.id().to_owned(),
+            FencingToken(czxid as u64),
+            session.clock.watch(),
+            claim.clone(),
+        );
+        tokio::spawn(claim::watch_own_node(
+            claim.clone(),
+            term.clone(),
+            session.clock.watch(),
+        ));
+        let mut terms = self.inner.terms.lock().expect("zookeeper elector poisoned");
+        terms.retain(|(term, _)| !term.is_ended());
+        terms.push((term, claim));
+        leadership
+    }
+
+    fn claim_of(
+        &self,
+        session: &Session,
+        election: &ElectionName,
+        layout: &Layout,
+        name: &str,
+    ) -> ZkClaim {
+        ZkClaim {
+            client: session.client.clone(),
+            election: election.clone(),
+            layout: layout.clone(),
+            name: name.to_owned(),
+            root: self.config.root.clone(),
+            acls: self.acls,
+        }
+    }
+}
+
+/// Deletes a claim whose campaign was dropped before it won (cancel safety).
+struct WithdrawOnDrop(Option<ZkClaim>);
+
+impl WithdrawOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for WithdrawOnDrop {
+    fn drop(&mut self) {
+        if let Some(claim) = self.0.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(error) = claim.delete().await {
+                        tracing::warn!(%error, path = claim.path().as_str(), "could not withdraw; the session's end will");
+                    }
+                });
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Elector for ZookeeperElector {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
+        let layout = self.layout(election);
+        loop {
+            self.check_open()?;
+            let session = self.session().await?;
+            let uuid = uuid_v4();
+            self.write_value(&session, &layout, &uuid, candidate)
+                .await?;
+            let Some((name, czxid)) = self
+                .create_claim(&session, &layout, &uuid, candidate)
+                .await?
+            else {
+                continue;
+            };
+            let guard = WithdrawOnDrop(Some(self.claim_of(&session, election, &layout, &name)));
+            let mut closed = self.inner.closed.subscribe();
+            let turn = tokio::select! {
+                turn = self.wait_turn(&session, &layout, &name) => turn?,
+                _ = closed.wait_for(|c| *c) => return Err(Error::Closed { backend: BACKEND }),
+            };
+            match turn {
+                Turn::Lead => {
+                    guard.disarm();
+                    return Ok(self.grant(election, candidate, &session, layout, name, czxid));
+                }
+                Turn::ClaimGone | Turn::SessionOver => {
+                    tracing::info!(
+                        election = election.as_str(),
+                        "claim or session lost while waiting; campaigning again"
+                    );
+                }
+            }
+        }
+    }
+
+    async fn try_campaign(
+        &self,
+        election: &ElectionName,
+        candidate: &Candidate,
+    ) -> Result<Option<Leadership>> {
+        self.check_open()?;
+        let layout = self.layout(election);
+        // Someone already leads: no claim at all.
+        if observe::read_leader(&self.session().await?.client, &layout)
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let (session, name, czxid) = loop {
+            let session = self.session().await?;
+            let uuid = uuid_v4();
+            self.write_value(&session, &layout, &uuid, candidate)
+                .await?;
+            if let Some((name, czxid)) = self
+                .create_claim(&session, &layout, &uuid, candidate)
+                .await?
+            {
+                break (session, name, czxid);
+            }
+        };
+        let guard = WithdrawOnDrop(Some(self.claim_of(&session, election, &layout, &name)));
+        let children = sorted_claims(
+            error::call("list claims", session.client.list_children(&layout.dir)).await?,
+        );
+        if children.first() != Some(&name) {
+            let claim = guard.0.as_ref().expect("armed");
+            claim.delete().await?;
+            guard.disarm();
+            return Ok(None);
+        }
+        guard.disarm();
+        Ok(Some(
+            self.grant(election, candidate, &session, layout, name, czxid),
+        ))
+    }
+
+    async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {
+        self.check_open()?;
+        let session = self.session().await?;
+        Ok(
+            observe::read_leader(&session.client, &self.layout(election))
+                .await?
+                .map(|(info, _)| info),
+        )
+    }
+
+    async fn candidates(&self, election: &ElectionName) -> Result<Vec<CandidateInfo>> {
+        self.check_open()?;
+        let session = self.session().await?;
+        observe::read_candidates(&session.client, &self.layout(election)).await
+    }
+
+    async fn observe(&self, election: &ElectionName) -> Result<LeaderStream> {
+        self.check_open()?;
+        let session = self.session().await?;
+        Ok(observe::observe(
+            session.client.clone(),
+            self.layout(election),
+            self.inner.closed.subscribe(),
+        ))
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.closed.send_replace(true);
+        let terms =
+            std::mem::take(&mut *self.inner.terms.lock().expect("zookeeper elector poisoned"));
+        for (term, _) in &terms {
+            term.end(LossReason::ShutDown);
+        }
+        // Other handles may still hold clones of the client, which keep the session open:
+        // delete our claims ourselves rather than wait for the session to close.
+        for (_, claim) in &terms {
+            if let Err(error) = claim.delete().await {
+                tracing::warn!(%error, path = claim.path().as_str(), "close: claim left to the session's end");
+            }
+        }
+        if let Some(session) = self.inner.session.lock().await.take() {
+            session.clock.end(LossReason::ShutDown);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,188 @@
+//! Who leads, and every change of it: the lowest claim, its id (the claim's data) and value
+//! (the value znode, or the id). An observer watches the leader's claim and value znodes — or,
+//! with nobody leading, the election's children — and re-reads after every event, error or
+//! reconnection, so its last item is the truth.
+
+use std::time::Duration;
+
+use elect_core::{CandidateInfo, Error, FencingToken, LeaderInfo, LeaderStream, Result};
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use zookeeper_client as zk;
+
+use crate::error;
+use crate::layout::{sorted_claims, Layout};
+
+/// The leader and its claim's name.
+pub(crate) async fn read_leader(
+    client: &zk::Client,
+    layout: &Layout,
+) -> Result<Option<(LeaderInfo, String)>> {
+    let children = match client.list_children(&layout.dir).await {
+        Ok(children) => sorted_claims(children),
+        Err(zk::Error::NoNode) => return Ok(None),
+        Err(e) => return Err(error::map("list claims", e)),
+    };
+    for name in children {
+        // The first claim may vanish between the list and the read: take the next.
+        if let Some(info) = read_claim(client, layout, &name).await? {
+            return Ok(Some((info, name)));
+        }
+    }
+    Ok(None)
+}
+
+async fn read_claim(
+    client: &zk::Client,
+    layout: &Layout,
+    name: &str,
+) -> Result<Option<LeaderInfo>> {
+    let (id, stat) = match client.get_data(&layout.claim(name)).await {
+        Ok(read) => read,
+        Err(zk::Error::NoNode) => return Ok(None),
+        Err(e) => return Err(error::map("read claim", e)),
+    };
+    let value = match layout.value_of(name) {
+        None => id.clone(),
+        Some(path) => match client.get_data(&path).await {
+            Ok((value, _)) => value,
+            // Curator and kazoo candidates, and ours whose value is their id.
+            Err(zk::Error::NoNode) => id.clone(),
+            Err(e) => return Err(error::map("read value", e)),
+        },
+    };
+    Ok(Some(LeaderInfo {
+        id: String::from_utf8_lossy(&id).into_owned(),
+        value,
+        token: FencingToken(stat.czxid as u64),
+    }))
+}
+
+pub(crate) async fn read_candidates(
+    client: &zk::Client,
+    layout: &Layout,
+) -> Result<Vec<CandidateInfo>> {
+    let children = match client.list_children(&layout.dir).await {
+        Ok(children) => sorted_claims(children),
+        Err(zk::Error::NoNode) => return Ok(Vec::new()),
+        Err(e) => return Err(error::map("list claims", e)),
+    };
+    let mut list = Vec::with_capacity(children.len());
+    for name in children {
+        if let Some(info) = read_claim(client, layout, &name).await? {
+            let leading = list.is_empty();
+            list.push(CandidateInfo {
+                id: info.id,
+                value: info.value,
+                leading,
+            });
+        }
+    }
+    Ok(list)
+}
+
+pub(crate) fn observe(
+    client: zk::Client,
+    layout: Layout,
+    mut closed: watch::Receiver<bool>,
+) -> LeaderStream {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = follow(&client, &layout, &tx) => {}
+            _ = closed.wait_for(|c| *c) => {}
+            _ = tx.closed() => {}
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
+}
+
+async fn follow(
+    client: &zk::Client,
+    layout: &Layout,
+    tx: &mpsc::Sender<Result<Option<LeaderInfo>>>,
+) {
+    let mut last: Option<Option<LeaderInfo>> = None;
+    let mut failing = false;
+    loop {
+        // Set the watches first, then read: a change in between fires them.
+        let watches = arm(client, layout).await;
+        let read = read_leader(client, layout).await;
+        let failure = match (&watches, &read) {
+            (Err(e), _) | (_, Err(e)) => Some(e.clone_kind()),
+            _ => None,
+        };
+        let leader = match (failure, read) {
+            (None, Ok(leader)) => leader,
+            (failure, _) => {
+                let error = failure.expect("a failed read or watch");
+                if !failing && tx.send(Err(error)).await.is_err() {
+                    return;
+                }
+                failing = true;
+                last = None;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        failing = false;
+        let now = leader.map(|(info, _)| info);
+        if last.as_ref() != Some(&now) {
+            if tx.send(Ok(now.clone())).await.is_err() {
+                return;
+            }
+            last = Some(now);
+        }
+        if let Ok(watches) = watches {
+            futures::future::select_all(watches.into_iter().map(|w| Box::pin(w.changed()))).await;
+        }
+    }
+}
+
+/// Watches on the election's children and on the first claim's znodes.
+async fn arm(client: &zk::Client, layout: &Layout) -> Result<Vec<zk::OneshotWatcher>> {
+    let mut watches = Vec::new();
+    match client.list_and_watch_children(&layout.dir).await {
+        Ok((children, watcher)) => {
+            watches.push(watcher);
+            if let Some(first) = sorted_claims(children).first() {
+                for path in [Some(layout.claim(first)), layout.value_of(first)]
+                    .into_iter()
+                    .flatten()
+                {
+                    let (_, watcher) = client
+                        .check_and_watch_stat(&path)
+                        .await
+                        .map_err(|e| error::map("watch leader", e))?;
+                    watches.push(watcher);
+                }
+            }
+        }
+        Err(zk::Error::NoNode) => {
+            let (_, watcher) = client
+                .check_and_watch_stat(&layout.dir)
+                .await
+                .map_err(|e| error::map("watch election", e))?;
+            watches.push(watcher);
+        }
+        Err(e) => return Err(error::map("watch claims", e)),
+    }
+    Ok(watches)
+}
+
+/// `Error` is not `Clone`; observers report a copy of the kind.
+trait CloneKind {
+    fn clone_kind(&self) -> Error;
+}
+
+impl CloneKind for Error {
+    fn clone_kind(&self) -> Error {
+        Error::Unavailable {
+            backend: error::BACKEND,
+            source: self.to_string().into(),
+        }
+    }
+}

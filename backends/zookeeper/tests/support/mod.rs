@@ -1,0 +1,78 @@
+//! What the ZooKeeper tests share: the ensemble's address and the cluster script.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use elect_core::config::{Endpoint, ZookeeperConfig};
+use elect_zookeeper::ZookeeperElector;
+
+/// The requested session timeout of test electors (the test ensemble's tickTime is 200 ms).
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn connect_string() -> String {
+    std::env::var("ELECT_TEST_ZK_CONNECT")
+        .unwrap_or_else(|_| "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183".to_owned())
+}
+
+pub fn config() -> ZookeeperConfig {
+    let endpoints: Vec<Endpoint> = connect_string()
+        .split(',')
+        .map(|e| {
+            e.parse()
+                .expect("ELECT_TEST_ZK_CONNECT holds host:port items")
+        })
+        .collect();
+    let mut config = ZookeeperConfig::new(endpoints);
+    config.session_timeout = SESSION_TIMEOUT;
+    config
+}
+
+/// A connected elector, or a failure that says how to start the ensemble.
+pub async fn connect() -> ZookeeperElector {
+    match ZookeeperElector::connect(&config()).await {
+        Ok(elector) => elector,
+        Err(error) => panic!(
+            "no ZooKeeper ensemble at {}: {error}\n\
+             start one with `tests/cluster/cluster up zookeeper` (or run `tests/run`), \
+             or set ELECT_TEST_ZK_CONNECT",
+            connect_string()
+        ),
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs the cluster script (`kill`, `start`, `freeze`, `thaw`, `leader`, `wait`, …).
+pub fn cluster(args: &[&str]) -> Output {
+    let script = std::env::var("ELECT_TEST_CLUSTER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("tests/cluster/cluster"));
+    let output = std::process::Command::new(&script)
+        .args(args)
+        .output()
+        .expect("run the cluster script");
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed: {}{}",
+        script.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Deletes every claim of `election` with a client of its own, as `zkCli deleteall` would.
+pub async fn delete_claims(election: &str) {
+    let client = zookeeper_client::Client::connect(&connect_string())
+        .await
+        .expect("connect");
+    let dir = format!("/{election}");
+    for child in client.list_children(&dir).await.unwrap_or_default() {
+        let _ = client.delete(&format!("{dir}/{child}"), None).await;
+    }
+}
