@@ -1,0 +1,214 @@
+//! kazoo's `Lock` (configured with `extra_lock_patterns=("-latch-",)`, the way kazoo joins a
+//! Curator latch) and `elect` candidates in one election directory: each side sees the other
+//! lead, a release on either side hands over to the other, and the logged leadership
+//! intervals never overlap.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use elect_core::{Candidate, ElectionName, Elector};
+use support::{connect, connect_string};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::time::Instant;
+
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// Acquires a kazoo lock, says so, releases it when told to.
+const KAZOO: &str = r#"
+import sys
+from kazoo.client import KazooClient
+hosts, path, identifier = sys.argv[1:4]
+zk = KazooClient(hosts=hosts)
+zk.start()
+lock = zk.Lock(path, identifier, extra_lock_patterns=("-latch-",))
+lock.acquire()
+print("acquired", flush=True)
+sys.stdin.readline()
+lock.release()
+print("released", flush=True)
+zk.stop()
+"#;
+
+fn python() -> PathBuf {
+    let python = std::env::var("ELECT_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.servers/venv/bin/python")
+        });
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import kazoo"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} cannot import kazoo: run `tests/cluster/cluster install`",
+        python.display()
+    );
+    python
+}
+
+struct Kazoo {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Kazoo {
+    fn start(election: &ElectionName, identifier: &str) -> Kazoo {
+        let mut child = Command::new(python())
+            .args([
+                "-c",
+                KAZOO,
+                &connect_string(),
+                &format!("/{election}"),
+                identifier,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start kazoo");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Kazoo { child, lines }
+    }
+
+    async fn said(&mut self, within: Duration) -> Option<String> {
+        tokio::time::timeout(within, self.lines.next_line())
+            .await
+            .ok()
+            .map(|l| l.unwrap().unwrap())
+    }
+
+    async fn release(&mut self) {
+        self.child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(b"release\n")
+            .await
+            .unwrap();
+    }
+}
+
+#[derive(Debug)]
+struct Interval {
+    who: &'static str,
+    from: Instant,
+    to: Instant,
+}
+
+#[tokio::test]
+async fn kazoo_and_elect_share_one_election() {
+    let elector = connect().await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let election: ElectionName = format!("interop-{nanos:08x}").parse().unwrap();
+    let mut intervals = Vec::new();
+
+    // 1. kazoo leads; elect sees it and waits; kazoo releases and elect leads.
+    let mut first = Kazoo::start(&election, "kazoo-1");
+    assert_eq!(
+        first.said(Duration::from_secs(10)).await.as_deref(),
+        Some("acquired")
+    );
+    let kazoo_from = Instant::now();
+    let seen = elector
+        .leader(&election)
+        .await
+        .unwrap()
+        .expect("elect sees kazoo's lock");
+    assert_eq!(seen.id, "kazoo-1");
+    let mut campaign = {
+        let elector = connect().await;
+        let election = election.clone();
+        tokio::spawn(async move {
+            let leadership = elector
+                .campaign(&election, &Candidate::new("rust", "rust").unwrap())
+                .await
+                .unwrap();
+            (Instant::now(), leadership, elector)
+        })
+    };
+    tokio::time::sleep(SETTLE).await;
+    assert!(
+        !campaign.is_finished(),
+        "elect won while kazoo holds the lock"
+    );
+    let released = Instant::now();
+    first.release().await;
+    let (elected, leadership, _other) = tokio::time::timeout(Duration::from_secs(5), &mut campaign)
+        .await
+        .expect("elect leads after kazoo released")
+        .unwrap();
+    intervals.push(Interval {
+        who: "kazoo",
+        from: kazoo_from,
+        to: released,
+    });
+    eprintln!("kazoo released: elect led {:?} later", elected - released);
+
+    // 2. elect leads; kazoo waits and sees it; elect resigns and kazoo acquires.
+    let mut second = Kazoo::start(&election, "kazoo-2");
+    assert_eq!(
+        second.said(SETTLE).await,
+        None,
+        "kazoo acquired while elect leads"
+    );
+    let resigned = Instant::now();
+    leadership.resign().await.unwrap();
+    intervals.push(Interval {
+        who: "elect",
+        from: elected,
+        to: resigned,
+    });
+    assert_eq!(
+        second.said(Duration::from_secs(5)).await.as_deref(),
+        Some("acquired")
+    );
+    let kazoo_from = Instant::now();
+    eprintln!(
+        "elect resigned: kazoo acquired {:?} later",
+        kazoo_from - resigned
+    );
+    assert_eq!(
+        elector
+            .leader(&election)
+            .await
+            .unwrap()
+            .expect("a leader")
+            .id,
+        "kazoo-2"
+    );
+    let released = Instant::now();
+    second.release().await;
+    assert_eq!(
+        second.said(Duration::from_secs(5)).await.as_deref(),
+        Some("released")
+    );
+    intervals.push(Interval {
+        who: "kazoo",
+        from: kazoo_from,
+        to: released,
+    });
+
+    let origin = intervals[0].from;
+    for (i, a) in intervals.iter().enumerate() {
+        eprintln!(
+            "{:>6} led from {:?} to {:?}",
+            a.who,
+            a.from - origin,
+            a.to - origin
+        );
+        for b in &intervals[i + 1..] {
+            assert!(
+                a.to <= b.from || b.to <= a.from,
+                "two leaders at once: {a:?} and {b:?}"
+            );
+        }
+    }
+}
