@@ -81,7 +81,13 @@ enum Turn {
 impl ZookeeperElector {
     /// Connects (one session) and checks that the ensemble answers.
     pub async fn connect(config: &ZookeeperConfig) -> Result<Self> {
-        let elector = ZookeeperElector {
+        let elector = ZookeeperElector::new(config, None);
+        elector.session().await?;
+        Ok(elector)
+    }
+
+    fn new(config: &ZookeeperConfig, session: Option<Session>) -> Self {
+        ZookeeperElector {
             config: config.clone(),
             acls: if config.auth.is_some() {
                 Acls::CreatorAllAnyoneRead
@@ -89,13 +95,23 @@ impl ZookeeperElector {
                 Acls::Open
             },
             inner: Arc::new(Inner {
-                session: tokio::sync::Mutex::new(None),
+                session: tokio::sync::Mutex::new(session.map(Arc::new)),
                 closed: watch::channel(false).0,
                 terms: Mutex::new(Vec::new()),
             }),
-        };
-        elector.session().await?;
-        Ok(elector)
+        }
+    }
+
+    /// An elector on a client you already have: its session is shared (its claims, too, end
+    /// with it). `config` gives the drift margin and root, and the endpoints for a new session
+    /// after this one expires. Many electors can share one client.
+    pub fn with_client(client: zk::Client, config: &ZookeeperConfig) -> Self {
+        // When the server last heard this client is unknown; the library pings an idle
+        // session every third of its timeout, so count from half a timeout ago.
+        let now = tokio::time::Instant::now();
+        let heard = now.checked_sub(client.session_timeout() / 2).unwrap_or(now);
+        let session = Session::from_client(client, heard, config.drift_margin());
+        ZookeeperElector::new(config, Some(session))
     }
 
     /// The negotiated session timeout of the current session.

@@ -51,8 +51,13 @@ impl Session {
         }
         let sent_at = Instant::now();
         let client = error::call("connect", connector.connect(&hosts.join(","))).await?;
+        Ok(Session::from_client(client, sent_at, config.drift_margin()))
+    }
+
+    /// Wraps a connected client; `sent_at` is when its connection request was sent.
+    pub(crate) fn from_client(client: zk::Client, sent_at: Instant, margin: Duration) -> Self {
         let negotiated = client.session_timeout();
-        let margin = config.drift_margin().min(negotiated / 4);
+        let margin = margin.min(negotiated / 4);
         let clock = LeaseClock::new(sent_at, negotiated, margin, negotiated / 3);
         let id = client.session_id().0;
         let tasks = vec![
@@ -64,12 +69,12 @@ impl Session {
             timeout_ms = negotiated.as_millis() as u64,
             "zookeeper session"
         );
-        Ok(Session {
+        Session {
             client,
             clock,
             id,
             tasks,
-        })
+        }
     }
 
     pub(crate) fn is_over(&self) -> bool {

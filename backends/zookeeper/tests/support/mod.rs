@@ -76,3 +76,45 @@ pub async fn delete_claims(election: &str) {
         let _ = client.delete(&format!("{dir}/{child}"), None).await;
     }
 }
+
+/// A four-letter-word command to one member (`mntr`, `cons`, `srvr`, …).
+pub fn four_letters(port: u16, word: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to a member");
+    stream.write_all(word.as_bytes()).unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The members' client ports, in the cluster script's order (n1, n2, n3).
+pub fn ports() -> Vec<u16> {
+    connect_string()
+        .split(',')
+        .map(|e| e.rsplit(':').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Watch notifications the members fired so far (mntr's node-event watch counters).
+pub fn watches_fired() -> u64 {
+    ports()
+        .into_iter()
+        .map(|port| {
+            four_letters(port, "mntr")
+                .lines()
+                .filter(|l| l.starts_with("zk_sum_node_") && l.contains("_watch_count"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+                .sum::<f64>() as u64
+        })
+        .sum()
+}
+
+/// The member (1..3) that holds the connection of session `id`, from `cons`.
+pub fn member_of_session(id: i64) -> Option<usize> {
+    let wanted = format!("sid=0x{id:x}");
+    ports()
+        .into_iter()
+        .position(|port| four_letters(port, "cons").contains(&wanted))
+        .map(|i| i + 1)
+}

@@ -1,0 +1,145 @@
+//! Faults against the real 3-node ZooKeeper ensemble, each with its time measured and
+//! bounded. The cases run one at a time: they kill and freeze members.
+
+mod support;
+
+use std::time::Duration;
+
+use elect_core::{Candidate, ElectionName, Elector, LeadershipState, LossReason};
+use elect_zookeeper::ZookeeperElector;
+use support::{cluster, config, connect, member_of_session};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+fn election(case: &str) -> ElectionName {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("fault-{case}-{nanos:08x}").parse().unwrap()
+}
+
+fn me() -> Candidate {
+    Candidate::new("leader", "leader").unwrap()
+}
+
+#[tokio::test]
+async fn a_claim_deleted_by_hand_is_lost_within_a_second() {
+    let _serial = SERIAL.lock().await;
+    let elector = connect().await;
+    let election = election("delete");
+    let leadership = elector.campaign(&election, &me()).await.unwrap();
+    let started = Instant::now();
+    support::delete_claims(election.as_str()).await;
+    let reason = tokio::time::timeout(Duration::from_secs(1), leadership.lost())
+        .await
+        .expect("lost within 1 s");
+    assert_eq!(reason, LossReason::Revoked);
+    eprintln!("claim deleted: lost after {:?}", started.elapsed());
+}
+
+/// Starts a member again even when an assertion fails.
+struct Restart(String);
+impl Drop for Restart {
+    fn drop(&mut self) {
+        cluster(&["start", "zookeeper", &self.0]);
+        cluster(&["wait", "zookeeper", "all", "60"]);
+    }
+}
+
+/// The client moves to another member within its connection timeout; with a 4 s session
+/// that is well inside the deadline's headroom.
+#[tokio::test]
+async fn killing_the_member_we_talk_to_suspends_and_resumes_without_loss() {
+    let _serial = SERIAL.lock().await;
+    let mut config = config();
+    config.session_timeout = Duration::from_secs(4);
+    let elector = ZookeeperElector::connect(&config).await.unwrap();
+    let election = election("member");
+    let leadership = elector.campaign(&election, &me()).await.unwrap();
+    let session = elector.session_id().await.unwrap();
+    let member = member_of_session(session)
+        .expect("a member holds our connection")
+        .to_string();
+    let mut states = leadership.subscribe();
+    assert_eq!(states.changed().await, LeadershipState::Leading);
+    let killed_at = Instant::now();
+    let restart = Restart(member.clone());
+    cluster(&["kill", "zookeeper", &member]);
+    let suspended = tokio::time::timeout(Duration::from_secs(4), states.changed())
+        .await
+        .expect("suspended");
+    assert_eq!(
+        suspended,
+        LeadershipState::Suspended,
+        "after the member died"
+    );
+    let suspended_at = Instant::now();
+    let resumed = tokio::time::timeout(Duration::from_secs(4), states.changed())
+        .await
+        .expect("leading again");
+    assert_eq!(resumed, LeadershipState::Leading);
+    let resumed_at = Instant::now();
+    // No loss afterwards either, and our claim is the one the ensemble shows.
+    let later = tokio::time::timeout(config.session_timeout * 2, states.changed()).await;
+    assert!(later.is_err(), "the term changed again: {later:?}");
+    assert!(leadership.is_leader());
+    assert_eq!(
+        elector.leader(&election).await.unwrap().unwrap().token,
+        leadership.token()
+    );
+    drop(restart);
+    eprintln!(
+        "member {member} killed: suspended after {:?}, leading again after {:?}",
+        suspended_at - killed_at,
+        resumed_at - killed_at
+    );
+    leadership.resign().await.unwrap();
+}
+
+/// Thaws a member even when an assertion fails.
+struct Thaw(String);
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        cluster(&["thaw", "zookeeper", &self.0]);
+        cluster(&["wait", "zookeeper", "all", "60"]);
+    }
+}
+
+/// The member we talk to freezes while our claim is being created: the create's answer is
+/// lost. The campaign goes on through another member and no second (ghost) claim of ours is
+/// left in the election.
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_leaves_no_ghost_claim() {
+    let _serial = SERIAL.lock().await;
+    let mut config = config();
+    config.session_timeout = Duration::from_secs(4);
+    let elector = ZookeeperElector::connect(&config).await.unwrap();
+    let election = election("ghost");
+    let session = elector.session_id().await.unwrap();
+    let member = member_of_session(session)
+        .expect("a member holds our connection")
+        .to_string();
+    let thaw = Thaw(member.clone());
+    cluster(&["freeze", "zookeeper", &member]);
+    let started = Instant::now();
+    let leadership =
+        tokio::time::timeout(Duration::from_secs(30), elector.campaign(&election, &me()))
+            .await
+            .expect("the campaign goes on through another member")
+            .unwrap();
+    let took = started.elapsed();
+    drop(thaw);
+    // Whatever the frozen member does with the request once it wakes, one claim remains.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let claims = elector.candidates(&election).await.unwrap();
+    assert_eq!(claims.len(), 1, "claims left: {claims:?}");
+    assert!(leadership.is_leader());
+    eprintln!(
+        "create during a frozen member: led after {took:?}, {} claim in the election",
+        claims.len()
+    );
+    leadership.resign().await.unwrap();
+}
