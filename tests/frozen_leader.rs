@@ -1,0 +1,228 @@
+//! A leader process frozen (SIGSTOP, like a long GC pause) past its TTL, on the real
+//! clusters: the store expires its session and a successor leads; when the frozen process
+//! wakes, it finds itself lost at once, kills its command, and campaigns again with a new
+//! claim; every term's token is greater than the one before.
+//!
+//! The clusters come from `tests/cluster/cluster up` (or `tests/run`).
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use elect::{connect, Candidate, Config, Elector};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use tokio::time::Instant;
+
+fn zk_url(election: &str) -> String {
+    let hosts = std::env::var("ELECT_TEST_ZK_CONNECT")
+        .unwrap_or_else(|_| "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183".to_owned());
+    format!("zk://{hosts}/{election}?session_timeout=2s")
+}
+
+fn etcd_url(election: &str) -> String {
+    let hosts = std::env::var("ELECT_TEST_ETCD_ENDPOINTS")
+        .unwrap_or_else(|_| "127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379".to_owned());
+    format!("etcd://{hosts}/{election}?ttl=2s")
+}
+
+/// `(token, pid)` of each command start, from the command's own log.
+fn starts(log: &Path) -> Vec<(u64, i32)> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+fn pgrp_of(pid: i32) -> i32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process exists");
+    stat.rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+async fn poll<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+struct Stop(Child);
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGCONT);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn frozen_leader(url: String, expiry_bound: Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("starts");
+    let script = format!(
+        "echo \"$ELECT_FENCING_TOKEN $$\" >> {}; while :; do sleep 0.05; done",
+        log.display()
+    );
+    let elect = Command::new(env!("CARGO_BIN_EXE_elect"))
+        .args([
+            "run",
+            "--log-json",
+            "--grace",
+            "1s",
+            "--id",
+            "frozen",
+            "--url",
+            &url,
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(dir.path().join("elect.log")).unwrap())
+        .spawn()
+        .expect("start elect");
+    let elect = Stop(elect);
+    let (token, command) = poll(
+        Duration::from_secs(20),
+        "the frozen-to-be leader's command",
+        || starts(&log).first().copied(),
+    )
+    .await;
+
+    let config = Config::from_url(&url).unwrap();
+    let election = config.election.clone().unwrap();
+    let successor = connect(&config).await.unwrap_or_else(|e| {
+        panic!("{url}: {e}: start the clusters with `tests/cluster/cluster up`")
+    });
+    let successor: std::sync::Arc<dyn Elector> = std::sync::Arc::from(successor);
+    let waiting = {
+        let (successor, election) = (successor.clone(), election.clone());
+        tokio::spawn(async move {
+            successor
+                .campaign(&election, &Candidate::new("successor", "s").unwrap())
+                .await
+                .unwrap()
+        })
+    };
+    poll(Duration::from_secs(5), "the successor waiting", || {
+        Some(()).filter(|_| !waiting.is_finished())
+    })
+    .await;
+
+    // Freeze the whole leader: elect and its command's process group.
+    let elect_pid = Pid::from_raw(elect.0.id() as i32);
+    let group = Pid::from_raw(pgrp_of(command));
+    kill(elect_pid, Signal::SIGSTOP).unwrap();
+    killpg(group, Signal::SIGSTOP).unwrap();
+    let frozen_at = Instant::now();
+    let term = tokio::time::timeout(expiry_bound, waiting)
+        .await
+        .expect("a successor leads once the session expired")
+        .unwrap();
+    let failover = frozen_at.elapsed();
+    assert!(
+        term.token().get() > token,
+        "the successor's token {} is not above {token}",
+        term.token()
+    );
+
+    // Wake the old leader: it must find itself lost at once and stop its command.
+    killpg(group, Signal::SIGCONT).unwrap();
+    kill(elect_pid, Signal::SIGCONT).unwrap();
+    let thawed_at = Instant::now();
+    poll(
+        Duration::from_secs(2),
+        "the woken leader's command killed",
+        || Some(()).filter(|_| !alive(command)),
+    )
+    .await;
+    let stopped = thawed_at.elapsed();
+    let events = fs::read_to_string(dir.path().join("elect.log")).unwrap();
+    let lost = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["message"] == "lost")
+        .unwrap_or_else(|| panic!("the woken leader logged no loss:\n{events}"));
+    let reason = lost["reason"].as_str().unwrap().to_owned();
+    assert!(
+        ["deadline-passed", "expired", "revoked"].contains(&reason.as_str()),
+        "reason {reason}"
+    );
+
+    // It campaigns again with a new claim, and leads once the successor resigns.
+    let rejoined = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let list = successor.candidates(&election).await.unwrap();
+            if list.iter().any(|c| c.id == "frozen" && !c.leading) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(rejoined.is_ok(), "the woken leader did not campaign again");
+    term.resign().await.unwrap();
+    let (again, _) = poll(
+        Duration::from_secs(10),
+        "the woken leader's next term",
+        || starts(&log).get(1).copied(),
+    )
+    .await;
+    assert!(
+        again > term.token().get(),
+        "its new token {again} is not above the successor's {}",
+        term.token()
+    );
+    eprintln!(
+        "{url}: frozen leader: successor led {failover:?} after the freeze; woken leader lost ({reason}) and its command gone {stopped:?} after the thaw"
+    );
+    drop(elect);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_frozen_leader() {
+    // Session timeout 2 s (negotiated within the ensemble's bounds) plus the expiry tick.
+    frozen_leader(
+        zk_url(&format!("frozen-{}", std::process::id())),
+        Duration::from_secs(6),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_frozen_leader() {
+    // TTL 2 s plus etcd's expiry check.
+    frozen_leader(
+        etcd_url(&format!("frozen-{}", std::process::id())),
+        Duration::from_secs(6),
+    )
+    .await;
+}
