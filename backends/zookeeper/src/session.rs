@@ -38,6 +38,15 @@ impl Drop for Session {
 
 impl Session {
     pub(crate) async fn connect(config: &ZookeeperConfig) -> Result<Self, Error> {
+        if config.tls.is_some() {
+            // Refuse rather than connect in the clear.
+            return Err(elect_core::ConfigError::new(
+                "zookeeper.tls",
+                "set",
+                "TLS to ZooKeeper is not supported yet; use a TLS tunnel or leave it out",
+            )
+            .into());
+        }
         let hosts: Vec<String> = config
             .endpoints
             .iter()
