@@ -4,6 +4,8 @@
 pub mod run;
 pub mod settings;
 
+#[cfg(feature = "consul")]
+pub use elect_consul::ConsulElector;
 pub use elect_core::config::{self, BackendConfig, Config};
 pub use elect_core::{
     run_while_leader, Candidate, CandidateInfo, Claim, ConfigError, ElectionName, Elector, Error,
@@ -30,6 +32,9 @@ pub async fn connect(config: &Config) -> Result<Box<dyn Elector>> {
             backend: "etcd",
             feature: "etcd",
         }),
+        #[cfg(feature = "consul")]
+        BackendConfig::Consul(consul) => Ok(Box::new(ConsulElector::connect(consul).await?)),
+        #[cfg(not(feature = "consul"))]
         BackendConfig::Consul(_) => Err(Error::NotCompiled {
             backend: "consul",
             feature: "consul",

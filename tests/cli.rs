@@ -480,9 +480,9 @@ fn bad_input_gets_distinct_exit_codes_and_names_the_field() {
             "--grace",
         ),
         (
-            &["run", "--url", "consul://127.0.0.1:8500/e", "--", "true"],
-            78,
-            "not compiled in",
+            &["run", "--url", "consul://127.0.0.1:1/e", "--", "true"],
+            69,
+            "unreachable",
         ),
         (
             &["run", "--url", "etcd://127.0.0.1:1/e", "--", "true"],

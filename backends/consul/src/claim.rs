@@ -1,0 +1,125 @@
+//! The Consul side of a term: the lock key held by our session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use elect_core::{Claim, ElectionName, Error, LossReason, NotLeaderReason, Result, TermControl};
+
+use crate::agent::{b64, Agent};
+
+/// Where one election lives: `<prefix><election>/` with `.lock` and `.value` in it.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    pub(crate) dir: String,
+    pub(crate) lock: String,
+    pub(crate) value: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str, election: &str) -> Self {
+        let dir = format!("{prefix}{election}/");
+        Keys {
+            lock: format!("{dir}.lock"),
+            value: format!("{dir}.value"),
+            dir,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct ConsulClaim {
+    pub(crate) agent: Arc<Agent>,
+    pub(crate) election: ElectionName,
+    pub(crate) keys: Keys,
+    pub(crate) session: String,
+}
+
+impl ConsulClaim {
+    fn rejected(&self) -> Error {
+        Error::NotLeader {
+            election: self.election.clone(),
+            reason: NotLeaderReason::RejectedByStore,
+        }
+    }
+
+    /// `Session` of the lock key is still ours: the check every write of this term carries.
+    fn check(&self) -> serde_json::Value {
+        serde_json::json!({"KV": {"Verb": "check-session", "Key": self.keys.lock, "Session": self.session}})
+    }
+}
+
+#[async_trait::async_trait]
+impl Claim for ConsulClaim {
+    async fn proclaim(&self, value: &[u8]) -> Result<()> {
+        let txn = serde_json::json!([
+            self.check(),
+            {"KV": {"Verb": "set", "Key": self.keys.value, "Value": b64(value)}},
+        ]);
+        if self.agent.txn(txn).await? {
+            Ok(())
+        } else {
+            Err(self.rejected())
+        }
+    }
+
+    async fn release(&self) -> Result<()> {
+        // The value key goes first, so that no reader pairs it with the next holder.
+        let _ = self.agent.delete(&self.keys.value).await;
+        self.agent
+            .lock_op(&self.keys.lock, b"", None, Some(&self.session))
+            .await?;
+        Ok(())
+    }
+
+    async fn fenced_put(&self, key: &str, value: &[u8]) -> Result<()> {
+        let txn = serde_json::json!([self.check(), {"KV": {"Verb": "set", "Key": key, "Value": b64(value)}}]);
+        if self.agent.txn(txn).await? {
+            Ok(())
+        } else {
+            Err(self.rejected())
+        }
+    }
+
+    async fn fenced_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let (entries, _) = self.agent.read(key, false, None).await?;
+        Ok(entries.first().map(|e| e.bytes()))
+    }
+}
+
+/// Ends the term within one blocking-query round trip when the lock key shows another
+/// session or none (released by an operator, session destroyed).
+pub(crate) async fn watch_own_key(
+    claim: Arc<ConsulClaim>,
+    term: TermControl,
+    mut lease: tokio::sync::watch::Receiver<elect_core::clock::LeaseStatus>,
+    from_index: u64,
+) {
+    let mut index = from_index;
+    loop {
+        let read = tokio::select! {
+            _ = term.ended() => return,
+            _ = elect_core::clock::lease_ended(&mut lease) => return,
+            read = claim.agent.read(&claim.keys.lock, false, Some((index, crate::WAIT))) => read,
+        };
+        match read {
+            Ok((entries, new_index)) => {
+                let ours = entries
+                    .first()
+                    .is_some_and(|e| e.holder() == Some(claim.session.as_str()));
+                if !ours {
+                    tracing::warn!(
+                        key = claim.keys.lock.as_str(),
+                        "our lock was released or taken"
+                    );
+                    term.end(LossReason::Revoked);
+                    return;
+                }
+                index = if new_index < index { 0 } else { new_index };
+            }
+            Err(error) => {
+                tracing::debug!(%error, "own-key watch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

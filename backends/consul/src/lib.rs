@@ -1,0 +1,341 @@
+//! # elect-consul: leader election on Consul sessions and KV locks
+//!
+//! The lock of Consul's Go API, which `consul lock` uses, so that both meet `elect` in one
+//! election:
+//!
+//! * **Layout** — the lock key `<prefix><election>/.lock`, acquired with our session and
+//!   Go's `LockFlagValue` flags, value = the candidate's value; held = its `Session` is ours,
+//!   free = empty. A proclaimed value goes to `<prefix><election>/.value` (Go's lock ignores
+//!   other keys), so that the lock key, and the token, stay as acquired.
+//! * **Token** — the lock key's `ModifyIndex` read right after the acquire (not `LockIndex`,
+//!   which restarts at 1 when the key is deleted).
+//! * **Sessions** — one per elector, named after its candidate, TTL (10 s minimum),
+//!   behaviour `release`, renewed every TTL/2 by our own task; no node health checks by
+//!   default and `LockDelay` always sent (0 by default; the TTL with health checks).
+//! * **Waiting** — blocking queries on the lock key (a missing key is a normal state).
+//! * **Loss** — a renewal answered 404, no renewal confirmed by the deadline, or our own key
+//!   showing another session or none (a blocking query on it).
+//! * **Fenced writes** — `/v1/txn` with `check-session` on the lock key.
+//!
+//! See the `agent` module for which calls go through rs-consul and which are ours.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod agent;
+mod claim;
+mod observe;
+mod session;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use elect_core::config::ConsulConfig;
+use elect_core::{
+    Candidate, CandidateInfo, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream,
+    Leadership, LossReason, Result, TermControl,
+};
+use tokio::sync::watch;
+
+use agent::{Agent, BACKEND};
+use claim::{ConsulClaim, Keys};
+use session::Session;
+
+pub use agent::{DEFAULT_PORT, LOCK_FLAGS};
+
+/// How long one blocking query waits for a change before it is sent again.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Leader election on Consul: one session per elector, shared by all its campaigns.
+///
+/// ```no_run
+/// # async fn demo() -> elect_core::Result<()> {
+/// use elect_core::config::ConsulConfig;
+/// use elect_core::{Candidate, Elector};
+/// use elect_consul::ConsulElector;
+/// let config = ConsulConfig::new(vec!["127.0.0.1:8500".parse()?]);
+/// let elector = ConsulElector::connect(&config).await?;
+/// let leadership = elector.campaign(&"billing".parse()?, &Candidate::generated()).await?;
+/// println!("leading with token {}", leadership.token());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ConsulElector {
+    agent: Arc<Agent>,
+    config: ConsulConfig,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    closed: watch::Sender<bool>,
+    terms: Mutex<Vec<(TermControl, Arc<ConsulClaim>)>>,
+}
+
+impl ConsulElector {
+    /// Connects and checks that an agent answers (and that the token may read the KV store).
+    pub async fn connect(config: &ConsulConfig) -> Result<Self> {
+        let agent = Arc::new(Agent::new(config)?);
+        agent.read("elect/probe", false, None).await?;
+        Ok(ConsulElector {
+            agent,
+            config: config.clone(),
+            inner: Arc::new(Inner {
+                session: tokio::sync::Mutex::new(None),
+                closed: watch::channel(false).0,
+                terms: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The id of the current session, if one was created.
+    pub async fn session_id(&self) -> Option<String> {
+        self.inner
+            .session
+            .lock()
+            .await
+            .as_ref()
+            .map(|s| s.id.clone())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if *self.inner.closed.borrow() {
+            return Err(Error::Closed { backend: BACKEND });
+        }
+        Ok(())
+    }
+
+    /// The live session, or a new one (named after `candidate`) if there is none or it ended.
+    async fn session(&self, candidate: &Candidate) -> Result<Arc<Session>> {
+        let mut slot = self.inner.session.lock().await;
+        if let Some(session) = slot.as_ref() {
+            if !session.is_over() {
+                return Ok(session.clone());
+            }
+        }
+        self.check_open()?;
+        let session = Arc::new(Session::create(&self.agent, &self.config, candidate.id()).await?);
+        *slot = Some(session.clone());
+        Ok(session)
+    }
+
+    fn keys(&self, election: &ElectionName) -> Keys {
+        Keys::new(&self.config.prefix, election.as_str())
+    }
+
+    /// Acquires the lock; the token if Consul granted it to our session.
+    async fn acquire(
+        &self,
+        keys: &Keys,
+        session: &Session,
+        candidate: &Candidate,
+    ) -> Result<Option<u64>> {
+        if !self
+            .agent
+            .lock_op(&keys.lock, candidate.value(), Some(&session.id), None)
+            .await?
+        {
+            return Ok(None);
+        }
+        let (entries, _) = self.agent.read(&keys.lock, false, None).await?;
+        let acquired = entries
+            .first()
+            .filter(|e| e.holder() == Some(session.id.as_str()));
+        if let Some(entry) = acquired {
+            tracing::debug!(
+                key = keys.lock.as_str(),
+                modify_index = entry.modify_index,
+                lock_index = entry.lock_index,
+                "lock acquired"
+            );
+        }
+        Ok(acquired.map(|e| e.modify_index))
+    }
+
+    /// Waits until the lock key is free (missing, or no session holds it). `None` when the
+    /// session ended meanwhile.
+    async fn wait_free(&self, keys: &Keys, session: &Session) -> Result<Option<()>> {
+        let mut lease = session.clock.watch();
+        let mut index = 0;
+        loop {
+            let read = tokio::select! {
+                read = self.agent.read(&keys.lock, false, Some((index, WAIT))) => read?,
+                _ = elect_core::clock::lease_ended(&mut lease) => return Ok(None),
+            };
+            let (entries, new_index) = read;
+            // Consul's rule: an index that went backwards starts over.
+            index = if new_index < index { 0 } else { new_index };
+            match entries.first() {
+                None => return Ok(Some(())),
+                Some(entry) if entry.flags != LOCK_FLAGS => {
+                    return Err(elect_core::ConfigError::new(
+                        "consul.prefix",
+                        &entry.key,
+                        format!(
+                            "the key exists with flags {} and is not a lock (consul#9951)",
+                            entry.flags
+                        ),
+                    )
+                    .into())
+                }
+                Some(entry) if entry.holder().is_none() => return Ok(Some(())),
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn grant(
+        &self,
+        election: &ElectionName,
+        candidate: &Candidate,
+        session: &Session,
+        keys: Keys,
+        token: u64,
+    ) -> Leadership {
+        let claim = Arc::new(ConsulClaim {
+            agent: self.agent.clone(),
+            election: election.clone(),
+            keys,
+            session: session.id.clone(),
+        });
+        let (leadership, term) = Leadership::new(
+            BACKEND,
+            election.clone(),
+            candidate.id().to_owned(),
+            FencingToken(token),
+            session.clock.watch(),
+            claim.clone(),
+        );
+        tokio::spawn(claim::watch_own_key(
+            claim.clone(),
+            term.clone(),
+            session.clock.watch(),
+            token,
+        ));
+        let mut terms = self.inner.terms.lock().expect("consul elector poisoned");
+        terms.retain(|(term, _)| !term.is_ended());
+        terms.push((term, claim));
+        leadership
+    }
+}
+
+/// Releases the lock if a campaign is dropped between its acquire and its grant.
+struct ReleaseOnDrop(Option<(Arc<Agent>, String, String)>);
+
+impl ReleaseOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        if let Some((agent, key, session)) = self.0.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = agent.lock_op(&key, b"", None, Some(&session)).await;
+                });
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Elector for ConsulElector {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
+        let keys = self.keys(election);
+        let mut closed = self.inner.closed.subscribe();
+        let mut refused_while_free = false;
+        loop {
+            self.check_open()?;
+            let session = self.session(candidate).await?;
+            if refused_while_free {
+                // Free but refused: a lock delay runs; ask again shortly.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            let guard = ReleaseOnDrop(Some((
+                self.agent.clone(),
+                keys.lock.clone(),
+                session.id.clone(),
+            )));
+            if let Some(token) = self.acquire(&keys, &session, candidate).await? {
+                guard.disarm();
+                return Ok(self.grant(election, candidate, &session, keys, token));
+            }
+            guard.disarm();
+            let waited = tokio::select! {
+                waited = self.wait_free(&keys, &session) => waited?,
+                _ = closed.wait_for(|c| *c) => return Err(Error::Closed { backend: BACKEND }),
+            };
+            refused_while_free = waited.is_some() && {
+                let (entries, _) = self.agent.read(&keys.lock, false, None).await?;
+                entries.first().is_some_and(|e| e.holder().is_none())
+            };
+        }
+    }
+
+    async fn try_campaign(
+        &self,
+        election: &ElectionName,
+        candidate: &Candidate,
+    ) -> Result<Option<Leadership>> {
+        self.check_open()?;
+        let keys = self.keys(election);
+        let session = self.session(candidate).await?;
+        let guard = ReleaseOnDrop(Some((
+            self.agent.clone(),
+            keys.lock.clone(),
+            session.id.clone(),
+        )));
+        let acquired = self.acquire(&keys, &session, candidate).await?;
+        guard.disarm();
+        Ok(acquired.map(|token| self.grant(election, candidate, &session, keys, token)))
+    }
+
+    async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {
+        self.check_open()?;
+        let keys = self.keys(election);
+        let (entries, _) = self.agent.read(&keys.dir, true, None).await?;
+        observe::leader_of(&self.agent, &keys, &entries, &mut Default::default()).await
+    }
+
+    async fn candidates(&self, election: &ElectionName) -> Result<Vec<CandidateInfo>> {
+        // Waiting sessions are invisible in Consul's lock: only the holder is listed.
+        Ok(self
+            .leader(election)
+            .await?
+            .map(|l| CandidateInfo {
+                id: l.id,
+                value: l.value,
+                leading: true,
+            })
+            .into_iter()
+            .collect())
+    }
+
+    async fn observe(&self, election: &ElectionName) -> Result<LeaderStream> {
+        self.check_open()?;
+        Ok(observe::observe(
+            self.agent.clone(),
+            self.keys(election),
+            self.inner.closed.subscribe(),
+        ))
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.closed.send_replace(true);
+        let terms = std::mem::take(&mut *self.inner.terms.lock().expect("consul elector poisoned"));
+        for (term, _) in &terms {
+            term.end(LossReason::ShutDown);
+        }
+        // Destroying the session releases every lock it holds at once.
+        if let Some(session) = self.inner.session.lock().await.take() {
+            session.destroy(&self.agent).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,44 @@
+//! The conformance suite against a real 3-server Consul cluster.
+//!
+//! The cluster comes from `tests/cluster/cluster up consul` (or `tests/run`, which starts
+//! it); `ELECT_TEST_CONSUL_ADDRS` points the tests elsewhere (e.g. at docker-compose.yml).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use elect_core::testkit::Harness;
+use elect_core::Elector;
+use futures::FutureExt;
+
+fn harness() -> Harness {
+    let mut harness = Harness::new(
+        "consul",
+        Arc::new(|| {
+            async {
+                let elector: Arc<dyn Elector> = Arc::new(support::connect().await);
+                Ok(elector)
+            }
+            .boxed()
+        }),
+        Arc::new(|election| {
+            async move {
+                // What `consul kv delete <election>/.lock` does.
+                let (status, body) = support::http("DELETE", &format!("/v1/kv/{election}/.lock"));
+                assert_eq!(status, 200, "delete the lock key: {body}");
+                Ok(())
+            }
+            .boxed()
+        }),
+    );
+    // A crashed holder's session is invalidated between TTL and 2 × TTL (no lock delay).
+    harness.crash_failover = support::TTL * 2 + Duration::from_secs(5);
+    // Waiting sessions are invisible in Consul's lock.
+    harness.lists_waiting_candidates = false;
+    harness
+}
+
+mod conformance {
+    elect_core::conformance_suite!(super::harness());
+}
