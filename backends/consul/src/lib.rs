@@ -11,7 +11,8 @@
 //!   which restarts at 1 when the key is deleted).
 //! * **Sessions** — one per elector, named after its candidate, TTL (10 s minimum),
 //!   behaviour `release`, renewed every TTL/2 by our own task; no node health checks by
-//!   default and `LockDelay` always sent (0 by default; the TTL with health checks).
+//!   default and `LockDelay` always sent (the TTL by default: see
+//!   `ConsulConfig::lock_delay` for the invalidations a holder may not see).
 //! * **Waiting** — blocking queries on the lock key (a missing key is a normal state).
 //! * **Loss** — a renewal answered 404, no renewal confirmed by the deadline, or our own key
 //!   showing another session or none (a blocking query on it).
@@ -332,7 +333,14 @@ impl Elector for ConsulElector {
         for (term, _) in &terms {
             term.end(LossReason::ShutDown);
         }
-        // Destroying the session releases every lock it holds at once.
+        // Release first: a destroyed session's locks are released too, but then the lock
+        // delay holds the successors off.
+        for (_, claim) in &terms {
+            use elect_core::Claim;
+            if let Err(error) = claim.release().await {
+                tracing::warn!(%error, key = claim.keys.lock.as_str(), "close: lock left to the session's end");
+            }
+        }
         if let Some(session) = self.inner.session.lock().await.take() {
             session.destroy(&self.agent).await?;
         }

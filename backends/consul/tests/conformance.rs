@@ -32,8 +32,9 @@ fn harness() -> Harness {
             .boxed()
         }),
     );
-    // A crashed holder's session is invalidated between TTL and 2 × TTL (no lock delay).
-    harness.crash_failover = support::TTL * 2 + Duration::from_secs(5);
+    // A crashed holder's session is invalidated between TTL and 2 × TTL, then the lock delay
+    // (one TTL by default) runs.
+    harness.crash_failover = support::TTL * 3 + Duration::from_secs(5);
     // Waiting sessions are invisible in Consul's lock.
     harness.lists_waiting_candidates = false;
     harness

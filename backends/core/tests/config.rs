@@ -289,8 +289,8 @@ fn defaults_follow_the_native_tools() {
     assert_eq!(consul.prefix, "");
     assert_eq!(
         consul.lock_delay(),
-        Duration::ZERO,
-        "no health checks: no lock delay"
+        consul.ttl,
+        "a lock delay of a TTL: a session can be invalidated before its holder sees it"
     );
     let BackendConfig::Consul(checked) =
         Config::from_url("consul://h/billing?health_checks=serfHealth")

@@ -212,7 +212,7 @@ pub struct ConsulConfig {
     /// Taken off every deadline for clock drift. Default TTL/10.
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub drift_margin: Option<Duration>,
-    /// Lock delay, 0–60 s, always sent. Default 0 with no health checks, TTL with them.
+    /// Lock delay, 0–60 s, always sent. Default: the TTL (see [`ConsulConfig::lock_delay`]).
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub lock_delay: Option<Duration>,
     /// Node health checks that also invalidate the session. Default none (TTL only).
@@ -253,15 +253,17 @@ impl ConsulConfig {
         self.drift_margin.unwrap_or(self.ttl / 10)
     }
 
-    /// The lock delay to send: as configured, else 0 without health checks (the session then
-    /// ends only by TTL, never before our deadline) and the TTL with them (a health check can
-    /// end the session before the leader notices).
+    /// The lock delay to send: as configured, else the TTL (at most 60 s).
+    ///
+    /// Not 0 by default, even without health checks: Consul also invalidates a session when
+    /// the node it was created on is deregistered (an agent that left, a dead server that
+    /// autopilot removed — seen in the fault tests 15 s after killing the server a session was
+    /// made on). A leader that cannot see the invalidation keeps acting until its deadline, up
+    /// to a TTL later; the lock delay keeps the next holder out for that long. Resigning
+    /// releases the lock without any delay; only a crashed or cut-off holder's successor waits.
     pub fn lock_delay(&self) -> Duration {
-        match self.lock_delay {
-            Some(delay) => delay,
-            None if self.health_checks.is_empty() => Duration::ZERO,
-            None => self.ttl.min(CONSUL_MAX_LOCK_DELAY),
-        }
+        self.lock_delay
+            .unwrap_or_else(|| self.ttl.min(CONSUL_MAX_LOCK_DELAY))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -1,0 +1,147 @@
+//! Faults against the real 3-server Consul cluster, each with its time measured and bounded.
+//! The cases run one at a time: they kill and freeze servers.
+
+mod support;
+
+use std::time::Duration;
+
+use elect_core::{Candidate, ElectionName, Elector, LossReason};
+use support::{cluster, connect, http, TTL};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+fn election(case: &str) -> ElectionName {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("fault-{case}-{nanos:08x}").parse().unwrap()
+}
+
+fn me() -> Candidate {
+    Candidate::new("leader", "leader").unwrap()
+}
+
+#[tokio::test]
+async fn a_session_destroyed_by_an_operator_is_lost_within_a_blocking_query_round_trip() {
+    let _serial = SERIAL.lock().await;
+    let elector = connect().await;
+    let election = election("destroy");
+    let leadership = elector.campaign(&election, &me()).await.unwrap();
+    let session = elector.session_id().await.unwrap();
+    let started = Instant::now();
+    let (status, body) = http("PUT", &format!("/v1/session/destroy/{session}"));
+    assert_eq!(status, 200, "{body}");
+    let reason = tokio::time::timeout(Duration::from_secs(1), leadership.lost())
+        .await
+        .expect("lost within 1 s");
+    assert_eq!(reason, LossReason::Revoked);
+    eprintln!("session destroyed: lost after {:?}", started.elapsed());
+}
+
+struct Thaw;
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        for n in ["1", "2", "3"] {
+            cluster(&["thaw", "consul", n]);
+        }
+        cluster(&["wait", "consul", "all", "60"]);
+    }
+}
+
+#[tokio::test]
+async fn frozen_servers_end_leadership_by_the_deadline() {
+    let _serial = SERIAL.lock().await;
+    let elector = connect().await;
+    let election = election("frozen");
+    let leadership = elector.campaign(&election, &me()).await.unwrap();
+    let _thaw = Thaw;
+    let frozen_at = Instant::now();
+    for n in ["1", "2", "3"] {
+        cluster(&["freeze", "consul", n]);
+    }
+    let reason = tokio::time::timeout(TTL * 2, leadership.lost())
+        .await
+        .expect("lost while every server is frozen");
+    let lost_at = Instant::now();
+    let deadline = leadership.deadline().expect("consul terms have deadlines");
+    assert_eq!(reason, LossReason::DeadlinePassed);
+    assert!(
+        lost_at >= deadline && lost_at - deadline < Duration::from_millis(100),
+        "lost {:?} off the deadline",
+        lost_at - deadline
+    );
+    // Consul never invalidates before the TTL counted from the last renewal it heard.
+    assert!(deadline < frozen_at + TTL);
+    eprintln!(
+        "all servers frozen: lost {:?} after the freeze, {:?} after the deadline",
+        lost_at - frozen_at,
+        lost_at - deadline
+    );
+}
+
+struct Restart(String);
+impl Drop for Restart {
+    fn drop(&mut self) {
+        cluster(&["start", "consul", &self.0]);
+        cluster(&["wait", "consul", "all", "60"]);
+    }
+}
+
+/// The first address's server dies: it is the agent our session was made on. With the other
+/// addresses configured the leader goes on through them — until Consul deregisters the dead
+/// node and invalidates its sessions, which the leader sees at once; the lock delay keeps the
+/// rival out meanwhile, so there is never a second leader.
+#[tokio::test]
+async fn the_server_we_talk_to_dies_and_there_is_never_a_second_leader() {
+    let _serial = SERIAL.lock().await;
+    let (elector, rival) = (connect().await, connect().await);
+    let election = election("agent");
+    let leadership = elector.campaign(&election, &me()).await.unwrap();
+    let waiting = {
+        let election = election.clone();
+        tokio::spawn(async move {
+            let term = rival
+                .campaign(&election, &Candidate::new("rival", "rival").unwrap())
+                .await;
+            (Instant::now(), term)
+        })
+    };
+    let restart = Restart("1".to_owned());
+    cluster(&["kill", "consul", "1"]);
+    let killed_at = Instant::now();
+    let watched = tokio::time::timeout(TTL * 3, leadership.lost()).await;
+    let lost_at = Instant::now();
+    match watched {
+        // Still leading after 3 TTLs: the rival must not have won.
+        Err(_) => assert!(!waiting.is_finished(), "the rival won while we lead"),
+        Ok(reason) => {
+            let (elected, term) = tokio::time::timeout(TTL * 3, waiting)
+                .await
+                .expect("the rival leads")
+                .unwrap();
+            assert!(elected > lost_at, "the rival led before we saw the loss");
+            eprintln!(
+                "server 1 killed: lost ({reason}) after {:?}; the rival led {:?} after that",
+                lost_at - killed_at,
+                elected - lost_at
+            );
+            term.unwrap().resign().await.unwrap();
+            drop(restart);
+            return;
+        }
+    }
+    drop(restart);
+    eprintln!(
+        "server 1 killed: still leading after {:?}",
+        killed_at.elapsed()
+    );
+    leadership.resign().await.unwrap();
+    let (_, term) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the rival leads after the resign")
+        .unwrap();
+    term.unwrap().resign().await.unwrap();
+}
