@@ -477,6 +477,23 @@ impl Agent {
             _ => Err(Self::unexpected("txn", &reply)),
         }
     }
+
+    /// Deletes a key (used for our value key; never for the lock key).
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), Error> {
+        let reply = self
+            .call(
+                &format!("delete {key}"),
+                Method::DELETE,
+                &format!("/v1/kv/{key}"),
+                None,
+                CALL_TIMEOUT,
+            )
+            .await?;
+        if reply.status != StatusCode::OK {
+            return Err(Self::unexpected(&format!("delete {key}"), &reply));
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn b64(bytes: &[u8]) -> String {

@@ -5,16 +5,14 @@ use std::time::Duration;
 
 use elect_core::{Claim, ElectionName, Error, LossReason, NotLeaderReason, Result, TermControl};
 
-use crate::agent::{b64, Agent, KvEntry, LOCK_FLAGS};
+use crate::agent::{b64, Agent};
 
-/// Where one election lives: `<prefix><election>/` with `.lock`, `.value` and `.released`
-/// in it (Go's lock looks at `.lock` only).
+/// Where one election lives: `<prefix><election>/` with `.lock` and `.value` in it.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     pub(crate) dir: String,
     pub(crate) lock: String,
     pub(crate) value: String,
-    pub(crate) released: String,
 }
 
 impl Keys {
@@ -23,29 +21,9 @@ impl Keys {
         Keys {
             lock: format!("{dir}.lock"),
             value: format!("{dir}.value"),
-            released: format!("{dir}.released"),
             dir,
         }
     }
-}
-
-/// Whether the lock in `entries` (the election's keys) is free and was let go of cleanly:
-/// never held, or released by an `elect` holder that stopped acting first (it writes the
-/// `LockIndex` of its term to `.released` in the same transaction as the unlock). A lock
-/// freed by an invalidated session — or by another tool — is not clean: its holder may act
-/// until its own deadline.
-pub(crate) fn freed_cleanly(keys: &Keys, entries: &[KvEntry]) -> Option<bool> {
-    let Some(lock) = entries.iter().find(|e| e.key == keys.lock) else {
-        return Some(true);
-    };
-    if lock.holder().is_some() {
-        return None;
-    }
-    let marker = entries
-        .iter()
-        .find(|e| e.key == keys.released)
-        .map(KvEntry::bytes);
-    Some(marker.is_some_and(|m| m == lock.lock_index.to_string().into_bytes()))
 }
 
 #[derive(Debug)]
@@ -54,8 +32,6 @@ pub(crate) struct ConsulClaim {
     pub(crate) election: ElectionName,
     pub(crate) keys: Keys,
     pub(crate) session: String,
-    /// The lock's `LockIndex` when this term acquired it.
-    pub(crate) lock_index: u64,
 }
 
 impl ConsulClaim {
@@ -87,14 +63,11 @@ impl Claim for ConsulClaim {
     }
 
     async fn release(&self) -> Result<()> {
-        // One transaction: the proclaimed value goes, the lock is unlocked, and the release is
-        // marked clean for the waiters. Rolled back if the lock is no longer ours.
-        let txn = serde_json::json!([
-            {"KV": {"Verb": "delete", "Key": self.keys.value}},
-            {"KV": {"Verb": "unlock", "Key": self.keys.lock, "Session": self.session, "Flags": LOCK_FLAGS}},
-            {"KV": {"Verb": "set", "Key": self.keys.released, "Value": b64(self.lock_index.to_string().as_bytes())}},
-        ]);
-        self.agent.txn(txn).await?;
+        // The value key goes first, so that no reader pairs it with the next holder.
+        let _ = self.agent.delete(&self.keys.value).await;
+        self.agent
+            .lock_op(&self.keys.lock, b"", None, Some(&self.session))
+            .await?;
         Ok(())
     }
 

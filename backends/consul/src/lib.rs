@@ -30,8 +30,6 @@ mod session;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use elect_core::config::ConsulConfig;
 use elect_core::{
     Candidate, CandidateInfo, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream,
@@ -126,13 +124,13 @@ impl ConsulElector {
         Keys::new(&self.config.prefix, election.as_str())
     }
 
-    /// Acquires the lock; the token and `LockIndex` if Consul granted it to our session.
+    /// Acquires the lock; the token if Consul granted it to our session.
     async fn acquire(
         &self,
         keys: &Keys,
         session: &Session,
         candidate: &Candidate,
-    ) -> Result<Option<(u64, u64)>> {
+    ) -> Result<Option<u64>> {
         if !self
             .agent
             .lock_op(&keys.lock, candidate.value(), Some(&session.id), None)
@@ -152,7 +150,7 @@ impl ConsulElector {
                 "lock acquired"
             );
         }
-        Ok(acquired.map(|e| (e.modify_index, e.lock_index)))
+        Ok(acquired.map(|e| e.modify_index))
     }
 
     /// Waits until the lock key is free (missing, or no session holds it). `None` when the
@@ -193,14 +191,13 @@ impl ConsulElector {
         candidate: &Candidate,
         session: &Session,
         keys: Keys,
-        (token, lock_index): (u64, u64),
+        token: u64,
     ) -> Leadership {
         let claim = Arc::new(ConsulClaim {
             agent: self.agent.clone(),
             election: election.clone(),
             keys,
             session: session.id.clone(),
-            lock_index,
         });
         let (leadership, term) = Leadership::new(
             BACKEND,
@@ -254,39 +251,12 @@ impl Elector for ConsulElector {
         let keys = self.keys(election);
         let mut closed = self.inner.closed.subscribe();
         let mut refused_while_free = false;
-        let mut unclean_since: Option<Instant> = None;
-        let mut seen_held = false;
         loop {
             self.check_open()?;
             let session = self.session(candidate).await?;
             if refused_while_free {
                 // Free but refused: a lock delay runs; ask again shortly.
                 tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            // A lock freed by an invalidated session: its holder may act until its deadline.
-            // Consul's lock delay should keep us out that long, but the fault tests saw it
-            // lost after a raft leader change, so wait it out ourselves.
-            let (entries, _) = self.agent.read(&keys.dir, true, None).await?;
-            let state = claim::freed_cleanly(&keys, &entries);
-            // A lock key that vanished after we saw it held (a read served from a lagging
-            // store answers 404) is no proof that nobody holds it.
-            let vanished = seen_held && !entries.iter().any(|e| e.key == keys.lock);
-            seen_held |= state.is_none();
-            match if vanished { Some(false) } else { state } {
-                Some(false) => {
-                    let since = *unclean_since.get_or_insert_with(Instant::now);
-                    let until = since + self.config.lock_delay();
-                    if Instant::now() < until {
-                        let mut lease = session.clock.watch();
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(until) => {}
-                            _ = elect_core::clock::lease_ended(&mut lease) => {}
-                            _ = closed.wait_for(|c| *c) => return Err(Error::Closed { backend: BACKEND }),
-                        }
-                        continue;
-                    }
-                }
-                Some(true) | None => unclean_since = None,
             }
             let guard = ReleaseOnDrop(Some((
                 self.agent.clone(),
@@ -317,11 +287,6 @@ impl Elector for ConsulElector {
         self.check_open()?;
         let keys = self.keys(election);
         let session = self.session(candidate).await?;
-        // A lock freed by an invalidated session is not free yet: its holder may still act.
-        let (entries, _) = self.agent.read(&keys.dir, true, None).await?;
-        if claim::freed_cleanly(&keys, &entries) != Some(true) {
-            return Ok(None);
-        }
         let guard = ReleaseOnDrop(Some((
             self.agent.clone(),
             keys.lock.clone(),
