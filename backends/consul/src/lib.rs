@@ -27,15 +27,15 @@ mod claim;
 mod observe;
 mod session;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use elect_core::backend::{ElectorState, OnDrop};
 use elect_core::config::ConsulConfig;
 use elect_core::{
     Candidate, CandidateInfo, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream,
-    Leadership, LossReason, Result, TermControl,
+    Leadership, Result,
 };
-use tokio::sync::watch;
 
 use agent::{Agent, BACKEND};
 use claim::{ConsulClaim, Keys};
@@ -63,14 +63,7 @@ const WAIT: Duration = Duration::from_secs(30);
 pub struct ConsulElector {
     agent: Arc<Agent>,
     config: ConsulConfig,
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    session: tokio::sync::Mutex<Option<Arc<Session>>>,
-    closed: watch::Sender<bool>,
-    terms: Mutex<Vec<(TermControl, Arc<ConsulClaim>)>>,
+    state: ElectorState<Session, ConsulClaim>,
 }
 
 impl ConsulElector {
@@ -81,43 +74,20 @@ impl ConsulElector {
         Ok(ConsulElector {
             agent,
             config: config.clone(),
-            inner: Arc::new(Inner {
-                session: tokio::sync::Mutex::new(None),
-                closed: watch::channel(false).0,
-                terms: Mutex::new(Vec::new()),
-            }),
+            state: ElectorState::new(BACKEND, None),
         })
     }
 
     /// The id of the current session, if one was created.
     pub async fn session_id(&self) -> Option<String> {
-        self.inner
-            .session
-            .lock()
-            .await
-            .as_ref()
-            .map(|s| s.id.clone())
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if *self.inner.closed.borrow() {
-            return Err(Error::Closed { backend: BACKEND });
-        }
-        Ok(())
+        self.state.current().await.map(|s| s.id.clone())
     }
 
     /// The live session, or a new one (named after `candidate`) if there is none or it ended.
     async fn session(&self, candidate: &Candidate) -> Result<Arc<Session>> {
-        let mut slot = self.inner.session.lock().await;
-        if let Some(session) = slot.as_ref() {
-            if !session.is_over() {
-                return Ok(session.clone());
-            }
-        }
-        self.check_open()?;
-        let session = Arc::new(Session::create(&self.agent, &self.config, candidate.id()).await?);
-        *slot = Some(session.clone());
-        Ok(session)
+        self.state
+            .session(|| Session::create(&self.agent, &self.config, candidate.id()))
+            .await
     }
 
     fn keys(&self, election: &ElectionName) -> Keys {
@@ -213,32 +183,17 @@ impl ConsulElector {
             session.clock.watch(),
             token,
         ));
-        let mut terms = self.inner.terms.lock().expect("consul elector poisoned");
-        terms.retain(|(term, _)| !term.is_ended());
-        terms.push((term, claim));
+        self.state.register(term, claim);
         leadership
     }
 }
 
 /// Releases the lock if a campaign is dropped between its acquire and its grant.
-struct ReleaseOnDrop(Option<(Arc<Agent>, String, String)>);
-
-impl ReleaseOnDrop {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for ReleaseOnDrop {
-    fn drop(&mut self) {
-        if let Some((agent, key, session)) = self.0.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = agent.lock_op(&key, b"", None, Some(&session)).await;
-                });
-            }
-        }
-    }
+fn release_on_drop(agent: &Arc<Agent>, keys: &Keys, session: &Session) -> OnDrop {
+    let (agent, key, session) = (agent.clone(), keys.lock.clone(), session.id.clone());
+    OnDrop::new(async move {
+        let _ = agent.lock_op(&key, b"", None, Some(&session)).await;
+    })
 }
 
 #[async_trait::async_trait]
@@ -249,20 +204,16 @@ impl Elector for ConsulElector {
 
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
         let keys = self.keys(election);
-        let mut closed = self.inner.closed.subscribe();
+        let mut closed = self.state.closed();
         let mut refused_while_free = false;
         loop {
-            self.check_open()?;
+            self.state.check_open()?;
             let session = self.session(candidate).await?;
             if refused_while_free {
                 // Free but refused: a lock delay runs; ask again shortly.
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            let guard = ReleaseOnDrop(Some((
-                self.agent.clone(),
-                keys.lock.clone(),
-                session.id.clone(),
-            )));
+            let guard = release_on_drop(&self.agent, &keys, &session);
             if let Some(token) = self.acquire(&keys, &session, candidate).await? {
                 guard.disarm();
                 return Ok(self.grant(election, candidate, &session, keys, token));
@@ -284,21 +235,17 @@ impl Elector for ConsulElector {
         election: &ElectionName,
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
-        self.check_open()?;
+        self.state.check_open()?;
         let keys = self.keys(election);
         let session = self.session(candidate).await?;
-        let guard = ReleaseOnDrop(Some((
-            self.agent.clone(),
-            keys.lock.clone(),
-            session.id.clone(),
-        )));
+        let guard = release_on_drop(&self.agent, &keys, &session);
         let acquired = self.acquire(&keys, &session, candidate).await?;
         guard.disarm();
         Ok(acquired.map(|token| self.grant(election, candidate, &session, keys, token)))
     }
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {
-        self.check_open()?;
+        self.state.check_open()?;
         let keys = self.keys(election);
         let (entries, _) = self.agent.read(&keys.dir, true, None).await?;
         observe::leader_of(&self.agent, &keys, &entries, &mut Default::default()).await
@@ -319,29 +266,24 @@ impl Elector for ConsulElector {
     }
 
     async fn observe(&self, election: &ElectionName) -> Result<LeaderStream> {
-        self.check_open()?;
+        self.state.check_open()?;
         Ok(observe::observe(
             self.agent.clone(),
             self.keys(election),
-            self.inner.closed.subscribe(),
+            self.state.closed(),
         ))
     }
 
     async fn close(&self) -> Result<()> {
-        self.inner.closed.send_replace(true);
-        let terms = std::mem::take(&mut *self.inner.terms.lock().expect("consul elector poisoned"));
-        for (term, _) in &terms {
-            term.end(LossReason::ShutDown);
-        }
         // Release first: a destroyed session's locks are released too, but then the lock
         // delay holds the successors off.
-        for (_, claim) in &terms {
+        for claim in self.state.shut() {
             use elect_core::Claim;
             if let Err(error) = claim.release().await {
                 tracing::warn!(%error, key = claim.keys.lock.as_str(), "close: lock left to the session's end");
             }
         }
-        if let Some(session) = self.inner.session.lock().await.take() {
+        if let Some(session) = self.state.take_session().await {
             session.destroy(&self.agent).await?;
         }
         Ok(())

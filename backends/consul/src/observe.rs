@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use elect_core::{Error, FencingToken, LeaderInfo, LeaderStream, Result};
-use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::{Agent, KvEntry, BACKEND};
@@ -53,20 +52,12 @@ pub(crate) async fn leader_of(
 pub(crate) fn observe(
     agent: Arc<Agent>,
     keys: Keys,
-    mut closed: watch::Receiver<bool>,
+    closed: watch::Receiver<bool>,
 ) -> LeaderStream {
-    let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = follow(&agent, &keys, &tx) => {}
-            _ = closed.wait_for(|c| *c) => {}
-            _ = tx.closed() => {}
-        }
-    });
-    futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })
-    .boxed()
+    elect_core::backend::leader_stream(
+        closed,
+        move |tx| async move { follow(&agent, &keys, &tx).await },
+    )
 }
 
 async fn follow(agent: &Agent, keys: &Keys, tx: &mpsc::Sender<Result<Option<LeaderInfo>>>) {

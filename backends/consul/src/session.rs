@@ -23,6 +23,12 @@ pub(crate) struct Session {
     renewing: JoinHandle<()>,
 }
 
+impl elect_core::backend::Session for Session {
+    fn is_over(&self) -> bool {
+        matches!(self.clock.status().phase, LeasePhase::Ended(_))
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         self.renewing.abort();
@@ -51,10 +57,6 @@ impl Session {
             clock,
             renewing,
         })
-    }
-
-    pub(crate) fn is_over(&self) -> bool {
-        matches!(self.clock.status().phase, LeasePhase::Ended(_))
     }
 
     /// Destroys the session: Consul releases every lock it holds at once.

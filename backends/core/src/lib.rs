@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod backend;
 pub mod clock;
 pub mod config;
 mod elector;

@@ -28,19 +28,19 @@ mod observe;
 mod session;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use elect_core::backend::{ElectorState, OnDrop, Session as _};
 use elect_core::config::{EtcdConfig, TlsConfig};
 use elect_core::{
     Candidate, CandidateInfo, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream,
-    Leadership, LossReason, Result, TermControl,
+    Leadership, LossReason, Result,
 };
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, SortOrder,
     SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
-use tokio::sync::watch;
 
 use claim::EtcdClaim;
 use error::BACKEND;
@@ -66,7 +66,7 @@ pub const DEFAULT_PORT: u16 = 2379;
 pub struct EtcdElector {
     client: Client,
     config: EtcdConfig,
-    inner: Arc<Inner>,
+    state: ElectorState<Session, EtcdClaim>,
 }
 
 impl std::fmt::Debug for EtcdElector {
@@ -76,13 +76,6 @@ impl std::fmt::Debug for EtcdElector {
             .field("namespace", &self.config.namespace)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug)]
-struct Inner {
-    session: tokio::sync::Mutex<Option<Arc<Session>>>,
-    closed: watch::Sender<bool>,
-    terms: Mutex<Vec<(TermControl, Arc<EtcdClaim>)>>,
 }
 
 impl EtcdElector {
@@ -130,11 +123,7 @@ impl EtcdElector {
         EtcdElector {
             client,
             config: config.clone(),
-            inner: Arc::new(Inner {
-                session: tokio::sync::Mutex::new(None),
-                closed: watch::channel(false).0,
-                terms: Mutex::new(Vec::new()),
-            }),
+            state: ElectorState::new(BACKEND, None),
         }
     }
 
@@ -145,30 +134,14 @@ impl EtcdElector {
 
     /// The lease of the current session, if one was granted.
     pub async fn lease_id(&self) -> Option<i64> {
-        self.inner.session.lock().await.as_ref().map(|s| s.lease)
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if *self.inner.closed.borrow() {
-            return Err(Error::Closed { backend: BACKEND });
-        }
-        Ok(())
+        self.state.current().await.map(|s| s.lease)
     }
 
     /// The live session, or a new lease if there is none or it ended.
     async fn session(&self) -> Result<Arc<Session>> {
-        let mut slot = self.inner.session.lock().await;
-        if let Some(session) = slot.as_ref() {
-            if !session.is_over() {
-                return Ok(session.clone());
-            }
-        }
-        self.check_open()?;
-        let session = Arc::new(
-            Session::grant(&self.client, self.config.ttl, self.config.drift_margin()).await?,
-        );
-        *slot = Some(session.clone());
-        Ok(session)
+        self.state
+            .session(|| Session::grant(&self.client, self.config.ttl, self.config.drift_margin()))
+            .await
     }
 
     fn prefix(&self, election: &ElectionName) -> String {
@@ -353,9 +326,7 @@ impl EtcdElector {
             session.clock.watch(),
             seen + 1,
         ));
-        let mut terms = self.inner.terms.lock().expect("etcd elector poisoned");
-        terms.retain(|(term, _)| !term.is_ended());
-        terms.push((term, claim));
+        self.state.register(term, claim);
         leadership
     }
 }
@@ -370,29 +341,20 @@ enum Turn {
     ClaimGone,
 }
 
-/// Deletes a claim whose campaign was dropped before it won (cancel safety).
-struct WithdrawOnDrop {
-    claim: Option<EtcdClaim>,
-}
-
-impl WithdrawOnDrop {
-    fn disarm(mut self) {
-        self.claim = None;
-    }
-}
-
-impl Drop for WithdrawOnDrop {
-    fn drop(&mut self) {
-        if let Some(claim) = self.claim.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    if let Err(error) = claim.delete().await {
-                        tracing::warn!(%error, key = claim.keys.key.as_str(), "could not withdraw; the lease will reap it");
-                    }
-                });
-            }
+/// Deletes our key (and id key) if the campaign is dropped before it wins — armed before the
+/// create is sent, since a dropped request may still have been applied (cancel safety). The
+/// keys are named after our lease, so they are ours whatever their revision.
+fn withdraw_on_drop(client: &Client, keys: &Keys) -> OnDrop {
+    let (mut client, keys) = (client.clone(), keys.clone());
+    OnDrop::new(async move {
+        let txn = Txn::new().and_then([
+            TxnOp::delete(keys.key.as_str(), None),
+            TxnOp::delete(keys.id_key.as_str(), None),
+        ]);
+        if let Err(error) = client.txn(txn).await {
+            tracing::warn!(%error, key = keys.key.as_str(), "could not withdraw; the lease will reap it");
         }
-    }
+    })
 }
 
 fn tls_options(tls: &TlsConfig) -> Result<etcd_client::TlsOptions> {
@@ -427,22 +389,15 @@ impl Elector for EtcdElector {
 
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
         loop {
-            self.check_open()?;
+            self.state.check_open()?;
             let session = self.session().await?;
             let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
+            let guard = withdraw_on_drop(&self.client, &keys);
             let Some(revision) = self.create_claim(&session, &keys, candidate).await? else {
+                guard.disarm();
                 continue;
             };
-            let guard = WithdrawOnDrop {
-                claim: Some(EtcdClaim {
-                    client: self.client.clone(),
-                    election: election.clone(),
-                    keys: keys.clone(),
-                    lease: session.lease,
-                    revision,
-                }),
-            };
-            let mut closed = self.inner.closed.subscribe();
+            let mut closed = self.state.closed();
             let turn = tokio::select! {
                 turn = self.wait_turn(&session, &keys, revision) => turn?,
                 _ = closed.wait_for(|c| *c) => return Err(Error::Closed { backend: BACKEND }),
@@ -468,22 +423,22 @@ impl Elector for EtcdElector {
         election: &ElectionName,
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
-        self.check_open()?;
-        let (session, keys, revision) = loop {
+        self.state.check_open()?;
+        let (session, keys, revision, guard) = loop {
             let session = self.session().await?;
             let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
+            let guard = withdraw_on_drop(&self.client, &keys);
             if let Some(revision) = self.create_claim(&session, &keys, candidate).await? {
-                break (session, keys, revision);
+                break (session, keys, revision, guard);
             }
+            guard.disarm();
         };
-        let guard = WithdrawOnDrop {
-            claim: Some(EtcdClaim {
-                client: self.client.clone(),
-                election: election.clone(),
-                keys: keys.clone(),
-                lease: session.lease,
-                revision,
-            }),
+        let claim = EtcdClaim {
+            client: self.client.clone(),
+            election: election.clone(),
+            keys: keys.clone(),
+            lease: session.lease,
+            revision,
         };
         // Not count_only: etcd counts the whole range before it applies the revision filter.
         let options = GetOptions::new()
@@ -499,21 +454,20 @@ impl Elector for EtcdElector {
         )
         .await?;
         if !before.kvs().is_empty() {
-            // Someone leads: withdraw now (the guard does it when dropped).
-            let claim = guard.claim.as_ref().expect("armed");
+            // Someone leads: withdraw.
             claim.delete().await?;
             guard.disarm();
             return Ok(None);
         }
-        let seen = before.header().map_or(0, |h| h.revision());
         guard.disarm();
+        let seen = before.header().map_or(0, |h| h.revision());
         Ok(Some(self.grant(
             election, candidate, &session, keys, revision, seen,
         )))
     }
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {
-        self.check_open()?;
+        self.state.check_open()?;
         Ok(
             observe::read_leader(&self.client, &self.config.namespace, election)
                 .await?
@@ -522,7 +476,7 @@ impl Elector for EtcdElector {
     }
 
     async fn candidates(&self, election: &ElectionName) -> Result<Vec<CandidateInfo>> {
-        self.check_open()?;
+        self.state.check_open()?;
         let prefix = self.prefix(election);
         let options = GetOptions::new()
             .with_prefix()
@@ -568,23 +522,19 @@ impl Elector for EtcdElector {
     }
 
     async fn observe(&self, election: &ElectionName) -> Result<LeaderStream> {
-        self.check_open()?;
+        self.state.check_open()?;
         Ok(observe::observe(
             self.client.clone(),
             self.config.namespace.clone(),
             election.clone(),
-            self.inner.closed.subscribe(),
+            self.state.closed(),
         ))
     }
 
     async fn close(&self) -> Result<()> {
-        self.inner.closed.send_replace(true);
-        let terms = std::mem::take(&mut *self.inner.terms.lock().expect("etcd elector poisoned"));
-        for (term, _) in &terms {
-            term.end(LossReason::ShutDown);
-        }
+        self.state.shut();
         // Revoking the lease deletes every claim of this elector at once.
-        if let Some(session) = self.inner.session.lock().await.take() {
+        if let Some(session) = self.state.take_session().await {
             session.revoke(&self.client).await?;
         }
         Ok(())

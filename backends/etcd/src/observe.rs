@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use elect_core::{ElectionName, Error, FencingToken, LeaderInfo, LeaderStream, Result};
 use etcd_client::{Client, GetOptions, SortOrder, SortTarget, WatchOptions};
-use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{self, BACKEND};
@@ -55,20 +54,11 @@ pub(crate) fn observe(
     client: Client,
     namespace: String,
     election: ElectionName,
-    mut closed: watch::Receiver<bool>,
+    closed: watch::Receiver<bool>,
 ) -> LeaderStream {
-    let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = follow(&client, &namespace, &election, &tx) => {}
-            _ = closed.wait_for(|c| *c) => {}
-            _ = tx.closed() => {}
-        }
-    });
-    futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    elect_core::backend::leader_stream(closed, move |tx| async move {
+        follow(&client, &namespace, &election, &tx).await
     })
-    .boxed()
 }
 
 async fn follow(

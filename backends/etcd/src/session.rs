@@ -24,6 +24,13 @@ pub(crate) struct Session {
     keepalive: JoinHandle<()>,
 }
 
+impl elect_core::backend::Session for Session {
+    /// True once the lease is over (revoked, deadline passed, closed).
+    fn is_over(&self) -> bool {
+        matches!(self.clock.status().phase, LeasePhase::Ended(_))
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         self.keepalive.abort();
@@ -69,11 +76,6 @@ impl Session {
             clock,
             keepalive,
         })
-    }
-
-    /// True once the lease is over (revoked, deadline passed, closed).
-    pub(crate) fn is_over(&self) -> bool {
-        matches!(self.clock.status().phase, LeasePhase::Ended(_))
     }
 
     /// Revokes the lease: every key attached to it goes at once.

@@ -25,15 +25,15 @@ mod layout;
 mod observe;
 mod session;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use elect_core::backend::{ElectorState, OnDrop, Session as _};
 use elect_core::config::ZookeeperConfig;
 use elect_core::{
     Candidate, CandidateInfo, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream,
-    Leadership, LossReason, Result, TermControl,
+    Leadership, LossReason, Result,
 };
-use tokio::sync::watch;
 use zookeeper_client as zk;
 
 use claim::{Acls, ZkClaim};
@@ -61,14 +61,7 @@ pub use session::DEFAULT_PORT;
 pub struct ZookeeperElector {
     config: ZookeeperConfig,
     acls: Acls,
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    session: tokio::sync::Mutex<Option<Arc<Session>>>,
-    closed: watch::Sender<bool>,
-    terms: Mutex<Vec<(TermControl, Arc<ZkClaim>)>>,
+    state: ElectorState<Session, ZkClaim>,
 }
 
 /// How a wait for our turn ended.
@@ -94,11 +87,7 @@ impl ZookeeperElector {
             } else {
                 Acls::Open
             },
-            inner: Arc::new(Inner {
-                session: tokio::sync::Mutex::new(session.map(Arc::new)),
-                closed: watch::channel(false).0,
-                terms: Mutex::new(Vec::new()),
-            }),
+            state: ElectorState::new(BACKEND, session),
         }
     }
 
@@ -116,37 +105,19 @@ impl ZookeeperElector {
 
     /// The negotiated session timeout of the current session.
     pub async fn session_timeout(&self) -> Option<Duration> {
-        self.inner
-            .session
-            .lock()
+        self.state
+            .current()
             .await
-            .as_ref()
             .map(|s| s.client.session_timeout())
     }
 
     /// The current session's id, if one is open.
     pub async fn session_id(&self) -> Option<i64> {
-        self.inner.session.lock().await.as_ref().map(|s| s.id)
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if *self.inner.closed.borrow() {
-            return Err(Error::Closed { backend: BACKEND });
-        }
-        Ok(())
+        self.state.current().await.map(|s| s.id)
     }
 
     async fn session(&self) -> Result<Arc<Session>> {
-        let mut slot = self.inner.session.lock().await;
-        if let Some(session) = slot.as_ref() {
-            if !session.is_over() {
-                return Ok(session.clone());
-            }
-        }
-        self.check_open()?;
-        let session = Arc::new(Session::connect(&self.config).await?);
-        *slot = Some(session.clone());
-        Ok(session)
+        self.state.session(|| Session::connect(&self.config)).await
     }
 
     fn layout(&self, election: &ElectionName) -> Layout {
@@ -350,9 +321,7 @@ impl ZookeeperElector {
             term.clone(),
             session.clock.watch(),
         ));
-        let mut terms = self.inner.terms.lock().expect("zookeeper elector poisoned");
-        terms.retain(|(term, _)| !term.is_ended());
-        terms.push((term, claim));
+        self.state.register(term, claim);
         leadership
     }
 
@@ -374,27 +343,20 @@ impl ZookeeperElector {
     }
 }
 
-/// Deletes a claim whose campaign was dropped before it won (cancel safety).
-struct WithdrawOnDrop(Option<ZkClaim>);
-
-impl WithdrawOnDrop {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for WithdrawOnDrop {
-    fn drop(&mut self) {
-        if let Some(claim) = self.0.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    if let Err(error) = claim.delete().await {
-                        tracing::warn!(%error, path = claim.path().as_str(), "could not withdraw; the session's end will");
-                    }
-                });
+/// Deletes our claim (found by its UUID) and value znode if the campaign is dropped before it
+/// wins — armed before the create is sent, since a dropped request may still have been
+/// applied (cancel safety).
+fn withdraw_on_drop(client: &zk::Client, layout: &Layout, uuid: &str) -> OnDrop {
+    let (client, layout, uuid) = (client.clone(), layout.clone(), uuid.to_owned());
+    OnDrop::new(async move {
+        let claims = client.list_children(&layout.dir).await.unwrap_or_default();
+        for name in claims.iter().filter(|c| c.contains(&uuid)) {
+            if let Err(error) = client.delete(&layout.claim(name), None).await {
+                tracing::warn!(%error, name = name.as_str(), "could not withdraw; the session's end will");
             }
         }
-    }
+        let _ = client.delete(&layout.value(&uuid), None).await;
+    })
 }
 
 #[async_trait::async_trait]
@@ -406,19 +368,20 @@ impl Elector for ZookeeperElector {
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
         let layout = self.layout(election);
         loop {
-            self.check_open()?;
+            self.state.check_open()?;
             let session = self.session().await?;
             let uuid = uuid_v4();
+            let guard = withdraw_on_drop(&session.client, &layout, &uuid);
             self.write_value(&session, &layout, &uuid, candidate)
                 .await?;
             let Some((name, czxid)) = self
                 .create_claim(&session, &layout, &uuid, candidate)
                 .await?
             else {
+                guard.disarm();
                 continue;
             };
-            let guard = WithdrawOnDrop(Some(self.claim_of(&session, election, &layout, &name)));
-            let mut closed = self.inner.closed.subscribe();
+            let mut closed = self.state.closed();
             let turn = tokio::select! {
                 turn = self.wait_turn(&session, &layout, &name) => turn?,
                 _ = closed.wait_for(|c| *c) => return Err(Error::Closed { backend: BACKEND }),
@@ -443,7 +406,7 @@ impl Elector for ZookeeperElector {
         election: &ElectionName,
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
-        self.check_open()?;
+        self.state.check_open()?;
         let layout = self.layout(election);
         // Someone already leads: no claim at all.
         if observe::read_leader(&self.session().await?.client, &layout)
@@ -452,24 +415,25 @@ impl Elector for ZookeeperElector {
         {
             return Ok(None);
         }
-        let (session, name, czxid) = loop {
+        let (session, name, czxid, guard) = loop {
             let session = self.session().await?;
             let uuid = uuid_v4();
+            let guard = withdraw_on_drop(&session.client, &layout, &uuid);
             self.write_value(&session, &layout, &uuid, candidate)
                 .await?;
             if let Some((name, czxid)) = self
                 .create_claim(&session, &layout, &uuid, candidate)
                 .await?
             {
-                break (session, name, czxid);
+                break (session, name, czxid, guard);
             }
+            guard.disarm();
         };
-        let guard = WithdrawOnDrop(Some(self.claim_of(&session, election, &layout, &name)));
+        let claim = self.claim_of(&session, election, &layout, &name);
         let children = sorted_claims(
             error::call("list claims", session.client.list_children(&layout.dir)).await?,
         );
         if children.first() != Some(&name) {
-            let claim = guard.0.as_ref().expect("armed");
             claim.delete().await?;
             guard.disarm();
             return Ok(None);
@@ -481,7 +445,7 @@ impl Elector for ZookeeperElector {
     }
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {
-        self.check_open()?;
+        self.state.check_open()?;
         let session = self.session().await?;
         Ok(
             observe::read_leader(&session.client, &self.layout(election))
@@ -491,36 +455,30 @@ impl Elector for ZookeeperElector {
     }
 
     async fn candidates(&self, election: &ElectionName) -> Result<Vec<CandidateInfo>> {
-        self.check_open()?;
+        self.state.check_open()?;
         let session = self.session().await?;
         observe::read_candidates(&session.client, &self.layout(election)).await
     }
 
     async fn observe(&self, election: &ElectionName) -> Result<LeaderStream> {
-        self.check_open()?;
+        self.state.check_open()?;
         let session = self.session().await?;
         Ok(observe::observe(
             session.client.clone(),
             self.layout(election),
-            self.inner.closed.subscribe(),
+            self.state.closed(),
         ))
     }
 
     async fn close(&self) -> Result<()> {
-        self.inner.closed.send_replace(true);
-        let terms =
-            std::mem::take(&mut *self.inner.terms.lock().expect("zookeeper elector poisoned"));
-        for (term, _) in &terms {
-            term.end(LossReason::ShutDown);
-        }
         // Other handles may still hold clones of the client, which keep the session open:
         // delete our claims ourselves rather than wait for the session to close.
-        for (_, claim) in &terms {
+        for claim in self.state.shut() {
             if let Err(error) = claim.delete().await {
                 tracing::warn!(%error, path = claim.path().as_str(), "close: claim left to the session's end");
             }
         }
-        if let Some(session) = self.inner.session.lock().await.take() {
+        if let Some(session) = self.state.take_session().await {
             session.clock.end(LossReason::ShutDown);
         }
         Ok(())

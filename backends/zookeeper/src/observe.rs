@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use elect_core::{CandidateInfo, Error, FencingToken, LeaderInfo, LeaderStream, Result};
-use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use zookeeper_client as zk;
 
@@ -84,20 +83,11 @@ pub(crate) async fn read_candidates(
 pub(crate) fn observe(
     client: zk::Client,
     layout: Layout,
-    mut closed: watch::Receiver<bool>,
+    closed: watch::Receiver<bool>,
 ) -> LeaderStream {
-    let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = follow(&client, &layout, &tx) => {}
-            _ = closed.wait_for(|c| *c) => {}
-            _ = tx.closed() => {}
-        }
-    });
-    futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    elect_core::backend::leader_stream(closed, move |tx| async move {
+        follow(&client, &layout, &tx).await
     })
-    .boxed()
 }
 
 async fn follow(

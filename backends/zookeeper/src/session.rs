@@ -28,6 +28,13 @@ pub(crate) struct Session {
     tasks: Vec<JoinHandle<()>>,
 }
 
+impl elect_core::backend::Session for Session {
+    fn is_over(&self) -> bool {
+        matches!(self.clock.status().phase, LeasePhase::Ended(_))
+            || self.client.state().is_terminated()
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         for task in &self.tasks {
@@ -84,11 +91,6 @@ impl Session {
             id,
             tasks,
         }
-    }
-
-    pub(crate) fn is_over(&self) -> bool {
-        matches!(self.clock.status().phase, LeasePhase::Ended(_))
-            || self.client.state().is_terminated()
     }
 }
 
