@@ -3,7 +3,6 @@
 //! within seconds, never a silent hang.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -48,17 +47,7 @@ fn http(method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
 }
 
 fn start_agent(dir: &std::path::Path) -> Agent {
-    let bin = std::env::var("ELECT_TEST_SERVERS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.servers/root/usr/bin")
-        });
-    let consul = bin.join("consul");
-    assert!(
-        consul.exists(),
-        "{} is missing: run `tests/cluster/cluster install`",
-        consul.display()
-    );
+    let consul = elect_test_support::server_bin("consul");
     let config = dir.join("acl.hcl");
     std::fs::write(
         &config,

@@ -6,7 +6,8 @@ mod support;
 use std::time::Duration;
 
 use elect_core::{Candidate, ElectionName, Elector, LossReason};
-use support::{cluster, connect, http, TTL};
+use elect_test_support::cluster;
+use support::{connect, http, TTL};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -23,11 +24,9 @@ fn log() {
 }
 
 fn election(case: &str) -> ElectionName {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    elect_test_support::unique_name(&format!("fault-{case}"))
+        .parse()
         .unwrap()
-        .subsec_nanos();
-    format!("fault-{case}-{nanos:08x}").parse().unwrap()
 }
 
 fn me() -> Candidate {

@@ -4,6 +4,8 @@
 
 mod support;
 
+use elect_test_support::{assert_no_overlap, Interval};
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -39,22 +41,11 @@ async fn said(lines: &mut Lines<BufReader<ChildStdout>>, within: Duration) -> Op
         .and_then(|l| l.unwrap())
 }
 
-#[derive(Debug)]
-struct Interval {
-    who: &'static str,
-    from: Instant,
-    to: Instant,
-}
-
 #[tokio::test]
 async fn consul_lock_and_elect_share_one_election() {
     let dir = tempfile::tempdir().unwrap();
     let elector = connect().await;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let election: ElectionName = format!("interop-{nanos:08x}").parse().unwrap();
+    let election: ElectionName = elect_test_support::unique_name("interop").parse().unwrap();
     let mut intervals = Vec::new();
 
     // 1. consul lock holds; elect sees a holder and waits; the child ends and elect leads.
@@ -138,18 +129,13 @@ async fn consul_lock_and_elect_share_one_election() {
     });
 
     let origin = intervals[0].from;
-    for (i, a) in intervals.iter().enumerate() {
+    for i in &intervals {
         eprintln!(
             "{:>12} held from {:?} to {:?}",
-            a.who,
-            a.from - origin,
-            a.to - origin
+            i.who,
+            i.from - origin,
+            i.to - origin
         );
-        for b in &intervals[i + 1..] {
-            assert!(
-                a.to <= b.from || b.to <= a.from,
-                "two holders at once: {a:?} and {b:?}"
-            );
-        }
     }
+    assert_no_overlap(&intervals);
 }

@@ -6,7 +6,8 @@ mod support;
 use std::time::Duration;
 
 use elect_core::{Candidate, ElectionName, Elector, LeadershipState, LossReason};
-use support::{cluster, connect, etcdctl, TTL};
+use elect_test_support::cluster;
+use support::{connect, etcdctl, TTL};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -14,16 +15,9 @@ use tokio::time::Instant;
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
 fn election(case: &str) -> ElectionName {
-    format!("fault-{case}-{:08x}", rand_suffix())
+    elect_test_support::unique_name(&format!("fault-{case}"))
         .parse()
         .unwrap()
-}
-
-fn rand_suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
 }
 
 fn me() -> Candidate {

@@ -4,6 +4,8 @@
 
 mod support;
 
+use elect_test_support::{assert_no_overlap, Interval};
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -16,11 +18,7 @@ use tokio::time::Instant;
 const SETTLE: Duration = Duration::from_millis(500);
 
 fn election() -> ElectionName {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("interop-{nanos:08x}").parse().unwrap()
+    elect_test_support::unique_name("interop").parse().unwrap()
 }
 
 /// `etcdctl elect <election> <proposal>`: prints its key and value once elected.
@@ -36,34 +34,6 @@ fn etcdctl_elect(
     let mut child = command.spawn().expect("start etcdctl elect");
     let lines = BufReader::new(child.stdout.take().unwrap()).lines();
     (child, lines)
-}
-
-/// One side's leadership, as its observer logged it.
-#[derive(Debug)]
-struct Interval {
-    who: &'static str,
-    from: Instant,
-    to: Instant,
-}
-
-fn assert_no_overlap(intervals: &[Interval]) {
-    let origin = intervals[0].from;
-    for i in intervals {
-        eprintln!(
-            "{:>8} led from {:?} to {:?}",
-            i.who,
-            i.from - origin,
-            i.to - origin
-        );
-    }
-    for (i, a) in intervals.iter().enumerate() {
-        for b in &intervals[i + 1..] {
-            assert!(
-                a.to <= b.from || b.to <= a.from,
-                "two leaders at once: {a:?} and {b:?}"
-            );
-        }
-    }
 }
 
 #[tokio::test]
@@ -177,5 +147,14 @@ async fn etcdctl_elect_and_elect_share_one_election() {
         to: Instant::now(),
     });
     let _ = second.wait().await;
+    let origin = intervals[0].from;
+    for i in &intervals {
+        eprintln!(
+            "{:>8} led from {:?} to {:?}",
+            i.who,
+            i.from - origin,
+            i.to - origin
+        );
+    }
     assert_no_overlap(&intervals);
 }

@@ -5,6 +5,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+
+use elect_test_support::server_bin;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,21 +17,6 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
 const CLIENT: &str = "127.0.0.1:23790";
 const PEER: &str = "127.0.0.1:23800";
-
-fn server_bin(name: &str) -> PathBuf {
-    let bin = std::env::var("ELECT_TEST_SERVERS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.servers/root/usr/bin")
-        });
-    let path = bin.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `tests/cluster/cluster install`",
-        path.display()
-    );
-    path
-}
 
 /// A CA, and a server certificate for 127.0.0.1 signed by it, as PEM files in `dir`.
 fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {

@@ -10,11 +10,7 @@ use zookeeper_client as zk;
 
 #[tokio::test]
 async fn claims_of_an_identity_cannot_be_deleted_by_another() {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let election: ElectionName = format!("acl-{nanos:08x}").parse().unwrap();
+    let election: ElectionName = elect_test_support::unique_name("acl").parse().unwrap();
     let mut secured = config();
     secured.auth = Some("billing:s3cret".to_owned());
     let elector = ZookeeperElector::connect(&secured).await.unwrap();

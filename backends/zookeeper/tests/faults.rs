@@ -6,19 +6,18 @@ mod support;
 use std::time::Duration;
 
 use elect_core::{Candidate, ElectionName, Elector, LeadershipState, LossReason};
+use elect_test_support::cluster;
 use elect_zookeeper::ZookeeperElector;
-use support::{cluster, config, connect, member_of_session};
+use support::{config, connect, member_of_session};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
 fn election(case: &str) -> ElectionName {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    elect_test_support::unique_name(&format!("fault-{case}"))
+        .parse()
         .unwrap()
-        .subsec_nanos();
-    format!("fault-{case}-{nanos:08x}").parse().unwrap()
 }
 
 fn me() -> Candidate {

@@ -5,7 +5,8 @@
 
 mod support;
 
-use std::path::PathBuf;
+use elect_test_support::{assert_no_overlap, Interval};
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -33,24 +34,6 @@ print("released", flush=True)
 zk.stop()
 "#;
 
-fn python() -> PathBuf {
-    let python = std::env::var("ELECT_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.servers/venv/bin/python")
-        });
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import kazoo"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} cannot import kazoo: run `tests/cluster/cluster install`",
-        python.display()
-    );
-    python
-}
-
 struct Kazoo {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
@@ -58,7 +41,7 @@ struct Kazoo {
 
 impl Kazoo {
     fn start(election: &ElectionName, identifier: &str) -> Kazoo {
-        let mut child = Command::new(python())
+        let mut child = Command::new(elect_test_support::python())
             .args([
                 "-c",
                 KAZOO,
@@ -93,21 +76,10 @@ impl Kazoo {
     }
 }
 
-#[derive(Debug)]
-struct Interval {
-    who: &'static str,
-    from: Instant,
-    to: Instant,
-}
-
 #[tokio::test]
 async fn kazoo_and_elect_share_one_election() {
     let elector = connect().await;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let election: ElectionName = format!("interop-{nanos:08x}").parse().unwrap();
+    let election: ElectionName = elect_test_support::unique_name("interop").parse().unwrap();
     let mut intervals = Vec::new();
 
     // 1. kazoo leads; elect sees it and waits; kazoo releases and elect leads.
@@ -197,18 +169,13 @@ async fn kazoo_and_elect_share_one_election() {
     });
 
     let origin = intervals[0].from;
-    for (i, a) in intervals.iter().enumerate() {
+    for i in &intervals {
         eprintln!(
             "{:>6} led from {:?} to {:?}",
-            a.who,
-            a.from - origin,
-            a.to - origin
+            i.who,
+            i.from - origin,
+            i.to - origin
         );
-        for b in &intervals[i + 1..] {
-            assert!(
-                a.to <= b.from || b.to <= a.from,
-                "two leaders at once: {a:?} and {b:?}"
-            );
-        }
     }
+    assert_no_overlap(&intervals);
 }

@@ -3,8 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use elect_consul::ConsulElector;
@@ -67,41 +66,9 @@ pub fn http(method: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// `consul` from the Debian package the cluster script unpacked, aimed at the first agent.
 pub fn consul() -> Command {
-    let bin = std::env::var("ELECT_TEST_SERVERS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join(".servers/root/usr/bin"));
-    let path = bin.join("consul");
-    assert!(
-        path.exists(),
-        "{} is missing: run `tests/cluster/cluster install`",
-        path.display()
-    );
-    let mut command = Command::new(path);
+    let mut command = Command::new(elect_test_support::server_bin("consul"));
     command.env("CONSUL_HTTP_ADDR", addresses().split(',').next().unwrap());
     command
-}
-
-/// Runs the cluster script (`kill`, `start`, `freeze`, `thaw`, `leader`, `wait`, …).
-pub fn cluster(args: &[&str]) -> Output {
-    let script = std::env::var("ELECT_TEST_CLUSTER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join("tests/cluster/cluster"));
-    let output = Command::new(&script)
-        .args(args)
-        .output()
-        .expect("run the cluster script");
-    assert!(
-        output.status.success(),
-        "{} {args:?} failed: {}{}",
-        script.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }

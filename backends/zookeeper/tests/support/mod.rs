@@ -2,8 +2,6 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
-use std::path::PathBuf;
-use std::process::Output;
 use std::time::Duration;
 
 use elect_core::config::{Endpoint, ZookeeperConfig};
@@ -41,29 +39,6 @@ pub async fn connect() -> ZookeeperElector {
             connect_string()
         ),
     }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Runs the cluster script (`kill`, `start`, `freeze`, `thaw`, `leader`, `wait`, …).
-pub fn cluster(args: &[&str]) -> Output {
-    let script = std::env::var("ELECT_TEST_CLUSTER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join("tests/cluster/cluster"));
-    let output = std::process::Command::new(&script)
-        .args(args)
-        .output()
-        .expect("run the cluster script");
-    assert!(
-        output.status.success(),
-        "{} {args:?} failed: {}{}",
-        script.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 /// Deletes every claim of `election` with a client of its own, as `zkCli deleteall` would.

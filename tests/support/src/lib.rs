@@ -1,0 +1,102 @@
+//! What elect's test suites share: the real-cluster script, the server binaries it unpacked,
+//! unique election names, and the check that leadership intervals never overlap.
+//!
+//! Every path is found from this crate's own place in the repository, or from the variables
+//! `tests/cluster/cluster env` prints (`ELECT_TEST_CLUSTER`, `ELECT_TEST_SERVERS_BIN`,
+//! `ELECT_TEST_PYTHON`). A missing server is a failure that says how to get it, never a skip.
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs the cluster script (`up`, `kill`, `start`, `freeze`, `thaw`, `leader`, `wait`, …);
+/// panics with its output if it fails.
+pub fn cluster(args: &[&str]) -> Output {
+    let script = std::env::var("ELECT_TEST_CLUSTER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("tests/cluster/cluster"));
+    let output = Command::new(&script)
+        .args(args)
+        .output()
+        .expect("run the cluster script");
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed: {}{}",
+        script.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A server binary (`etcd`, `etcdctl`, `consul`) from Debian's packages, unpacked by
+/// `tests/cluster/cluster install`.
+pub fn server_bin(name: &str) -> PathBuf {
+    let bin = std::env::var("ELECT_TEST_SERVERS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join(".servers/root/usr/bin"));
+    let path = bin.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `tests/cluster/cluster install`",
+        path.display()
+    );
+    path
+}
+
+/// The Python of `.servers/venv`, with kazoo.
+pub fn python() -> PathBuf {
+    let python = std::env::var("ELECT_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join(".servers/venv/bin/python"));
+    let ok = Command::new(&python)
+        .args(["-c", "import kazoo"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} cannot import kazoo: run `tests/cluster/cluster install`",
+        python.display()
+    );
+    python
+}
+
+/// `<prefix>-<8 hex digits>`: a fresh election name for each test run.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .subsec_nanos();
+    format!(
+        "{prefix}-{:08x}",
+        nanos ^ std::process::id().rotate_left(16)
+    )
+}
+
+/// One side's leadership, as its observer logged it.
+#[derive(Debug, Clone, Copy)]
+pub struct Interval<T> {
+    /// Who led.
+    pub who: &'static str,
+    /// When it started leading.
+    pub from: T,
+    /// When it stopped.
+    pub to: T,
+}
+
+/// Panics if two intervals overlap: two leaders at once.
+pub fn assert_no_overlap<T: PartialOrd + Copy + Debug>(intervals: &[Interval<T>]) {
+    for (i, a) in intervals.iter().enumerate() {
+        for b in &intervals[i + 1..] {
+            assert!(
+                a.to <= b.from || b.to <= a.from,
+                "two leaders at once: {a:?} and {b:?}"
+            );
+        }
+    }
+}
