@@ -7,10 +7,12 @@ pub mod settings;
 #[cfg(feature = "consul")]
 pub use elect_consul::ConsulElector;
 pub use elect_core::config::{self, BackendConfig, Config};
+pub use elect_core::history;
 pub use elect_core::{
-    run_while_leader, Candidate, CandidateInfo, Claim, ConfigError, ElectionName, Elector, Error,
-    FencingToken, LeaderInfo, LeaderStream, Leadership, LeadershipState, LeadershipWatch,
-    LossReason, MemoryElector, MemoryStore, NotLeaderReason, Result,
+    campaign_logged, resign_or_let_expire, run_while_leader, Candidate, CandidateInfo, Claim,
+    ConfigError, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream, Leadership,
+    LeadershipState, LeadershipWatch, LossReason, MemoryElector, MemoryStore, NotLeaderReason,
+    Result,
 };
 #[cfg(feature = "etcd")]
 pub use elect_etcd::EtcdElector;

@@ -15,6 +15,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use elect_core::history::History;
 use elect_core::{
     campaign_logged, log_state, resign_or_let_expire, Elector, Error, Leadership, LeadershipState,
     LossReason, Result,
@@ -111,6 +112,9 @@ pub struct RunOptions {
     /// kills its own process group (see [`guard_process_group`]). `None` relies on the
     /// parent-death signal alone, which reaches the command but not its children.
     pub guardian: Option<Vec<OsString>>,
+    /// A [`history`](elect_core::history) file: one JSON line when a term starts and when
+    /// the command is gone at its end (before the resign is sent).
+    pub history: Option<std::path::PathBuf>,
 }
 
 /// How `elect run` ended.
@@ -230,6 +234,21 @@ pub async fn run(
 ) -> Result<RunExit, RunError> {
     let election = &settings.election;
     let candidate = &settings.candidate;
+    let history = match &options.history {
+        Some(path) => Some(History::open(path, candidate.id()).map_err(|e| {
+            Error::from(elect_core::ConfigError::new(
+                "--history",
+                path.display().to_string(),
+                format!("cannot open it for appending: {e}"),
+            ))
+        })?),
+        None => None,
+    };
+    let record = |result: std::io::Result<()>| {
+        if let Err(error) = result {
+            tracing::warn!(election = election.as_str(), %error, "cannot write the history");
+        }
+    };
     loop {
         // One campaign future for the whole wait: a forwarded signal must not restart it.
         let campaign = campaign_logged(elector, election, candidate);
@@ -245,6 +264,9 @@ pub async fn run(
                 won = &mut campaign => break won?,
             }
         };
+        if let Some(history) = &history {
+            record(history.elected(&leadership));
+        }
         let term = match Term::start(&leadership, options) {
             Ok(term) => term,
             Err(error) => {
@@ -253,6 +275,15 @@ pub async fn run(
             }
         };
         let outcome = term.supervise(&leadership, options, signals).await;
+        if let Some(history) = &history {
+            let reason = match &outcome {
+                Ok(TermEnd::Exited(_)) => "command-exited",
+                Ok(TermEnd::Stopped(..)) => "stopped",
+                Ok(TermEnd::Lost(reason)) => reason.as_str(),
+                Err(_) => "error",
+            };
+            record(history.lost(&leadership, reason));
+        }
         resign_or_let_expire(&leadership).await;
         match outcome? {
             TermEnd::Exited(status) => return Ok(RunExit::Exited(status)),

@@ -33,6 +33,7 @@ fn stubborn(pid_file: &Path) -> RunOptions {
         grace: Duration::from_secs(10),
         once: true,
         guardian: None,
+        history: None,
     }
 }
 

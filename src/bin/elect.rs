@@ -62,6 +62,10 @@ enum Command {
         /// Exit after the first term instead of campaigning again.
         #[arg(long)]
         once: bool,
+        /// Append one JSON line per term start and end to FILE (CLOCK_MONOTONIC
+        /// nanoseconds; see elect_core::history), for audits and the fault suite.
+        #[arg(long, value_name = "FILE")]
+        history: Option<PathBuf>,
         /// The command and its arguments.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<OsString>,
@@ -127,7 +131,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> i32 {
     match command {
-        Command::Run { target, id, grace, once, command } => {
+        Command::Run { target, id, grace, once, history, command } => {
             let flags = target.flags(id);
             let options = RunOptions {
                 command,
@@ -136,6 +140,7 @@ async fn dispatch(command: Command) -> i32 {
                 guardian: std::env::current_exe()
                     .ok()
                     .map(|exe| vec![exe.into_os_string(), "__guard".into()]),
+                history,
             };
             with_elector(&flags, |elector, settings| async move {
                 let mut signals = match Signals::install() {

@@ -9,6 +9,7 @@
 //! * [`run_while_leader`], the re-campaign loop most services need;
 //! * the [`config`] types of every backend;
 //! * [`MemoryStore`], an in-memory reference backend;
+//! * [`history`], JSON-lines records of what candidates believed and did, on one clock;
 //! * behind the `testkit` feature, the conformance suite every backend must pass.
 //!
 //! A third-party backend depends on this crate alone, implements [`Elector`] and
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod config;
 mod elector;
 mod error;
+pub mod history;
 mod leadership;
 mod memory;
 mod names;

@@ -1,0 +1,10 @@
+//! elect's fault suite. [`check`] reads what candidates logged (their
+//! [`history`](elect::history)) and what the billing ledger took, and reports every violation
+//! of SPEC.md's S1–S4 and L1–L2.
+
+pub mod check;
+pub mod faults;
+pub mod proxy;
+pub mod run;
+pub mod summary;
+pub mod target;

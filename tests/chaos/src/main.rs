@@ -1,0 +1,98 @@
+//! `chaos`: rounds of faults against the real clusters, then the checker's verdict and a
+//! summary table. The bounded suite (`cargo test -p elect-chaos`) runs a few rounds; the
+//! soak is `tests/chaos/soak` (hundreds).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use elect_chaos::faults::Fault;
+use elect_chaos::run::{run, Bins, RunConfig};
+use elect_chaos::summary::table;
+use elect_chaos::target::Backend;
+
+#[derive(Debug, Parser)]
+#[command(about = "Inject faults into elections on the real clusters and check the histories.")]
+struct Args {
+    /// Backends, comma-separated (etcd, zookeeper, consul); each runs at the same time.
+    #[arg(long, default_value = "etcd,zookeeper,consul", value_delimiter = ',')]
+    backend: Vec<String>,
+    /// Rounds per backend; the faults are cycled through.
+    #[arg(long, default_value_t = 9)]
+    rounds: usize,
+    /// Faults, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    faults: Vec<String>,
+    /// Where each run's history, ledger and logs go.
+    #[arg(long, default_value = "target/chaos")]
+    out: PathBuf,
+    /// Write the summary table to this file too.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match main_result(Args::parse()).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("chaos: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn main_result(args: Args) -> Result<bool, String> {
+    let backends = args
+        .backend
+        .iter()
+        .map(|b| Backend::parse(b).ok_or_else(|| format!("--backend {b}: unknown backend")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let faults = if args.faults.is_empty() {
+        Fault::ALL.to_vec()
+    } else {
+        args.faults
+            .iter()
+            .map(|f| Fault::parse(f).ok_or_else(|| format!("--faults {f}: unknown fault")))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bins = Bins::in_dir(exe.parent().ok_or("no folder for this binary")?)?;
+    let runs = backends.into_iter().map(|backend| {
+        let config = RunConfig {
+            backend,
+            faults: faults.clone(),
+            rounds: args.rounds,
+            out: args.out.clone(),
+            bins: bins.clone(),
+        };
+        async move { run(&config).await }
+    });
+    let mut outcomes = Vec::new();
+    for result in futures::future::join_all(runs).await {
+        outcomes.push(result?);
+    }
+    let mut clean = true;
+    for outcome in &outcomes {
+        println!(
+            "## {} ({})\n{}\n",
+            outcome.backend.name(),
+            outcome.dir.display(),
+            outcome.report
+        );
+        clean &= outcome.report.is_clean();
+    }
+    let summary = table(&outcomes);
+    println!("{summary}");
+    if let Some(path) = &args.summary {
+        std::fs::write(path, &summary).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(clean)
+}

@@ -1,0 +1,207 @@
+//! A TCP proxy in front of each cluster member, one set per candidate, so that the fault
+//! suite can cut one candidate off from the cluster or slow its network without root,
+//! network namespaces or `tc`.
+//!
+//! A cut is silent, like a pulled cable: connections stay open, bytes stop moving in both
+//! directions (they wait in the proxy and the kernel's buffers), and new connections are
+//! accepted but carry nothing. Healing lets the held bytes through, late, as TCP would.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// What the network between a candidate and the cluster does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Bytes pass at once.
+    Up,
+    /// Each chunk of bytes is held this long, each way.
+    Slow(Duration),
+    /// Nothing passes.
+    Cut,
+}
+
+/// Proxies from local ports to each of `upstreams`, sharing one [`Link`] setting.
+#[derive(Debug)]
+pub struct Proxy {
+    link: watch::Sender<Link>,
+    addresses: Vec<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Listens on a free loopback port for each upstream.
+    pub async fn start(upstreams: &[SocketAddr]) -> std::io::Result<Proxy> {
+        let (link, _) = watch::channel(Link::Up);
+        let mut addresses = Vec::new();
+        let mut tasks = Vec::new();
+        for &upstream in upstreams {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            addresses.push(listener.local_addr()?);
+            let link = link.subscribe();
+            tasks.push(tokio::spawn(accept(listener, upstream, link)));
+        }
+        Ok(Proxy {
+            link,
+            addresses,
+            tasks,
+        })
+    }
+
+    /// The local addresses, in the order of the upstreams.
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.addresses
+    }
+
+    /// Sets what the link does from now on, for open and new connections alike.
+    pub fn set(&self, link: Link) {
+        self.link.send_replace(link);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn accept(listener: TcpListener, upstream: SocketAddr, link: watch::Receiver<Link>) {
+    // Connections end with the listener's task: they are its children.
+    let mut connections = tokio::task::JoinSet::new();
+    while let Ok((client, _)) = listener.accept().await {
+        let link = link.clone();
+        connections.spawn(async move {
+            let Ok(server) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            tokio::select! {
+                _ = pump(client_read, server_write, link.clone()) => {}
+                _ = pump(server_read, client_write, link) => {}
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+/// Moves bytes from `from` to `to` as the link allows: a slow link delays each chunk by its
+/// delay from when it was read (a pipeline, not a queue that adds the delays up).
+async fn pump(
+    mut from: impl AsyncReadExt + Unpin,
+    mut to: impl AsyncWriteExt + Unpin,
+    link: watch::Receiver<Link>,
+) {
+    let (chunks, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let mut reading = link.clone();
+    let read = async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            // While cut, nothing is read either: the sender's buffers fill as on a dead link.
+            if reading.wait_for(|l| *l != Link::Cut).await.is_err() {
+                return;
+            }
+            let n = match from.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let due = match *reading.borrow() {
+                Link::Slow(delay) => tokio::time::Instant::now() + delay,
+                _ => tokio::time::Instant::now(),
+            };
+            if chunks.send((due, buffer[..n].to_vec())).is_err() {
+                return;
+            }
+        }
+    };
+    let mut writing = link;
+    let write = async move {
+        while let Some((due, chunk)) = arrivals.recv().await {
+            tokio::time::sleep_until(due).await;
+            if writing.wait_for(|l| *l != Link::Cut).await.is_err() {
+                return;
+            }
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    };
+    // The reader's end lets the writer drain what it holds; the writer's end (peer gone)
+    // stops the reader at its next chunk.
+    tokio::join!(read, write);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn echo_server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = stream.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        address
+    }
+
+    async fn round_trip(stream: &mut TcpStream) -> Option<Duration> {
+        let started = tokio::time::Instant::now();
+        stream.write_all(b"ping").await.unwrap();
+        let mut reply = [0u8; 4];
+        tokio::time::timeout(Duration::from_millis(500), stream.read_exact(&mut reply))
+            .await
+            .ok()?
+            .unwrap();
+        assert_eq!(&reply, b"ping");
+        Some(started.elapsed())
+    }
+
+    #[tokio::test]
+    async fn a_cut_link_carries_nothing_until_healed_and_a_slow_one_is_late() {
+        let proxy = Proxy::start(&[echo_server().await]).await.unwrap();
+        let mut stream = TcpStream::connect(proxy.addresses()[0]).await.unwrap();
+        assert!(round_trip(&mut stream).await.unwrap() < Duration::from_millis(100));
+
+        proxy.set(Link::Cut);
+        assert_eq!(
+            round_trip(&mut stream).await,
+            None,
+            "bytes crossed a cut link"
+        );
+        let mut fresh = TcpStream::connect(proxy.addresses()[0]).await.unwrap();
+        assert_eq!(
+            round_trip(&mut fresh).await,
+            None,
+            "a new connection crossed a cut link"
+        );
+
+        proxy.set(Link::Up);
+        // The ping held during the cut arrives now, then the next one.
+        let mut held = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut held))
+            .await
+            .expect("held bytes delivered after healing")
+            .unwrap();
+        assert!(round_trip(&mut stream).await.is_some());
+
+        proxy.set(Link::Slow(Duration::from_millis(100)));
+        let took = round_trip(&mut stream).await.unwrap();
+        assert!(
+            took >= Duration::from_millis(200),
+            "slow link took {took:?}"
+        );
+    }
+}

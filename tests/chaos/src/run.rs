@@ -1,0 +1,652 @@
+//! One fault run against one backend: three replicas of the billing example (two that
+//! campaign themselves, one wrapped by `elect run`), each behind its own [`Proxy`], a shared
+//! history and ledger, and rounds of faults; then the checker's verdict.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use elect::history::{self, Event, History};
+use elect::{Config, ElectionName, LeaderInfo};
+use futures::StreamExt;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use crate::check::{check, Report};
+use crate::faults::{operator_revoke, Fault};
+use crate::proxy::{Link, Proxy};
+use crate::target::Backend;
+
+/// How many replicas run.
+pub const REPLICAS: usize = 3;
+/// How long a frozen or cut-off leader stays so after its successor has logged its
+/// election, so that the successor has opened its term and charged before the old one wakes.
+const HOLD_AFTER_SUCCESSOR: Duration = Duration::from_secs(1);
+/// The delay each way of [`Fault::SlowNetwork`].
+const SLOW_LINK: Duration = Duration::from_millis(50);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The backend under test.
+    pub backend: Backend,
+    /// The faults, cycled through round by round.
+    pub faults: Vec<Fault>,
+    /// Rounds in all.
+    pub rounds: usize,
+    /// Where each run's directory (history, ledger, replica logs) goes.
+    pub out: PathBuf,
+    /// The `elect` and `billing` binaries.
+    pub bins: Bins,
+}
+
+/// The binaries the replicas run.
+#[derive(Debug, Clone)]
+pub struct Bins {
+    /// `elect`.
+    pub elect: PathBuf,
+    /// `billing` (examples/billing).
+    pub billing: PathBuf,
+}
+
+impl Bins {
+    /// The binaries in the cargo target folder `dir` (`target/debug`, `target/release`);
+    /// a missing one is an error that says how to build it.
+    pub fn in_dir(dir: &Path) -> Result<Bins, String> {
+        let bins = Bins {
+            elect: dir.join("elect"),
+            billing: dir.join("billing"),
+        };
+        for bin in [&bins.elect, &bins.billing] {
+            if !bin.exists() {
+                return Err(format!(
+                    "{} is missing: build it with `cargo build --workspace --bins` \
+                     (add --release for a release folder)",
+                    bin.display()
+                ));
+            }
+        }
+        Ok(bins)
+    }
+}
+
+/// One round: which fault, and when it ran (`history::monotonic_ns`).
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// The fault injected.
+    pub fault: Fault,
+    /// When the round started.
+    pub from: u64,
+    /// When it ended (the cluster healed and a leader stood).
+    pub to: u64,
+    /// What happened, for the log.
+    pub note: String,
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The backend.
+    pub backend: Backend,
+    /// The run's directory.
+    pub dir: PathBuf,
+    /// Its rounds.
+    pub rounds: Vec<Round>,
+    /// The checker's verdict on the whole history and ledger.
+    pub report: Report,
+}
+
+struct Replica {
+    index: usize,
+    generation: usize,
+    supervised: bool,
+    proxy: Proxy,
+    id: String,
+    child: Option<Child>,
+}
+
+struct Run<'a> {
+    config: &'a RunConfig,
+    election: ElectionName,
+    dir: PathBuf,
+    members: Vec<std::net::SocketAddr>,
+    history: History,
+    replicas: Vec<Replica>,
+    leader: watch::Receiver<Option<LeaderInfo>>,
+    observer: tokio::task::JoinHandle<()>,
+    elected: ElectedTail,
+}
+
+/// The terms the replicas have logged as won, read from the end of the shared history as it
+/// grows: the store names a leader a moment before the leader itself knows it.
+struct ElectedTail {
+    file: std::fs::File,
+    partial: Vec<u8>,
+    seen: std::collections::HashSet<(String, u64)>,
+}
+
+impl ElectedTail {
+    fn open(path: &Path) -> Result<ElectedTail, String> {
+        Ok(ElectedTail {
+            file: std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            partial: Vec::new(),
+            seen: Default::default(),
+        })
+    }
+
+    fn read_new(&mut self) {
+        use std::io::Read;
+        let _ = self.file.read_to_end(&mut self.partial);
+        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return;
+        };
+        let complete: Vec<u8> = self.partial.drain(..=end).collect();
+        for line in complete.split(|&b| b == b'\n') {
+            if let Ok(history::Record {
+                who,
+                event: Event::Elected { token, .. },
+                ..
+            }) = serde_json::from_slice(line)
+            {
+                self.seen.insert((who, token));
+            }
+        }
+    }
+
+    /// Waits until `leader` has logged its election.
+    async fn wait_for(&mut self, leader: &LeaderInfo, bound: Duration) -> Result<(), String> {
+        let started = tokio::time::Instant::now();
+        loop {
+            self.read_new();
+            if self.seen.contains(&(leader.id.clone(), leader.token.get())) {
+                return Ok(());
+            }
+            if started.elapsed() > bound {
+                return Err(format!(
+                    "{} leads in the store (token {}) but logged no election within {bound:?}",
+                    leader.id, leader.token
+                ));
+            }
+            // A file has no change event worth the machinery here; this poll is bounded.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Runs `config.rounds` rounds and checks the result.
+pub async fn run(config: &RunConfig) -> Result<RunOutcome, String> {
+    let backend = config.backend;
+    let name = elect_test_support::unique_name(&format!("chaos-{}", backend.name()));
+    let election = ElectionName::parse_field("election", &name).map_err(|e| e.to_string())?;
+    let dir = config.out.join(&name);
+    std::fs::create_dir_all(dir.join("logs")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let members = backend.members();
+    let history = History::open(dir.join("history.jsonl"), "chaos").map_err(|e| e.to_string())?;
+    let (leader, observer) = observe(backend, &members, &election).await?;
+    let elected = ElectedTail::open(&dir.join("history.jsonl"))?;
+    let mut replicas = Vec::new();
+    for index in 0..REPLICAS {
+        replicas.push(Replica {
+            index,
+            generation: 0,
+            supervised: index == REPLICAS - 1,
+            proxy: Proxy::start(&members)
+                .await
+                .map_err(|e| format!("proxy: {e}"))?,
+            id: String::new(),
+            child: None,
+        });
+    }
+    let mut run = Run {
+        config,
+        election,
+        dir,
+        members,
+        history,
+        replicas,
+        leader,
+        observer,
+        elected,
+    };
+    let result = run.rounds().await;
+    run.stop_all().await;
+    run.observer.abort();
+    let rounds = result?;
+    let records = history::read(run.dir.join("history.jsonl")).map_err(|e| e.to_string())?;
+    let journal = billing::ledger::Ledger::open(run.dir.join("ledger.db"))
+        .and_then(|l| l.journal())
+        .map_err(|e| e.to_string())?;
+    let report = check(&records, &journal, &backend.bounds());
+    Ok(RunOutcome {
+        backend,
+        dir: run.dir,
+        rounds,
+        report,
+    })
+}
+
+/// Follows the election's leader as the store reports it, re-observing after errors (a
+/// restarted cluster breaks the stream).
+async fn observe(
+    backend: Backend,
+    members: &[std::net::SocketAddr],
+    election: &ElectionName,
+) -> Result<
+    (
+        watch::Receiver<Option<LeaderInfo>>,
+        tokio::task::JoinHandle<()>,
+    ),
+    String,
+> {
+    let config =
+        Config::from_url(&backend.url(members, election.as_str())).map_err(|e| e.to_string())?;
+    let elector = elect::connect(&config).await.map_err(|e| {
+        format!(
+            "no {} cluster at {members:?}: {e}; start it with `tests/cluster/cluster up {}`",
+            backend.name(),
+            backend.name()
+        )
+    })?;
+    let (tx, rx) = watch::channel(None);
+    let election = election.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            if let Ok(mut stream) = elector.observe(&election).await {
+                while let Some(Ok(leader)) = stream.next().await {
+                    tx.send_replace(leader);
+                }
+            }
+            // The stream broke (a member or the whole cluster went away): look again soon.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    Ok((rx, task))
+}
+
+impl Run<'_> {
+    async fn rounds(&mut self) -> Result<Vec<Round>, String> {
+        let mut rounds = Vec::new();
+        for round in 0..self.config.rounds {
+            let fault = self.config.faults[round % self.config.faults.len()];
+            let leader = self.ready().await?;
+            let from = history::monotonic_ns();
+            let note = self.inject(fault, &leader, round).await?;
+            self.ready().await?;
+            let to = history::monotonic_ns();
+            tracing::info!(
+                backend = self.config.backend.name(),
+                round,
+                fault = fault.kind(),
+                took_ms = (to - from) / 1_000_000,
+                "{note}"
+            );
+            rounds.push(Round {
+                fault,
+                from,
+                to,
+                note,
+            });
+        }
+        Ok(rounds)
+    }
+
+    fn record(&self, event: Event) {
+        if let Err(error) = self.history.record(event) {
+            tracing::warn!(%error, "cannot write the history");
+        }
+    }
+
+    /// Starts the replicas that are not running, then waits for one of them to lead, as the
+    /// store says and as it has logged itself.
+    async fn ready(&mut self) -> Result<LeaderInfo, String> {
+        for index in 0..self.replicas.len() {
+            let running = match &mut self.replicas[index].child {
+                Some(child) => child.try_wait().map_err(|e| e.to_string())?.is_none(),
+                None => false,
+            };
+            if !running {
+                self.spawn(index)?;
+            }
+        }
+        let ids: Vec<String> = self.replicas.iter().map(|r| r.id.clone()).collect();
+        let bound = self.config.backend.bounds().failover * 3 + Duration::from_secs(60);
+        let leader = tokio::time::timeout(
+            bound,
+            self.leader
+                .wait_for(|l| l.as_ref().is_some_and(|l| ids.contains(&l.id))),
+        )
+        .await
+        .map_err(|_| format!("no replica led within {bound:?} (replicas {ids:?})"))?
+        .map_err(|_| "the observer stopped".to_owned())?
+        .clone();
+        let leader = leader.expect("waited for Some");
+        self.elected
+            .wait_for(&leader, Duration::from_secs(10))
+            .await?;
+        Ok(leader)
+    }
+
+    fn spawn(&mut self, index: usize) -> Result<(), String> {
+        let backend = self.config.backend;
+        let bins = &self.config.bins;
+        let replica = &mut self.replicas[index];
+        replica.generation += 1;
+        replica.id = format!("r{}g{}", replica.index, replica.generation);
+        let url = backend.url(replica.proxy.addresses(), self.election.as_str());
+        let history = self.dir.join("history.jsonl");
+        let ledger = self.dir.join("ledger.db");
+        let log = std::fs::File::create(self.dir.join("logs").join(format!("{}.log", replica.id)))
+            .map_err(|e| e.to_string())?;
+        let billing_args = [
+            "--ledger".as_ref(),
+            ledger.as_os_str(),
+            "--history".as_ref(),
+            history.as_os_str(),
+            "--subscriptions".as_ref(),
+            "40".as_ref(),
+            "--period-ms".as_ref(),
+            "2000".as_ref(),
+            "--work-ms".as_ref(),
+            "100".as_ref(),
+        ];
+        let mut command = if replica.supervised {
+            let mut command = Command::new(&bins.elect);
+            command
+                .args(["run", "--url", &url, "--id", &replica.id, "--grace", "1s"])
+                .arg("--history")
+                .arg(&history)
+                .arg("--")
+                .arg(&bins.billing)
+                .arg("--under-elect")
+                .args(billing_args);
+            command
+        } else {
+            let mut command = Command::new(&bins.billing);
+            command
+                .args(["--url", &url, "--id", &replica.id])
+                .args(billing_args);
+            command
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = command
+            .spawn()
+            .map_err(|e| format!("start replica {}: {e}", replica.id))?;
+        replica.child = Some(child);
+        Ok(())
+    }
+
+    fn replica_of(&self, leader: &LeaderInfo) -> Result<usize, String> {
+        self.replicas
+            .iter()
+            .position(|r| r.id == leader.id)
+            .ok_or_else(|| format!("the leader {} is no replica", leader.id))
+    }
+
+    fn pid(&self, index: usize) -> Result<Pid, String> {
+        self.replicas[index]
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .map(|pid| Pid::from_raw(pid as i32))
+            .ok_or_else(|| format!("replica {} is not running", self.replicas[index].id))
+    }
+
+    /// Waits until a term newer than `old` leads, in the store and in its own log; how long
+    /// the store took.
+    async fn successor(&mut self, old: &LeaderInfo, bound: Duration) -> Result<Duration, String> {
+        let started = tokio::time::Instant::now();
+        let token = old.token;
+        let next = tokio::time::timeout(
+            bound,
+            self.leader
+                .wait_for(|l| l.as_ref().is_some_and(|l| l.token > token)),
+        )
+        .await
+        .map_err(|_| format!("no successor to {} within {bound:?}", old.id))?
+        .map_err(|_| "the observer stopped".to_owned())?
+        .clone()
+        .expect("waited for Some");
+        let took = started.elapsed();
+        self.elected
+            .wait_for(&next, Duration::from_secs(10))
+            .await?;
+        Ok(took)
+    }
+
+    async fn cluster(&self, args: Vec<String>) -> Result<(), String> {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            elect_test_support::cluster(&args);
+        })
+        .await
+        .map_err(|e| format!("the cluster script failed: {e}"))
+    }
+
+    async fn cluster_leader(&self) -> Result<usize, String> {
+        let backend = self.config.backend.name();
+        let output =
+            tokio::task::spawn_blocking(move || elect_test_support::cluster(&["leader", backend]))
+                .await
+                .map_err(|e| format!("cluster leader: {e}"))?;
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .map_err(|e| format!("cluster leader printed no index: {e}"))
+    }
+
+    async fn inject(
+        &mut self,
+        fault: Fault,
+        leader: &LeaderInfo,
+        round: usize,
+    ) -> Result<String, String> {
+        let backend = self.config.backend;
+        let bounds = backend.bounds();
+        // Bounded waits: generous, since the checker judges the times.
+        let wait = bounds.failover * 2 + Duration::from_secs(10);
+        let kind = fault.kind().to_owned();
+        let name = backend.name().to_owned();
+        let target = if fault.targets_leader() {
+            Some(leader.id.clone())
+        } else {
+            None
+        };
+        let index = self.replica_of(leader)?;
+        match fault {
+            Fault::Resign | Fault::KillLeader => {
+                let pid = self.pid(index)?;
+                self.record(Event::Fault { kind, target });
+                let signal = if fault == Fault::Resign {
+                    Signal::SIGTERM
+                } else {
+                    Signal::SIGKILL
+                };
+                kill(pid, signal).map_err(|e| format!("{signal} to {pid}: {e}"))?;
+                let took = self.successor(leader, wait).await?;
+                Ok(format!(
+                    "{} {}: successor after {took:?}",
+                    fault.kind(),
+                    leader.id
+                ))
+            }
+            Fault::FreezeLeader => {
+                let pid = self.pid(index)?;
+                let pids = with_descendants(pid);
+                self.record(Event::Fault {
+                    kind: kind.clone(),
+                    target: target.clone(),
+                });
+                for &p in &pids {
+                    let _ = kill(p, Signal::SIGSTOP);
+                }
+                let took = self.successor(leader, wait).await;
+                tokio::time::sleep(HOLD_AFTER_SUCCESSOR).await;
+                // Recorded first: what the woken process does comes after.
+                self.record(Event::Healed { kind, target });
+                for &p in pids.iter().rev() {
+                    let _ = kill(p, Signal::SIGCONT);
+                }
+                Ok(format!(
+                    "froze {} ({} processes): successor after {:?}",
+                    leader.id,
+                    pids.len(),
+                    took?
+                ))
+            }
+            Fault::CutLeader => {
+                self.record(Event::Fault {
+                    kind: kind.clone(),
+                    target: target.clone(),
+                });
+                self.replicas[index].proxy.set(Link::Cut);
+                let took = self.successor(leader, wait).await;
+                tokio::time::sleep(HOLD_AFTER_SUCCESSOR).await;
+                self.record(Event::Healed { kind, target });
+                self.replicas[index].proxy.set(Link::Up);
+                Ok(format!(
+                    "cut {} off: successor after {:?}",
+                    leader.id, took?
+                ))
+            }
+            Fault::OperatorRevoke => {
+                self.record(Event::Fault { kind, target });
+                let done = operator_revoke(
+                    backend,
+                    &self.members,
+                    self.election.as_str(),
+                    &leader.id,
+                    round,
+                )
+                .await?;
+                let took = self.successor(leader, wait).await?;
+                Ok(format!(
+                    "{done} (leader {}): next term after {took:?}",
+                    leader.id
+                ))
+            }
+            Fault::KillServer | Fault::KillClusterLeader => {
+                let raft_leader = self.cluster_leader().await?;
+                let node = if fault == Fault::KillClusterLeader {
+                    raft_leader
+                } else {
+                    raft_leader % 3 + 1
+                };
+                let target = Some(format!("n{node}"));
+                self.record(Event::Fault {
+                    kind: kind.clone(),
+                    target: target.clone(),
+                });
+                self.cluster(vec!["kill".into(), name.clone(), node.to_string()])
+                    .await?;
+                // The fault's length: one TTL with a member down.
+                tokio::time::sleep(backend.ttl()).await;
+                self.cluster(vec!["start".into(), name.clone(), node.to_string()])
+                    .await?;
+                self.cluster(vec!["wait".into(), name, "all".into(), "60".into()])
+                    .await?;
+                self.record(Event::Healed { kind, target });
+                Ok(format!(
+                    "killed and restarted n{node} (raft/zab leader: n{raft_leader})"
+                ))
+            }
+            Fault::RestartCluster => {
+                self.record(Event::Fault {
+                    kind: kind.clone(),
+                    target: None,
+                });
+                for node in 1..=3 {
+                    self.cluster(vec!["kill".into(), name.clone(), node.to_string()])
+                        .await?;
+                }
+                for node in 1..=3 {
+                    self.cluster(vec!["start".into(), name.clone(), node.to_string()])
+                        .await?;
+                }
+                self.cluster(vec!["wait".into(), name, "all".into(), "60".into()])
+                    .await?;
+                self.record(Event::Healed { kind, target: None });
+                Ok("restarted every member".to_owned())
+            }
+            Fault::SlowNetwork => {
+                self.record(Event::Fault {
+                    kind: kind.clone(),
+                    target: None,
+                });
+                for replica in &self.replicas {
+                    replica.proxy.set(Link::Slow(SLOW_LINK));
+                }
+                // The fault's length: two TTLs of renewals over the slow links.
+                tokio::time::sleep(backend.ttl() * 2).await;
+                for replica in &self.replicas {
+                    replica.proxy.set(Link::Up);
+                }
+                self.record(Event::Healed { kind, target: None });
+                Ok(format!(
+                    "{SLOW_LINK:?} each way for {:?}",
+                    backend.ttl() * 2
+                ))
+            }
+        }
+    }
+
+    /// SIGTERM to every replica (they resign), SIGKILL to those still there after a while.
+    async fn stop_all(&mut self) {
+        for replica in &mut self.replicas {
+            replica.proxy.set(Link::Up);
+            if let Some(pid) = replica.child.as_ref().and_then(Child::id) {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+        }
+        for replica in &mut self.replicas {
+            if let Some(child) = replica.child.as_mut() {
+                if tokio::time::timeout(Duration::from_secs(15), child.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(replica = replica.id, "did not stop on SIGTERM; killing it");
+                    let _ = child.kill().await;
+                }
+            }
+        }
+    }
+}
+
+/// `pid` and every process below it (`elect run`'s command and guardian), parents first.
+fn with_descendants(pid: Pid) -> Vec<Pid> {
+    let mut parents: HashMap<i32, Vec<i32>> = HashMap::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // After the command's name in parentheses: state, then the parent's pid.
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if let Some(parent) = parent {
+                parents.entry(parent).or_default().push(child);
+            }
+        }
+    }
+    let mut all = vec![pid.as_raw()];
+    let mut i = 0;
+    while i < all.len() {
+        if let Some(children) = parents.get(&all[i]) {
+            all.extend(children);
+        }
+        i += 1;
+    }
+    all.into_iter().map(Pid::from_raw).collect()
+}
