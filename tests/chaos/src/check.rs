@@ -362,7 +362,8 @@ pub struct Report {
     pub recoveries: Vec<Recovery>,
     /// Writes the ledger rejected.
     pub fenced_writes: usize,
-    /// Rejected writes by the target of a `freeze-leader` fault after it was thawed.
+    /// Rejected writes by the target of a `freeze-leader` fault after it was frozen: by the
+    /// woken process, or by the command of a frozen `elect run` that ran on.
     pub fenced_after_freeze: usize,
     /// Overlaps excused because an operator removed the earlier leader's claim.
     pub operator_overlaps: usize,
@@ -704,10 +705,11 @@ fn ledger(report: &mut Report, journal: &[Entry], faults: &Faults<'_>) {
     for entry in entries {
         if !entry.accepted {
             report.fenced_writes += 1;
-            let thawed = faults
+            // The woken process itself, or (`elect run` frozen) its command that ran on.
+            let frozen_before = faults
                 .of("freeze-leader", &entry.who)
-                .any(|f| f.healed.is_some_and(|h| h <= entry.t));
-            if thawed {
+                .any(|f| f.t <= entry.t);
+            if frozen_before {
                 report.fenced_after_freeze += 1;
             }
             continue;

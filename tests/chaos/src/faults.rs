@@ -13,8 +13,10 @@ pub enum Fault {
     Resign,
     /// The leader's process is killed with SIGKILL (L1).
     KillLeader,
-    /// The leader's processes are frozen (SIGSTOP) until a successor leads, then thawed: the
-    /// old leader must find itself Lost, and its late charge must be refused (S4).
+    /// The leader's process is frozen (SIGSTOP) until a successor leads, then thawed: the old
+    /// leader must find itself Lost, and its late charge must be refused (S4). For `elect run`
+    /// that is the supervisor alone: its command charges on with a token going stale, and the
+    /// ledger must refuse it once the successor has written.
     FreezeLeader,
     /// The leader's network to every member goes silent until a successor leads (S3, L1).
     CutLeader,

@@ -75,8 +75,16 @@ async fn main_result(args: Args) -> Result<bool, String> {
         };
         async move { run(&config).await }
     });
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    // Interrupted, the runs are dropped, and with them their replicas (killed on drop).
+    let results = tokio::select! {
+        results = futures::future::join_all(runs) => results,
+        _ = tokio::signal::ctrl_c() => return Err("interrupted".to_owned()),
+        _ = terminate.recv() => return Err("terminated".to_owned()),
+    };
     let mut outcomes = Vec::new();
-    for result in futures::future::join_all(runs).await {
+    for result in results {
         outcomes.push(result?);
     }
     let mut clean = true;

@@ -2,7 +2,6 @@
 //! campaign themselves, one wrapped by `elect run`), each behind its own [`Proxy`], a shared
 //! history and ledger, and rounds of faults; then the checker's verdict.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -125,7 +124,8 @@ struct Run<'a> {
 struct ElectedTail {
     file: std::fs::File,
     partial: Vec<u8>,
-    seen: std::collections::HashSet<(String, u64)>,
+    elected: std::collections::HashSet<(String, u64)>,
+    working: std::collections::HashSet<(String, u64)>,
 }
 
 impl ElectedTail {
@@ -133,7 +133,8 @@ impl ElectedTail {
         Ok(ElectedTail {
             file: std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?,
             partial: Vec::new(),
-            seen: Default::default(),
+            elected: Default::default(),
+            working: Default::default(),
         })
     }
 
@@ -145,29 +146,46 @@ impl ElectedTail {
         };
         let complete: Vec<u8> = self.partial.drain(..=end).collect();
         for line in complete.split(|&b| b == b'\n') {
-            if let Ok(history::Record {
-                who,
-                event: Event::Elected { token, .. },
-                ..
-            }) = serde_json::from_slice(line)
-            {
-                self.seen.insert((who, token));
+            match serde_json::from_slice(line) {
+                Ok(history::Record {
+                    who,
+                    event: Event::Elected { token, .. },
+                    ..
+                }) => {
+                    self.elected.insert((who, token));
+                }
+                Ok(history::Record {
+                    who,
+                    event: Event::Action { token, .. },
+                    ..
+                }) => {
+                    self.working.insert((who, token));
+                }
+                _ => {}
             }
         }
     }
 
-    /// Waits until `leader` has logged its election.
-    async fn wait_for(&mut self, leader: &LeaderInfo, bound: Duration) -> Result<(), String> {
+    /// Waits until `leader` has logged its election, and with `working` its first action.
+    async fn wait_for(
+        &mut self,
+        leader: &LeaderInfo,
+        working: bool,
+        bound: Duration,
+    ) -> Result<(), String> {
         let started = tokio::time::Instant::now();
+        let term = (leader.id.clone(), leader.token.get());
         loop {
             self.read_new();
-            if self.seen.contains(&(leader.id.clone(), leader.token.get())) {
+            if self.elected.contains(&term) && (!working || self.working.contains(&term)) {
                 return Ok(());
             }
             if started.elapsed() > bound {
                 return Err(format!(
-                    "{} leads in the store (token {}) but logged no election within {bound:?}",
-                    leader.id, leader.token
+                    "{} leads in the store (token {}) but logged no election{} within {bound:?}",
+                    leader.id,
+                    leader.token,
+                    if working { " and no action" } else { "" }
                 ));
             }
             // A file has no change event worth the machinery here; this poll is bounded.
@@ -302,31 +320,41 @@ impl Run<'_> {
     /// Starts the replicas that are not running, then waits for one of them to lead, as the
     /// store says and as it has logged itself.
     async fn ready(&mut self) -> Result<LeaderInfo, String> {
-        for index in 0..self.replicas.len() {
-            let running = match &mut self.replicas[index].child {
-                Some(child) => child.try_wait().map_err(|e| e.to_string())?.is_none(),
-                None => false,
-            };
-            if !running {
-                self.spawn(index)?;
+        let bound = self.config.backend.bounds().failover * 3 + Duration::from_secs(60);
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            for index in 0..self.replicas.len() {
+                let running = match &mut self.replicas[index].child {
+                    Some(child) => child.try_wait().map_err(|e| e.to_string())?.is_none(),
+                    None => false,
+                };
+                if !running {
+                    self.spawn(index)?;
+                }
+            }
+            let ids: Vec<String> = self.replicas.iter().map(|r| r.id.clone()).collect();
+            let leader = tokio::time::timeout_at(
+                deadline,
+                self.leader
+                    .wait_for(|l| l.as_ref().is_some_and(|l| ids.contains(&l.id))),
+            )
+            .await
+            .map_err(|_| format!("no replica led within {bound:?} (replicas {ids:?})"))?
+            .map_err(|_| "the observer stopped".to_owned())?
+            .clone()
+            .expect("waited for Some");
+            // Faults hit a leader at work, not one still starting its command; a leader
+            // that falls before it works is replaced, and the next one waited for.
+            match self
+                .elected
+                .wait_for(&leader, true, Duration::from_secs(5))
+                .await
+            {
+                Ok(()) => return Ok(leader),
+                Err(error) if tokio::time::Instant::now() >= deadline => return Err(error),
+                Err(error) => tracing::info!(%error, "waiting for the next leader"),
             }
         }
-        let ids: Vec<String> = self.replicas.iter().map(|r| r.id.clone()).collect();
-        let bound = self.config.backend.bounds().failover * 3 + Duration::from_secs(60);
-        let leader = tokio::time::timeout(
-            bound,
-            self.leader
-                .wait_for(|l| l.as_ref().is_some_and(|l| ids.contains(&l.id))),
-        )
-        .await
-        .map_err(|_| format!("no replica led within {bound:?} (replicas {ids:?})"))?
-        .map_err(|_| "the observer stopped".to_owned())?
-        .clone();
-        let leader = leader.expect("waited for Some");
-        self.elected
-            .wait_for(&leader, Duration::from_secs(10))
-            .await?;
-        Ok(leader)
     }
 
     fn spawn(&mut self, index: usize) -> Result<(), String> {
@@ -415,9 +443,14 @@ impl Run<'_> {
         .clone()
         .expect("waited for Some");
         let took = started.elapsed();
-        self.elected
-            .wait_for(&next, Duration::from_secs(10))
-            .await?;
+        // A successor that falls before it logs is the next round's business.
+        if let Err(error) = self
+            .elected
+            .wait_for(&next, false, Duration::from_secs(10))
+            .await
+        {
+            tracing::warn!(%error, "the successor did not log its election");
+        }
         Ok(took)
     }
 
@@ -478,28 +511,20 @@ impl Run<'_> {
                 ))
             }
             Fault::FreezeLeader => {
+                // The replica's own process: for `elect run`, the supervisor alone, so its
+                // command runs on with a token that is going stale — the ledger must stop it.
                 let pid = self.pid(index)?;
-                let pids = with_descendants(pid);
                 self.record(Event::Fault {
                     kind: kind.clone(),
                     target: target.clone(),
                 });
-                for &p in &pids {
-                    let _ = kill(p, Signal::SIGSTOP);
-                }
+                kill(pid, Signal::SIGSTOP).map_err(|e| format!("SIGSTOP to {pid}: {e}"))?;
                 let took = self.successor(leader, wait).await;
                 tokio::time::sleep(HOLD_AFTER_SUCCESSOR).await;
                 // Recorded first: what the woken process does comes after.
                 self.record(Event::Healed { kind, target });
-                for &p in pids.iter().rev() {
-                    let _ = kill(p, Signal::SIGCONT);
-                }
-                Ok(format!(
-                    "froze {} ({} processes): successor after {:?}",
-                    leader.id,
-                    pids.len(),
-                    took?
-                ))
+                kill(pid, Signal::SIGCONT).map_err(|e| format!("SIGCONT to {pid}: {e}"))?;
+                Ok(format!("froze {}: successor after {:?}", leader.id, took?))
             }
             Fault::CutLeader => {
                 self.record(Event::Fault {
@@ -617,36 +642,4 @@ impl Run<'_> {
             }
         }
     }
-}
-
-/// `pid` and every process below it (`elect run`'s command and guardian), parents first.
-fn with_descendants(pid: Pid) -> Vec<Pid> {
-    let mut parents: HashMap<i32, Vec<i32>> = HashMap::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // After the command's name in parentheses: state, then the parent's pid.
-            let parent = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<i32>().ok());
-            if let Some(parent) = parent {
-                parents.entry(parent).or_default().push(child);
-            }
-        }
-    }
-    let mut all = vec![pid.as_raw()];
-    let mut i = 0;
-    while i < all.len() {
-        if let Some(children) = parents.get(&all[i]) {
-            all.extend(children);
-        }
-        i += 1;
-    }
-    all.into_iter().map(Pid::from_raw).collect()
 }
