@@ -45,6 +45,8 @@ pub use agent::{DEFAULT_PORT, LOCK_FLAGS};
 
 /// How long one blocking query waits for a change before it is sent again.
 const WAIT: Duration = Duration::from_secs(30);
+/// How soon a campaign refused by a lock delay asks again.
+const LOCK_DELAY_RETRY: Duration = Duration::from_millis(250);
 
 /// Leader election on Consul: one session per elector, shared by all its campaigns.
 ///
@@ -205,28 +207,24 @@ impl Elector for ConsulElector {
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
         let keys = self.keys(election);
         let mut closed = self.state.closed();
-        let mut refused_while_free = false;
         loop {
             self.state.check_open()?;
             let session = self.session(candidate).await?;
-            if refused_while_free {
-                // Free but refused: a lock delay runs; ask again shortly.
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
             let guard = release_on_drop(&self.agent, &keys, &session);
             if let Some(token) = self.acquire(&keys, &session, candidate).await? {
                 guard.disarm();
                 return Ok(self.grant(election, candidate, &session, keys, token));
             }
             guard.disarm();
-            let waited = tokio::select! {
-                waited = self.wait_free(&keys, &session) => waited?,
+            // Refused. Free anyway means a lock delay runs: ask again shortly. Held: wait
+            // until it is released (a blocking query answers at once when it is).
+            let (entries, _) = self.agent.read(&keys.lock, false, None).await?;
+            let free = !entries.first().is_some_and(|e| e.holder().is_some());
+            tokio::select! {
+                waited = self.wait_free(&keys, &session), if !free => { waited?; }
+                _ = tokio::time::sleep(LOCK_DELAY_RETRY), if free => {}
                 _ = closed.wait_for(|c| *c) => return Err(Error::Closed { backend: BACKEND }),
-            };
-            refused_while_free = waited.is_some() && {
-                let (entries, _) = self.agent.read(&keys.lock, false, None).await?;
-                entries.first().is_some_and(|e| e.holder().is_none())
-            };
+            }
         }
     }
 

@@ -43,10 +43,10 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     history: Option<PathBuf>,
     /// Subscriptions in the ledger (added if missing).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 40)]
     subscriptions: usize,
     /// Every subscription is charged once per period, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 2_000)]
     period_ms: u64,
     /// Time spent preparing each charge, in milliseconds.
     #[arg(long, default_value_t = 100)]
