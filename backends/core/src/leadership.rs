@@ -10,6 +10,9 @@ use crate::clock::{sleep_until_opt, LeasePhase, LeaseStatus};
 use crate::error::{Error, NotLeaderReason, Result};
 use crate::{ElectionName, FencingToken};
 
+/// How often a release the store did not take is tried again (see [`Leadership::resign`]).
+const RELEASE_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Why a term ended. Distinct values, so that callers can act on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -264,11 +267,20 @@ impl Leadership {
     /// Releases leadership at once so that a successor is elected without waiting for a TTL.
     ///
     /// The handle (and every clone) stops reporting leadership *before* the release is sent.
-    /// Idempotent: a second call, or a call after loss, does nothing and returns `Ok`.
+    /// Idempotent: a second call, or a call after the store ended the term, does nothing and
+    /// returns `Ok`. A term already lost by its deadline keeps that reason, and its claim is
+    /// still withdrawn. If the store does not take the release (or the caller stops waiting),
+    /// it is retried in the background until it does or the session ends: our own live
+    /// session would otherwise keep the claim of an ended term standing, ahead of our next
+    /// campaign.
     pub async fn resign(&self) -> Result<()> {
+        let reason = match self.state() {
+            LeadershipState::Lost(reason) => reason,
+            _ => LossReason::Resigned,
+        };
         let first = self.ended.send_if_modified(|ended| {
             if ended.is_none() {
-                *ended = Some(LossReason::Resigned);
+                *ended = Some(reason);
                 true
             } else {
                 false
@@ -282,9 +294,29 @@ impl Leadership {
             candidate = self.candidate_id.as_str(),
             token = self.token.get(),
             backend = self.backend,
+            reason = reason.as_str(),
             "resigned"
         );
-        self.claim.release().await
+        let (first_result, first) = tokio::sync::oneshot::channel();
+        let (claim, mut lease) = (self.claim.clone(), self.lease.clone());
+        tokio::spawn(async move {
+            let mut first_result = Some(first_result);
+            loop {
+                let result = claim.release().await;
+                let done = result.is_ok();
+                if let Some(sender) = first_result.take() {
+                    let _ = sender.send(result);
+                }
+                if done {
+                    return;
+                }
+                tokio::select! {
+                    _ = crate::clock::lease_ended(&mut lease) => return,
+                    _ = tokio::time::sleep(RELEASE_RETRY) => {}
+                }
+            }
+        });
+        first.await.unwrap_or(Ok(()))
     }
 
     /// Writes `key` = `value` into the store itself, committed only if this term still

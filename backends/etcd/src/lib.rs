@@ -148,9 +148,12 @@ impl EtcdElector {
         keys::prefix(&self.config.namespace, election.as_str())
     }
 
-    /// Creates our key if absent (idempotent for a retried campaign); returns its create
-    /// revision, or `None` if the lease turned out to be gone (the session is then ended, so
-    /// that the next try takes a new one).
+    /// Creates our key; returns its create revision, or `None` if the lease turned out to be
+    /// gone (the session is then ended, so that the next try takes a new one).
+    ///
+    /// A key of ours already there (a term whose release has not reached the store yet, or a
+    /// campaign retried after an uncertain create) is deleted and made again: every campaign
+    /// gets a fresh create revision, so a new term never reuses an old term's token.
     async fn create_claim(
         &self,
         session: &Session,
@@ -158,66 +161,58 @@ impl EtcdElector {
         candidate: &Candidate,
     ) -> Result<Option<i64>> {
         let lease = session.lease;
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                keys.key.as_str(),
-                CompareOp::Equal,
-                0,
-            )])
-            .and_then([
-                TxnOp::put(
+        loop {
+            let txn = Txn::new()
+                .when([Compare::create_revision(
                     keys.key.as_str(),
-                    candidate.value(),
-                    Some(PutOptions::new().with_lease(lease)),
-                ),
-                TxnOp::put(
-                    keys.id_key.as_str(),
-                    candidate.id(),
-                    Some(PutOptions::new().with_lease(lease)),
-                ),
-            ])
-            .or_else([TxnOp::get(keys.key.as_str(), None)]);
-        let response = match error::txn(&self.client, &format!("create {}", keys.key), txn).await {
-            Err(error) if error::lease_not_found(&error) => {
-                // Revoked, and our keep-alive has not heard yet.
-                session.clock.end(LossReason::Revoked);
-                return Ok(None);
+                    CompareOp::Equal,
+                    0,
+                )])
+                .and_then([
+                    TxnOp::put(
+                        keys.key.as_str(),
+                        candidate.value(),
+                        Some(PutOptions::new().with_lease(lease)),
+                    ),
+                    TxnOp::put(
+                        keys.id_key.as_str(),
+                        candidate.id(),
+                        Some(PutOptions::new().with_lease(lease)),
+                    ),
+                ])
+                .or_else([TxnOp::get(keys.key.as_str(), None)]);
+            let response =
+                match error::txn(&self.client, &format!("create {}", keys.key), txn).await {
+                    Err(error) if error::lease_not_found(&error) => {
+                        // Revoked, and our keep-alive has not heard yet.
+                        session.clock.end(LossReason::Revoked);
+                        return Ok(None);
+                    }
+                    other => other?,
+                };
+            if response.succeeded() {
+                return Ok(Some(response.header().map_or(0, |h| h.revision())));
             }
-            other => other?,
-        };
-        if response.succeeded() {
-            return Ok(Some(response.header().map_or(0, |h| h.revision())));
-        }
-        // Already there (a retried campaign on the same lease): take it over, value included.
-        let existing = response.op_responses().into_iter().find_map(|op| match op {
-            TxnOpResponse::Get(get) => get
-                .kvs()
-                .first()
-                .map(|kv| (kv.create_revision(), kv.value().to_vec())),
-            _ => None,
-        });
-        let Some((revision, value)) = existing else {
-            return Err(Error::backend(
-                BACKEND,
-                format!("create {}", keys.key),
-                "the key vanished during the transaction",
-            ));
-        };
-        if value != candidate.value() {
-            let put = Txn::new()
+            let existing = response.op_responses().into_iter().find_map(|op| match op {
+                TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.create_revision()),
+                _ => None,
+            });
+            let Some(revision) = existing else {
+                continue; // deleted meanwhile: create again
+            };
+            tracing::debug!(key = keys.key.as_str(), revision, "replacing our earlier key");
+            let delete = Txn::new()
                 .when([Compare::create_revision(
                     keys.key.as_str(),
                     CompareOp::Equal,
                     revision,
                 )])
-                .and_then([TxnOp::put(
-                    keys.key.as_str(),
-                    candidate.value(),
-                    Some(PutOptions::new().with_lease(lease)),
-                )]);
-            error::txn(&self.client, &format!("update {}", keys.key), put).await?;
+                .and_then([
+                    TxnOp::delete(keys.key.as_str(), None),
+                    TxnOp::delete(keys.id_key.as_str(), None),
+                ]);
+            error::txn(&self.client, &format!("replace {}", keys.key), delete).await?;
         }
-        Ok(Some(revision))
     }
 
     /// Waits until no key older than ours is left; see [`Turn`].

@@ -151,16 +151,12 @@ async fn campaigning(args: &Args) -> Result<u8, AnyError> {
         if let Some(history) = &history {
             let _ = history.elected(&leadership);
         }
-        // The loss is recorded the moment it is noticed; a resign is recorded before it is sent.
-        let watcher = history.clone().map(|history| {
-            let leadership = leadership.clone();
-            tokio::spawn(async move {
-                let reason = leadership.lost().await;
-                if reason != elect::LossReason::Resigned {
-                    let _ = history.lost(&leadership, reason.as_str());
-                }
-            })
-        });
+        // The loss is recorded once: the moment it is noticed, or before a resign is sent.
+        let loss = LossRecord::new(history.clone(), &leadership);
+        let watcher = {
+            let (loss, leadership) = (loss.clone(), leadership.clone());
+            tokio::spawn(async move { loss.record(leadership.lost().await.as_str()) })
+        };
         let mut states = leadership.subscribe();
         let mut fenced = open_term(&mut ledger, &leadership, &who, history.as_deref())?;
         let stopping = loop {
@@ -197,25 +193,40 @@ async fn campaigning(args: &Args) -> Result<u8, AnyError> {
                 _ = interrupt.recv() => break true,
             }
         };
-        if let (Some(history), false) = (
-            &history,
-            matches!(leadership.state(), LeadershipState::Lost(_)),
-        ) {
-            let _ = history.lost(
-                &leadership,
-                if fenced.is_some() {
-                    "fenced"
-                } else {
-                    "resigned"
-                },
-            );
-        }
+        loss.record(match leadership.state() {
+            LeadershipState::Lost(reason) => reason.as_str(),
+            _ if fenced.is_some() => "fenced",
+            _ => "resigned",
+        });
         elect::resign_or_let_expire(&leadership).await;
-        if let Some(watcher) = watcher {
-            let _ = watcher.await;
-        }
+        watcher.abort();
         if stopping {
             return Ok(0);
+        }
+    }
+}
+
+/// Writes a term's `lost` record once, whoever notices the loss first.
+#[derive(Clone)]
+struct LossRecord {
+    history: Option<Arc<History>>,
+    leadership: elect::Leadership,
+    written: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LossRecord {
+    fn new(history: Option<Arc<History>>, leadership: &elect::Leadership) -> LossRecord {
+        LossRecord {
+            history,
+            leadership: leadership.clone(),
+            written: Arc::default(),
+        }
+    }
+
+    fn record(&self, reason: &str) {
+        let first = !self.written.swap(true, std::sync::atomic::Ordering::SeqCst);
+        if let (Some(history), true) = (&self.history, first) {
+            let _ = history.lost(&self.leadership, reason);
         }
     }
 }

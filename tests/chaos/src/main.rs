@@ -29,6 +29,10 @@ struct Args {
     /// Write the summary table to this file too.
     #[arg(long)]
     summary: Option<PathBuf>,
+    /// Inject nothing: check the history and ledger an earlier run left in DIR (with the
+    /// bounds of the one --backend given).
+    #[arg(long, value_name = "DIR")]
+    check: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -63,6 +67,14 @@ async fn main_result(args: Args) -> Result<bool, String> {
             .map(|f| Fault::parse(f).ok_or_else(|| format!("--faults {f}: unknown fault")))
             .collect::<Result<Vec<_>, _>>()?
     };
+    if let Some(dir) = &args.check {
+        let [backend] = backends[..] else {
+            return Err("--check needs exactly one --backend".to_owned());
+        };
+        let report = elect_chaos::run::check_dir(dir, backend)?;
+        println!("{report}");
+        return Ok(report.is_clean());
+    }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let bins = Bins::in_dir(exe.parent().ok_or("no folder for this binary")?)?;
     let runs = backends.into_iter().map(|backend| {

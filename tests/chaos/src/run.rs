@@ -233,17 +233,22 @@ pub async fn run(config: &RunConfig) -> Result<RunOutcome, String> {
     run.stop_all().await;
     run.observer.abort();
     let rounds = result?;
-    let records = history::read(run.dir.join("history.jsonl")).map_err(|e| e.to_string())?;
-    let journal = billing::ledger::Ledger::open(run.dir.join("ledger.db"))
-        .and_then(|l| l.journal())
-        .map_err(|e| e.to_string())?;
-    let report = check(&records, &journal, &backend.bounds());
+    let report = check_dir(&run.dir, backend)?;
     Ok(RunOutcome {
         backend,
         dir: run.dir,
         rounds,
         report,
     })
+}
+
+/// Checks the history and ledger a run left in `dir`, against `backend`'s bounds.
+pub fn check_dir(dir: &Path, backend: Backend) -> Result<Report, String> {
+    let records = history::read(dir.join("history.jsonl")).map_err(|e| e.to_string())?;
+    let journal = billing::ledger::Ledger::open(dir.join("ledger.db"))
+        .and_then(|l| l.journal())
+        .map_err(|e| e.to_string())?;
+    Ok(check(&records, &journal, &backend.bounds()))
 }
 
 /// Follows the election's leader as the store reports it, re-observing after errors (a
