@@ -96,3 +96,38 @@ async fn a_partitioned_leader_loses_by_its_deadline_before_a_successor_leads() {
         "an old term's resign ended the successor's"
     );
 }
+
+/// A resign the store does not hear (the caller gives up waiting) is still delivered once
+/// the store is reachable: the elector's own live session would otherwise keep the ended
+/// term's claim standing, and the successor would wait for nothing.
+#[tokio::test]
+async fn a_resign_the_store_missed_lands_when_it_is_reachable_again() {
+    let ttl = Duration::from_secs(30);
+    let store = MemoryStore::new();
+    let a = store.elector(ttl, MARGIN);
+    let b = store.elector(ttl, MARGIN);
+    let election: elect_core::ElectionName = "missed-resign".parse().unwrap();
+    let leader = a
+        .campaign(&election, &Candidate::new("a", "a").unwrap())
+        .await
+        .unwrap();
+    let b_task = {
+        let election = election.clone();
+        tokio::spawn(async move {
+            b.campaign(&election, &Candidate::new("b", "b").unwrap())
+                .await
+                .unwrap()
+        })
+    };
+    a.set_partitioned(true);
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), leader.resign()).await;
+    assert!(gave_up.is_err(), "the resign reached a partitioned store");
+    assert_eq!(leader.state(), LeadershipState::Lost(LossReason::Resigned));
+    a.set_partitioned(false);
+    let successor = tokio::time::timeout(Duration::from_secs(2), b_task)
+        .await
+        .expect("b leads within 2 s of the partition healing, not after the 30 s TTL")
+        .unwrap();
+    assert!(successor.token() > leader.token());
+    drop(a);
+}

@@ -361,3 +361,31 @@ async fn a_waiting_campaign_whose_lease_is_revoked_is_no_zombie() {
     );
     won.resign().await.unwrap();
 }
+
+/// S2 when our key is still there at campaign time (a resign the store missed, a campaign
+/// retried after an uncertain create): the key is made again, so the new term's token is
+/// greater — never the old term's token taken over with the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_ours_left_from_an_earlier_term_is_made_again_with_a_greater_token() {
+    let _serial = SERIAL.lock().await;
+    let elector = connect().await;
+    let election = election("leftover");
+    let first = elector.campaign(&election, &me()).await.unwrap();
+    // Campaigning again while the first term's key stands: the situation a missed resign leaves.
+    let second = tokio::time::timeout(Duration::from_secs(5), elector.campaign(&election, &me()))
+        .await
+        .expect("campaign within 5 s")
+        .unwrap();
+    assert!(
+        second.token() > first.token(),
+        "token {} reused after {}",
+        second.token(),
+        first.token()
+    );
+    let reason = tokio::time::timeout(Duration::from_secs(1), first.lost())
+        .await
+        .expect("the replaced term ends within 1 s");
+    assert_eq!(reason, LossReason::Revoked);
+    assert!(second.is_leader());
+    second.resign().await.unwrap();
+}
