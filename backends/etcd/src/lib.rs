@@ -200,7 +200,11 @@ impl EtcdElector {
             let Some(revision) = existing else {
                 continue; // deleted meanwhile: create again
             };
-            tracing::debug!(key = keys.key.as_str(), revision, "replacing our earlier key");
+            tracing::debug!(
+                key = keys.key.as_str(),
+                revision,
+                "replacing our earlier key"
+            );
             let delete = Txn::new()
                 .when([Compare::create_revision(
                     keys.key.as_str(),
