@@ -67,6 +67,17 @@ impl Fault {
         Fault::ALL.into_iter().find(|f| f.kind() == kind)
     }
 
+    /// Whether the fault disturbs the members or every link (a quiet TTL follows it).
+    pub fn disturbs_cluster(self) -> bool {
+        matches!(
+            self,
+            Fault::KillServer
+                | Fault::KillClusterLeader
+                | Fault::RestartCluster
+                | Fault::SlowNetwork
+        )
+    }
+
     /// Whether the fault targets the leading candidate (and a successor must take over).
     pub fn targets_leader(self) -> bool {
         matches!(

@@ -299,6 +299,12 @@ impl Run<'_> {
             let note = self.inject(fault, &leader, round).await?;
             self.ready().await?;
             let to = history::monotonic_ns();
+            if fault.disturbs_cluster() {
+                // A quiet TTL before the next fault: a member restarted or links slowed
+                // leave clients reconnecting for a while, and each fault is measured from
+                // a settled start.
+                tokio::time::sleep(self.config.backend.ttl()).await;
+            }
             tracing::info!(
                 backend = self.config.backend.name(),
                 round,
