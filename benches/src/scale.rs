@@ -1,0 +1,215 @@
+//! Scale: what a waiting candidate costs inside one process (resident memory and tokio
+//! tasks, for 1, 100 and 1,000 candidates), and one process leading 1,000 elections at once
+//! through one elector — one lease or session, so its keep-alive traffic is that of a single
+//! session, read from the servers' counters.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use elect::{Candidate, Leadership};
+use futures::StreamExt;
+
+use crate::cluster::{connect, fresh, wait_candidates, Backend};
+use crate::counters::{measure, Metric};
+use crate::peers::proc_status;
+use crate::report::{Check, Row};
+use crate::{Ctx, Found, PeerFacts};
+
+fn keepalive_metric(backend: Backend) -> Metric {
+    match backend {
+        Backend::Etcd => Metric::EtcdKeepAlives,
+        Backend::Zookeeper => Metric::ZkPackets,
+        Backend::Consul => Metric::ConsulRenews,
+    }
+}
+
+/// Live heap (KiB), resident memory (KiB) and live tokio tasks of this process.
+fn self_footprint() -> (f64, f64, f64) {
+    let heap = crate::live_heap_bytes() as f64 / 1024.0;
+    let rss = proc_status(std::process::id() as i32).map_or(0.0, |(kb, _)| kb as f64);
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks() as f64;
+    (heap, rss, tasks)
+}
+
+/// Live heap (KiB), resident memory (KiB) and tasks per waiting candidate with `n` of them
+/// in this process.
+async fn per_candidate(backend: Backend, n: usize) -> Result<(f64, f64, f64)> {
+    let election = fresh("scale");
+    let electors = crate::herd::electors(backend, &election, n + 1).await?;
+    let leader = electors[0]
+        .campaign(&election, &Candidate::new("leader", "leader")?)
+        .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (heap0, rss0, tasks0) = self_footprint();
+    let mut tasks = Vec::new();
+    for (i, e) in electors[1..].iter().enumerate() {
+        let (e, name) = (e.clone(), election.clone());
+        tasks.push(tokio::spawn(async move {
+            let candidate = Candidate::new(format!("w{i}"), "w").expect("a valid candidate");
+            let _ = e.campaign(&name, &candidate).await;
+        }));
+    }
+    wait_candidates(
+        &*electors[0],
+        backend,
+        &election,
+        n + 1,
+        Duration::from_secs(300),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (heap1, rss1, tasks1) = self_footprint();
+    for t in &tasks {
+        t.abort();
+    }
+    let _ = leader.resign().await;
+    futures::stream::iter(electors.iter())
+        .for_each_concurrent(32, |e| async move {
+            let _ = e.close().await;
+        })
+        .await;
+    let n = n as f64;
+    Ok((
+        (heap1 - heap0) / n,
+        (rss1 - rss0) / n,
+        (tasks1 - tasks0) / n,
+    ))
+}
+
+/// Keep-alive requests/s of one elector leading 1 and then `k` elections (baseline
+/// subtracted), and `k`.
+async fn many_elections(ctx: &Ctx, backend: Backend, k: usize) -> Result<(f64, f64)> {
+    let metric = [keepalive_metric(backend)];
+    let window = ctx.plan.idle_window;
+    eprintln!("scale {backend}: baseline");
+    let base = measure(backend, window, &metric).await?[0];
+    let elector = connect(backend, &fresh("many"), "").await?;
+    let mut terms: Vec<Leadership> = Vec::new();
+    let first = fresh("many");
+    terms.push(
+        elector
+            .campaign(&first, &Candidate::new("many", "many")?)
+            .await?,
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    eprintln!("scale {backend}: one elector leading 1 election");
+    let one = measure(backend, window, &metric).await?[0] - base;
+    let elector_ref = &*elector;
+    let more: Vec<Result<Leadership>> = futures::stream::iter(1..k)
+        .map(|_| async move {
+            let name = fresh("many");
+            elector_ref
+                .campaign(&name, &Candidate::new("many", "many")?)
+                .await
+                .map_err(|e| anyhow!("{backend}: campaign {name}: {e}"))
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for term in more {
+        terms.push(term?);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    eprintln!("scale {backend}: one elector leading {k} elections");
+    let all = measure(backend, window, &metric).await?[0] - base;
+    let still = terms.iter().filter(|t| t.is_leader()).count();
+    let _ = elector.close().await;
+    if still != terms.len() {
+        return Err(anyhow!(
+            "{backend}: {} of {k} terms were lost while measured",
+            terms.len() - still
+        ));
+    }
+    Ok((one.max(0.0), all.max(0.0)))
+}
+
+/// Every scale figure of `backend`.
+pub async fn run(ctx: &Ctx, backend: Backend, facts: &PeerFacts) -> Result<Found> {
+    let plan = &ctx.plan;
+    let cap = |n: usize| -> usize {
+        if backend == Backend::Consul {
+            n.min(plan.consul_conns_per_agent * 3)
+        } else {
+            n
+        }
+    };
+    let mut found = Found::default();
+    let peer = facts.footprint.iter().find(|f| f.0 == backend).cloned();
+    let mut sizes: Vec<usize> = plan.scale_sizes.iter().map(|&n| cap(n)).collect();
+    sizes.dedup();
+    for n in sizes {
+        eprintln!("scale {backend}: {n} waiting candidates in this process");
+        let (heap, rss, tasks) = per_candidate(backend, n).await?;
+        found.rows.push(Row {
+            measurement: "scale".into(),
+            backend: backend.name().into(),
+            what: format!("memory per waiting candidate, {n} in one process"),
+            unit: "KiB (ours: live heap; peer: RSS)".into(),
+            ours: Some(heap),
+            peer: peer.as_ref().map(|p| p.2),
+            peer_tool: peer
+                .as_ref()
+                .map_or(String::new(), |p| format!("{}: one process each", p.1)),
+            note: format!("RSS grew {rss:.1} KiB per candidate"),
+        });
+        found.rows.push(Row {
+            measurement: "scale".into(),
+            backend: backend.name().into(),
+            what: format!("tasks per waiting candidate, {n} in one process"),
+            unit: "tokio tasks (peer: OS threads)".into(),
+            ours: Some(tasks),
+            peer: peer.as_ref().map(|p| p.3),
+            peer_tool: peer
+                .as_ref()
+                .map_or(String::new(), |p| format!("{}: one process each", p.1)),
+            note: String::new(),
+        });
+    }
+    // A Consul term holds a blocking query (one connection) on the one agent its session
+    // lives on, which takes 200 connections per client address.
+    let k = if backend == Backend::Consul {
+        plan.elections.min(plan.consul_conns_per_agent)
+    } else {
+        plan.elections
+    };
+    let (one, all) = many_elections(ctx, backend, k).await?;
+    let peer_rate = facts.keepalive.iter().find(|f| f.0 == backend).cloned();
+    let what = match backend {
+        Backend::Zookeeper => "keep-alive (all packets)",
+        Backend::Etcd => "keep-alive (LeaseKeepAlive messages)",
+        Backend::Consul => "keep-alive (session renewals)",
+    };
+    found.rows.push(Row {
+        measurement: "scale".into(),
+        backend: backend.name().into(),
+        what: format!("{what}/s, one process leading 1 election"),
+        unit: "req/s".into(),
+        ours: Some(one),
+        peer: peer_rate.as_ref().map(|p| p.3),
+        peer_tool: peer_rate
+            .as_ref()
+            .map_or(String::new(), |p| format!("{} ({})", p.2, p.1)),
+        note: "default TTL".into(),
+    });
+    found.rows.push(Row {
+        measurement: "scale".into(),
+        backend: backend.name().into(),
+        what: format!("{what}/s, one process leading {k} elections"),
+        unit: "req/s".into(),
+        ours: Some(all),
+        peer: peer_rate.as_ref().map(|p| p.3 * k as f64),
+        peer_tool: peer_rate.as_ref().map_or(String::new(), |p| {
+            format!("{k} × {} (one session each)", p.2)
+        }),
+        note: "default TTL".into(),
+    });
+    found.checks.push(Check {
+        target: format!("{backend}: one process leading {k} elections sends the keep-alive traffic of one session"),
+        figures: format!("{all:.3} req/s for {k} elections vs {one:.3} req/s for 1"),
+        // One session's keep-alives, give or take the counting window's rounding.
+        met: all <= one * 1.5 + 0.2,
+    });
+    Ok(found)
+}
