@@ -470,6 +470,12 @@ impl Term {
                 }
             }
         };
+        // A term that ran out while its command was being stopped is still logged as lost.
+        if let LeadershipState::Lost(reason) = leadership.state() {
+            if !matches!(previous, Some(LeadershipState::Lost(_))) {
+                log_state(leadership, previous, LeadershipState::Lost(reason));
+            }
+        }
         // Whatever the command left in its group goes with it.
         self.signal_group(Signal::SIGKILL);
         if let Some(mut guardian) = self.guardian.take() {
