@@ -158,7 +158,12 @@ async fn campaigning(args: &Args) -> Result<u8, AnyError> {
             tokio::spawn(async move { loss.record(leadership.lost().await.as_str()) })
         };
         let mut states = leadership.subscribe();
-        let mut fenced = open_term(&mut ledger, &leadership, &who, history.as_deref())?;
+        // A term can come back already over (granted as our renewals failed): it does nothing.
+        let mut fenced = if leadership.is_leader() {
+            open_term(&mut ledger, &leadership, &who, history.as_deref())?
+        } else {
+            None
+        };
         let stopping = loop {
             if fenced.is_some() {
                 break false;

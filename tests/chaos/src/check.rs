@@ -672,7 +672,16 @@ fn losses(report: &mut Report, records: &[&Record], faults: &Faults<'_>, bounds:
         if VOLUNTARY_REASONS.contains(&reason.as_str()) {
             continue;
         }
-        let deadline = *deadline;
+        // A term granted after its deadline (the store took the claim while our renewals were
+        // failing) is lost at birth: it is judged from its start.
+        let born = report
+            .terms
+            .iter()
+            .filter(|t| t.who == record.who && t.token == *token && t.start <= record.t)
+            .map(|t| t.start)
+            .max()
+            .unwrap_or(0);
+        let deadline = (*deadline).max(born);
         let frozen = faults
             .of("freeze-leader", &record.who)
             .any(|f| f.t < deadline && f.healed.map_or(true, |h| h > deadline));

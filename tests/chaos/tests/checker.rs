@@ -492,3 +492,22 @@ fn percentile_is_nearest_rank() {
     assert_eq!(percentile(&values, -1.0), Some(ms(1)));
     assert_eq!(percentile(&values, f64::NAN), Some(ms(1)));
 }
+
+#[test]
+fn a_term_granted_after_its_deadline_is_judged_from_its_start() {
+    // Elected at 5000 ms with a deadline already past (4000 ms): lost at birth, noticed at once.
+    let history = vec![
+        elected(5000, "a", 7, 4000),
+        lost(5001, "a", 7, "deadline-passed", Some(4000)),
+    ];
+    assert!(check(&history, &[], &bounds()).is_clean());
+    // Noticed 500 ms after its start: late, from its start.
+    let late = vec![
+        elected(5000, "a", 7, 4000),
+        lost(5500, "a", 7, "deadline-passed", Some(4000)),
+    ];
+    assert!(matches!(
+        only(&check(&late, &[], &bounds())),
+        Violation::LateLoss { .. }
+    ));
+}
