@@ -1,6 +1,11 @@
 //! `consul lock` (from the same Debian package as the servers) and `elect` candidates in one
 //! election: each side sees the other hold the lock, a release on either side hands over to
 //! the other, and the logged holding intervals never overlap.
+//!
+//! Intervals are wall-clock nanoseconds: `consul lock`'s child stamps its own first and last
+//! moment with `date +%s%N`, because when the test reads the child's output, or sees
+//! `consul lock` exit, can be later than when `elect` takes over (a past run guessed the child's
+//! end from its poll period and saw a false overlap of 4 ms).
 
 mod support;
 
@@ -14,15 +19,15 @@ use elect_core::{Candidate, ElectionName, Elector};
 use support::{connect, consul};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
-use tokio::time::Instant;
 
 const SETTLE: Duration = Duration::from_millis(500);
 
-/// `consul lock <election> <child>`: the child says "acquired", then holds until `stop` exists.
+/// `consul lock <election> <child>`: the child stamps `<stop>.from`, says "acquired", holds
+/// until `stop` exists, and stamps `<stop>.to` as its last act.
 fn consul_lock(election: &ElectionName, stop: &Path) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let stop = stop.display();
     let child = format!(
-        "echo acquired; while [ ! -e {} ]; do sleep 0.02; done",
-        stop.display()
+        "date +%s%N > {stop}.from; echo acquired; while [ ! -e {stop} ]; do sleep 0.02; done; date +%s%N > {stop}.to"
     );
     let mut command = Command::from(consul());
     command
@@ -32,6 +37,23 @@ fn consul_lock(election: &ElectionName, stop: &Path) -> (Child, Lines<BufReader<
     let mut process = command.spawn().expect("start consul lock");
     let lines = BufReader::new(process.stdout.take().unwrap()).lines();
     (process, lines)
+}
+
+/// Now, in nanoseconds of the wall clock that `date +%s%N` reads.
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_nanos()
+}
+
+/// The stamp the child wrote to `<stop>.<end>`.
+fn stamp(stop: &Path, end: &str) -> u128 {
+    let path = stop.with_extension(end);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: {e}: {text:?}", path.display()))
 }
 
 async fn said(lines: &mut Lines<BufReader<ChildStdout>>, within: Duration) -> Option<String> {
@@ -55,7 +77,6 @@ async fn consul_lock_and_elect_share_one_election() {
         said(&mut lines, Duration::from_secs(10)).await.as_deref(),
         Some("acquired")
     );
-    let held_from = Instant::now();
     let holder = elector
         .leader(&election)
         .await
@@ -70,12 +91,12 @@ async fn consul_lock_and_elect_share_one_election() {
                 .campaign(&election, &Candidate::new("rust", "rust").unwrap())
                 .await
                 .unwrap();
-            (Instant::now(), leadership, elector)
+            (now_ns(), leadership, elector)
         })
     };
     tokio::time::sleep(SETTLE).await;
     assert!(!campaign.is_finished(), "elect won while consul lock holds");
-    let released = Instant::now();
+    let released = now_ns();
     std::fs::write(&stop, "").unwrap();
     let (elected, leadership, _other) =
         tokio::time::timeout(Duration::from_secs(10), &mut campaign)
@@ -83,15 +104,14 @@ async fn consul_lock_and_elect_share_one_election() {
             .expect("elect leads after consul lock released")
             .unwrap();
     let _ = first.wait().await;
-    // The child stops once it sees the file; its holding ends then, at the latest.
     intervals.push(Interval {
         who: "consul lock",
-        from: held_from,
-        to: released + Duration::from_millis(20),
+        from: stamp(&stop, "from"),
+        to: stamp(&stop, "to"),
     });
     eprintln!(
         "consul lock released: elect led {:?} after the child was told to stop",
-        elected - released
+        Duration::from_nanos((elected - released) as u64)
     );
 
     // 2. elect leads; consul lock waits; elect resigns and consul lock's child runs.
@@ -102,7 +122,7 @@ async fn consul_lock_and_elect_share_one_election() {
         None,
         "consul lock acquired while elect leads"
     );
-    let resigned = Instant::now();
+    let resigned = now_ns();
     leadership.resign().await.unwrap();
     intervals.push(Interval {
         who: "elect",
@@ -113,10 +133,10 @@ async fn consul_lock_and_elect_share_one_election() {
         said(&mut lines, Duration::from_secs(10)).await.as_deref(),
         Some("acquired")
     );
-    let held_from = Instant::now();
+    let held_from = stamp(&stop, "from");
     eprintln!(
         "elect resigned: consul lock's child ran {:?} later",
-        held_from - resigned
+        Duration::from_nanos(held_from.saturating_sub(resigned) as u64)
     );
     let holder = elector.leader(&election).await.unwrap().expect("a holder");
     assert_ne!(holder.id, "rust");
@@ -125,7 +145,7 @@ async fn consul_lock_and_elect_share_one_election() {
     intervals.push(Interval {
         who: "consul lock",
         from: held_from,
-        to: Instant::now(),
+        to: stamp(&stop, "to"),
     });
 
     let origin = intervals[0].from;
@@ -133,8 +153,8 @@ async fn consul_lock_and_elect_share_one_election() {
         eprintln!(
             "{:>12} held from {:?} to {:?}",
             i.who,
-            i.from - origin,
-            i.to - origin
+            Duration::from_nanos((i.from - origin) as u64),
+            Duration::from_nanos((i.to - origin) as u64)
         );
     }
     assert_no_overlap(&intervals);
