@@ -3,10 +3,10 @@
 //!
 //! | what | from |
 //! | --- | --- |
-//! | KV acquire and release (`PUT /v1/kv/<key>?acquire=` / `?release=`, with flags) | rs-consul `create_or_update_key` |
+//! | KV release of a lock never granted a term (`PUT /v1/kv/<key>?release=`, with flags) | rs-consul `create_or_update_key` |
 //! | sessions: create, renew, destroy, info | ours (rs-consul has no session API) |
 //! | KV reads and blocking queries | ours (rs-consul drops the index of a missing key and requires UTF-8 values) |
-//! | `/v1/txn` (fenced writes with `check-session`) | ours (rs-consul has no txn) |
+//! | `/v1/txn`: acquire (`lock`, which returns the token in the same round trip), release (value key and `unlock` at once), fenced writes (`check-session`) | ours (rs-consul has no txn) |
 //!
 //! Several agent addresses may be given: a request that cannot reach one is tried on the next.
 
@@ -460,8 +460,17 @@ impl Agent {
         .await
     }
 
-    /// A `/v1/txn`: `Some(true)` committed, `Some(false)` rolled back (a check failed).
+    /// A `/v1/txn`: true if committed, false if rolled back (a check or a lock failed).
     pub(crate) async fn txn(&self, operations: serde_json::Value) -> Result<bool, Error> {
+        Ok(self.txn_entries(operations).await?.is_some())
+    }
+
+    /// A `/v1/txn`: the entries its operations returned if committed (a `lock` or `set`
+    /// returns its key with the new indexes; a `delete` returns none), `None` if rolled back.
+    pub(crate) async fn txn_entries(
+        &self,
+        operations: serde_json::Value,
+    ) -> Result<Option<Vec<KvEntry>>, Error> {
         let reply = self
             .call(
                 "txn",
@@ -472,27 +481,25 @@ impl Agent {
             )
             .await?;
         match reply.status {
-            StatusCode::OK => Ok(true),
-            StatusCode::CONFLICT => Ok(false),
+            StatusCode::OK => {
+                #[derive(Deserialize)]
+                struct Committed {
+                    #[serde(rename = "Results", default)]
+                    results: Option<Vec<Returned>>,
+                }
+                #[derive(Deserialize)]
+                struct Returned {
+                    #[serde(rename = "KV")]
+                    kv: Option<KvEntry>,
+                }
+                let committed: Committed = serde_json::from_slice(&reply.body)
+                    .map_err(|e| Error::backend(BACKEND, "txn", e))?;
+                let entries = committed.results.unwrap_or_default();
+                Ok(Some(entries.into_iter().filter_map(|r| r.kv).collect()))
+            }
+            StatusCode::CONFLICT => Ok(None),
             _ => Err(Self::unexpected("txn", &reply)),
         }
-    }
-
-    /// Deletes a key (used for our value key; never for the lock key).
-    pub(crate) async fn delete(&self, key: &str) -> Result<(), Error> {
-        let reply = self
-            .call(
-                &format!("delete {key}"),
-                Method::DELETE,
-                &format!("/v1/kv/{key}"),
-                None,
-                CALL_TIMEOUT,
-            )
-            .await?;
-        if reply.status != StatusCode::OK {
-            return Err(Self::unexpected(&format!("delete {key}"), &reply));
-        }
-        Ok(())
     }
 }
 

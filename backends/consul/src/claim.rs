@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use elect_core::{Claim, ElectionName, Error, LossReason, NotLeaderReason, Result, TermControl};
 
-use crate::agent::{b64, Agent};
+use crate::agent::{b64, Agent, LOCK_FLAGS};
 
 /// Where one election lives: `<prefix><election>/` with `.lock` and `.value` in it.
 #[derive(Debug, Clone)]
@@ -63,11 +63,13 @@ impl Claim for ConsulClaim {
     }
 
     async fn release(&self) -> Result<()> {
-        // The value key goes first, so that no reader pairs it with the next holder.
-        let _ = self.agent.delete(&self.keys.value).await;
-        self.agent
-            .lock_op(&self.keys.lock, b"", None, Some(&self.session))
-            .await?;
+        // The value key goes with the lock, in one write, so that no reader pairs it with the
+        // next holder. Rolled back if the lock is no longer ours: nothing left to release.
+        let txn = serde_json::json!([
+            {"KV": {"Verb": "delete", "Key": self.keys.value}},
+            {"KV": {"Verb": "unlock", "Key": self.keys.lock, "Flags": LOCK_FLAGS, "Session": self.session}},
+        ]);
+        self.agent.txn(txn).await?;
         Ok(())
     }
 

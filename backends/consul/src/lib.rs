@@ -96,33 +96,38 @@ impl ConsulElector {
         Keys::new(&self.config.prefix, election.as_str())
     }
 
-    /// Acquires the lock; the token if Consul granted it to our session.
+    /// Acquires the lock; the token (the acquire's `ModifyIndex`, returned by the same
+    /// transaction) if Consul granted it to our session.
     async fn acquire(
         &self,
         keys: &Keys,
         session: &Session,
         candidate: &Candidate,
     ) -> Result<Option<u64>> {
-        if !self
-            .agent
-            .lock_op(&keys.lock, candidate.value(), Some(&session.id), None)
-            .await?
-        {
+        let txn = serde_json::json!([{"KV": {
+            "Verb": "lock",
+            "Key": keys.lock,
+            "Value": agent::b64(candidate.value()),
+            "Flags": LOCK_FLAGS,
+            "Session": session.id,
+        }}]);
+        let Some(entries) = self.agent.txn_entries(txn).await? else {
             return Ok(None);
-        }
-        let (entries, _) = self.agent.read(&keys.lock, false, None).await?;
-        let acquired = entries
-            .first()
-            .filter(|e| e.holder() == Some(session.id.as_str()));
-        if let Some(entry) = acquired {
-            tracing::debug!(
-                key = keys.lock.as_str(),
-                modify_index = entry.modify_index,
-                lock_index = entry.lock_index,
-                "lock acquired"
-            );
-        }
-        Ok(acquired.map(|e| e.modify_index))
+        };
+        let acquired = entries.iter().find(|e| e.key == keys.lock).ok_or_else(|| {
+            Error::backend(
+                BACKEND,
+                format!("acquire {}", keys.lock),
+                "the transaction committed without returning the lock key",
+            )
+        })?;
+        tracing::debug!(
+            key = keys.lock.as_str(),
+            modify_index = acquired.modify_index,
+            lock_index = acquired.lock_index,
+            "lock acquired"
+        );
+        Ok(Some(acquired.modify_index))
     }
 
     /// Waits until the lock key is free (missing, or no session holds it). `None` when the

@@ -223,46 +223,110 @@ impl EtcdElector {
     async fn wait_turn(&self, session: &Session, keys: &Keys, revision: i64) -> Result<Turn> {
         let mut lease = session.clock.watch();
         loop {
-            let options = GetOptions::new()
-                .with_prefix()
-                .with_max_create_revision(revision - 1)
-                .with_sort(SortTarget::Create, SortOrder::Descend)
-                .with_limit(1);
-            let before = error::get(
-                &self.client,
-                "find predecessor",
-                keys.prefix.as_str(),
-                Some(options),
-            )
-            .await?;
-            let seen = before.header().map_or(0, |h| h.revision());
-            let Some(predecessor) = before.kvs().first() else {
-                let me =
-                    error::get(&self.client, "read own claim", keys.key.as_str(), None).await?;
-                if me.kvs().first().map(|kv| kv.create_revision()) != Some(revision) {
-                    return Ok(Turn::ClaimGone);
-                }
+            let look = self.look(keys, revision).await?;
+            if !look.own_key_stands {
+                return Ok(Turn::ClaimGone);
+            }
+            let Some(predecessor) = look.predecessor else {
                 if session.is_over() {
                     return Ok(Turn::SessionOver);
                 }
-                return Ok(Turn::Lead(me.header().map_or(seen, |h| h.revision())));
+                return Ok(Turn::Lead(look.revision));
             };
-            let predecessor = predecessor.key().to_vec();
-            tokio::select! {
+            let deleted = tokio::select! {
                 _ = elect_core::clock::lease_ended(&mut lease) => return Ok(Turn::SessionOver),
-                deleted = self.deleted(&predecessor, seen + 1) => {
-                    if let Err(error) = deleted {
-                        tracing::debug!(%error, "watch on the predecessor broke; looking again");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                deleted = self.deleted(&predecessor, look.revision + 1) => deleted,
+            };
+            match deleted {
+                // Create revisions only grow, so no key older than ours can appear: with the
+                // only older one gone, our key alone decides, and a read as recent as the
+                // delete saves the linearizable round of a full look (the handover's cost).
+                Ok(Some(at)) if look.only_one_ahead => {
+                    if let Some(turn) = self.confirm_own_key(session, keys, revision, at).await? {
+                        return Ok(turn);
                     }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "watch on the predecessor broke; looking again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
     }
 
-    /// Resolves when `key` is deleted at or after `from_revision` (or the watch was
-    /// compacted or cancelled, so that the caller looks again).
-    async fn deleted(&self, key: &[u8], from_revision: i64) -> Result<()> {
+    /// Our key and the youngest key older than it, in one linearizable transaction.
+    async fn look(&self, keys: &Keys, revision: i64) -> Result<Look> {
+        let older = GetOptions::new()
+            .with_prefix()
+            .with_max_create_revision(revision - 1)
+            .with_sort(SortTarget::Create, SortOrder::Descend)
+            .with_keys_only()
+            .with_limit(1);
+        let txn = Txn::new().and_then([
+            TxnOp::get(keys.key.as_str(), Some(GetOptions::new().with_keys_only())),
+            TxnOp::get(keys.prefix.as_str(), Some(older)),
+        ]);
+        let response = error::txn(&self.client, "find predecessor", txn).await?;
+        let mut look = Look {
+            revision: response.header().map_or(0, |h| h.revision()),
+            own_key_stands: false,
+            predecessor: None,
+            only_one_ahead: false,
+        };
+        let gets = response
+            .op_responses()
+            .into_iter()
+            .filter_map(|op| match op {
+                TxnOpResponse::Get(get) => Some(get),
+                _ => None,
+            });
+        for (i, get) in gets.enumerate() {
+            let first = get.kvs().first();
+            if i == 0 {
+                look.own_key_stands = first.is_some_and(|kv| kv.create_revision() == revision);
+            } else {
+                look.predecessor = first.map(|kv| kv.key().to_vec());
+                // `more` counts after the revision filter: no other key older than ours.
+                look.only_one_ahead = !get.more();
+            }
+        }
+        Ok(look)
+    }
+
+    /// After the only older key was deleted at revision `at`: leads if our key stands in a
+    /// serializable read no older than `at`; `None` when the member that answered is behind.
+    async fn confirm_own_key(
+        &self,
+        session: &Session,
+        keys: &Keys,
+        revision: i64,
+        at: i64,
+    ) -> Result<Option<Turn>> {
+        let options = GetOptions::new().with_keys_only().with_serializable();
+        let me = error::get(
+            &self.client,
+            "read own claim",
+            keys.key.as_str(),
+            Some(options),
+        )
+        .await?;
+        let seen = me.header().map_or(0, |h| h.revision());
+        if seen < at {
+            return Ok(None);
+        }
+        if me.kvs().first().map(|kv| kv.create_revision()) != Some(revision) {
+            return Ok(Some(Turn::ClaimGone));
+        }
+        if session.is_over() {
+            return Ok(Some(Turn::SessionOver));
+        }
+        Ok(Some(Turn::Lead(seen)))
+    }
+
+    /// Resolves with the revision at which `key` was deleted at or after `from_revision`, or
+    /// `None` when the watch was compacted or cancelled (the caller looks again).
+    async fn deleted(&self, key: &[u8], from_revision: i64) -> Result<Option<i64>> {
         let options = WatchOptions::new().with_start_revision(from_revision);
         let mut stream = error::once(
             "watch predecessor",
@@ -281,14 +345,15 @@ impl EtcdElector {
                         source: "watch predecessor: stream ended".into(),
                     })
                 }
-                Some(message) if message.canceled() => return Ok(()),
+                Some(message) if message.canceled() => return Ok(None),
                 Some(message) => {
-                    if message
-                        .events()
-                        .iter()
-                        .any(|e| e.event_type() == EventType::Delete)
-                    {
-                        return Ok(());
+                    let sent_at = message.header().map_or(i64::MAX, |h| h.revision());
+                    let delete = message.events().iter().find_map(|e| {
+                        (e.event_type() == EventType::Delete)
+                            .then(|| e.kv().map_or(sent_at, |kv| kv.mod_revision()))
+                    });
+                    if let Some(at) = delete {
+                        return Ok(Some(at));
                     }
                 }
             }
@@ -328,6 +393,18 @@ impl EtcdElector {
         self.state.register(term, claim);
         leadership
     }
+}
+
+/// What one look at the election found.
+struct Look {
+    /// The revision the look was made at.
+    revision: i64,
+    /// Our key is there, made at our create revision.
+    own_key_stands: bool,
+    /// The youngest key older than ours: the one to watch.
+    predecessor: Option<Vec<u8>>,
+    /// The predecessor is the only key older than ours.
+    only_one_ahead: bool,
 }
 
 /// How a wait for our turn ended.
