@@ -98,10 +98,14 @@ pub(crate) async fn watch_own_key(
 ) {
     let mut index = from_index;
     loop {
+        let read = claim
+            .agent
+            .read(&claim.keys.lock, false, Some((index, crate::WAIT)));
+        tokio::pin!(read);
         let read = tokio::select! {
-            _ = term.ended() => return,
+            _ = term.ended() => return elect_core::backend::linger(read).await,
             _ = elect_core::clock::lease_ended(&mut lease) => return,
-            read = claim.agent.read(&claim.keys.lock, false, Some((index, crate::WAIT))) => read,
+            read = &mut read => read,
         };
         match read {
             Ok((entries, new_index)) => {

@@ -100,21 +100,24 @@ pub(crate) async fn watch_own_key(
 ) {
     let mut next = from_revision;
     loop {
-        tokio::select! {
-            _ = term.ended() => return,
+        let gone = key_deleted(&claim, &mut next);
+        tokio::pin!(gone);
+        let gone = tokio::select! {
+            _ = term.ended() => return elect_core::backend::linger(gone).await,
             _ = elect_core::clock::lease_ended(&mut lease) => return,
-            gone = key_deleted(&claim, &mut next) => match gone {
-                Ok(true) => {
-                    tracing::warn!(key = claim.keys.key.as_str(), "our claim was deleted");
-                    term.end(LossReason::Revoked);
-                    return;
-                }
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::debug!(%error, key = claim.keys.key.as_str(), "own-key watch broke; resuming");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            },
+            gone = &mut gone => gone,
+        };
+        match gone {
+            Ok(true) => {
+                tracing::warn!(key = claim.keys.key.as_str(), "our claim was deleted");
+                term.end(LossReason::Revoked);
+                return;
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::debug!(%error, key = claim.keys.key.as_str(), "own-key watch broke; resuming");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
         }
     }
 }

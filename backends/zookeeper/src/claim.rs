@@ -184,10 +184,12 @@ pub(crate) async fn watch_own_node(
                 return;
             }
             Ok((Some(_), watcher)) => {
+                let changed = watcher.changed();
+                tokio::pin!(changed);
                 tokio::select! {
-                    _ = term.ended() => return,
+                    _ = term.ended() => return elect_core::backend::linger(changed).await,
                     _ = elect_core::clock::lease_ended(&mut lease) => return,
-                    _ = watcher.changed() => {}
+                    _ = &mut changed => {}
                 }
             }
             Err(error) => {
