@@ -2,7 +2,6 @@
 //! leads; a token without them, no token, or an unknown token is a clear permission error
 //! within seconds, never a silent hang.
 
-use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,27 +22,7 @@ impl Drop for Agent {
 
 /// One HTTP request with a token: `(status, body)`.
 fn http(method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(HTTP).expect("connect to the ACL agent");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {HTTP}\r\nX-Consul-Token: {token}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    let status = reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        reply
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default(),
-    )
+    elect_test_support::http(HTTP, method, path, &[("X-Consul-Token", token)], body)
 }
 
 fn start_agent(dir: &std::path::Path) -> Agent {

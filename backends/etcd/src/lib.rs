@@ -15,9 +15,10 @@
 //!   one round trip, even while the lease lives.
 //! * **Observers resync** — after a broken or compacted watch they re-read the leader, so the
 //!   last item is always the truth (etcd-io/etcd#18163, #7815).
-//! * **Connections** — gRPC keep-alive pings find a hung member; every unary call has its own
-//!   timeout and is retried on another member while the cluster is unreachable; long waits
-//!   (campaign, watches) have no global timeout.
+//! * **Connections** — HTTP/2 pings (every 6 s: no faster than the servers' 5 s minimum) find
+//!   a hung member while a stream is open; every unary call has its own timeout and is retried
+//!   on another member while the cluster is unreachable; long waits (campaign, watches) have
+//!   no global timeout.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -78,6 +79,14 @@ impl std::fmt::Debug for EtcdElector {
     }
 }
 
+/// The interval of HTTP/2 pings. etcd closes a connection (GOAWAY `too_many_pings`) that pings
+/// more often than its `--grpc-keepalive-min-time` (5 s by default) three times with no data
+/// between, or pings at all with no stream open: with 1 s pings, every idle candidate at a long
+/// TTL lost its watches and keep-alive stream every ~5 s.
+const PING_EVERY: Duration = Duration::from_secs(6);
+/// How long a ping may go unanswered before the connection is dropped and made again.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl EtcdElector {
     /// Connects to the cluster and checks that it answers (and accepts our credentials).
     pub async fn connect(config: &EtcdConfig) -> Result<Self> {
@@ -92,8 +101,10 @@ impl EtcdElector {
             .map(|e| format!("{scheme}://{}", e.with_default_port(DEFAULT_PORT)))
             .collect();
         let mut options = ConnectOptions::new()
-            // Pings find a hung member in ~2 s; no global timeout, which would cut campaigns.
-            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
+            // Pings find a hung member (in at most PING_EVERY + PING_TIMEOUT) while a stream
+            // (a watch, the keep-alive) is open; no global timeout, which would cut campaigns.
+            .with_keep_alive(PING_EVERY, PING_TIMEOUT)
+            .with_keep_alive_while_idle(false)
             .with_connect_timeout(Duration::from_secs(2));
         if let Some(user) = &config.username {
             options = options

@@ -1,17 +1,50 @@
 //! What elect's test suites share: the real-cluster script, the server binaries it unpacked,
-//! unique election names, and the check that leadership intervals never overlap.
+//! unique election names, one raw HTTP request, and the check that leadership intervals never
+//! overlap.
 //!
 //! Every path is found from this crate's own place in the repository, or from the variables
 //! `tests/cluster/cluster env` prints (`ELECT_TEST_CLUSTER`, `ELECT_TEST_SERVERS_BIN`,
 //! `ELECT_TEST_PYTHON`). A missing server is a failure that says how to get it, never a skip.
 
 use std::fmt::Debug;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// One HTTP/1.0 request to a server's own HTTP port (Consul's API, etcd's `/metrics`), with
+/// extra headers and a body: `(status, body)`. Panics if the server cannot be reached.
+pub fn http(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(address)
+        .unwrap_or_else(|e| panic!("connect to {address} for {method} {path}: {e}"));
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {address}\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// Runs the cluster script (`up`, `kill`, `start`, `freeze`, `thaw`, `leader`, `wait`, …);

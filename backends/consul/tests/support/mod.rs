@@ -1,8 +1,7 @@
-//! What the Consul tests share: the agents' addresses, `consul`, raw HTTP, the cluster script.
+//! What the Consul tests share: the agents' addresses, `consul`, HTTP to an agent, the cluster script.
 
 #![allow(dead_code)] // each test binary uses its own part
 
-use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
@@ -46,24 +45,7 @@ pub async fn connect() -> ConsulElector {
 /// One HTTP request to the first agent: `(status, body)`.
 pub fn http(method: &str, path: &str) -> (u16, String) {
     let address = addresses().split(',').next().unwrap().to_owned();
-    let mut stream = std::net::TcpStream::connect(&address).expect("connect to an agent");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {address}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    let status = reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    elect_test_support::http(&address, method, path, &[], "")
 }
 
 /// `consul` from the Debian package the cluster script unpacked, aimed at the first agent.
