@@ -115,7 +115,8 @@ struct Args {
     /// Only these backends (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     backends: Vec<Backend>,
-    /// Where results.json, table.md and plot.svg go (default: benches/results).
+    /// Where results.json, table.md and plot.svg go (default: benches/results for a full run,
+    /// target/bench-partial with --quick, --rounds, --only or --backends).
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -216,7 +217,7 @@ pub struct PeerFacts {
 const NOTES: &[&str] = &[
     "**handover**: two candidates take turns; the leader resigns (ours: `Leadership::resign` through the library, each candidate its own elector and session; `etcdctl elect`: SIGINT; kazoo `Election`: a line on stdin; `consul lock`: its child ends) and the time runs until the successor leads (ours: its `campaign` resolves; peers: the line they print when elected is read). A round starts once the store shows the waiter's claim (Consul shows none) and 100 ms (Consul 300 ms) more for its watch. One warm-up round is dropped.",
     "**physical floor**: one client deletes a key, another has a watch on it (etcd: a watch created from the next revision; ZooKeeper: an `exists` watch; Consul: a blocking query), time from the delete request to the event — one delete committed plus one watch event delivered.",
-    "**failover**: our leader is `elect run` (its command started), killed with SIGKILL; the successor is a library candidate. Peers: a leader process and a waiting one of the same tool, the leader SIGKILLed (`consul lock` with its child). `etcdctl elect` has no TTL flag (its session TTL is 60 s), so the same-TTL comparison uses `etcdctl lock --ttl` (the same Go session code); `consul lock`'s TTL (15 s) and lock delay (15 s) are fixed too.",
+    "**failover**: our leader is `elect run` (its command started), killed with SIGKILL; the successor is a library candidate. Peers: a leader process and a waiting one of the same tool, the leader SIGKILLed (`consul lock` with its child). The kill comes at a uniformly random moment of the leader's renewal period (ours: etcd and ZooKeeper TTL/3, Consul TTL/2; Go's session TTL/3, kazoo timeout/3, `consul lock` TTL/2): the store expires a session one TTL after the last renewal it heard, so a kill at a fixed delay after the election would measure one phase only. `etcdctl elect` has no TTL flag (its session TTL is 60 s), so the same-TTL comparison uses `etcdctl lock --ttl` (the same Go session code); `consul lock`'s TTL (15 s) and lock delay (15 s) are fixed too.",
     "**idle**: server requests per second per candidate from the servers' counters, summed over the 3 members: etcd `grpc_server_msg_received_total` (keep-alives: its `LeaseKeepAlive` series), ZooKeeper `mntr` `zk_packets_received` (pings included), Consul `/v1/agent/metrics` `consul.http.*` samples (keep-alives: `consul.http.PUT.v1.session.renew`), counted over whole 10 s intervals because Consul shows the last finished one. A window with a leader and N waiting candidates (each its own session, as separate processes) minus the mean of the baseline windows without them just before and after, divided by N + 1. Settings are matched between the sides.",
     "**herd**: one handover among many waiting candidates. Ours in one process (etcd: 1 client, each elector its own lease; ZooKeeper: 1 client and session); kazoo: as many `Election`s on one client; `etcdctl elect` and `consul lock`: separate processes (fewer, ~20 MB each). The round starts once the store shows every claim and the servers' watch gauges (`etcd_debugging_mvcc_watcher_total`, `zk_watch_count`) show every waiter's watch. Server work and wake-ups are counter differences from just before the resign to 1 s after the successor led (Consul: the 10 s interval with the handover minus the one before it). Consul's agents take 200 connections per client address and each waiting Consul candidate holds one, so Consul herds are capped. Consul's waiters also re-issue their blocking queries in step (ours every 30 s, `consul lock` every 15 s): a burst of those in the interval before the handover can hide the handover's own count (shown as 0).",
     "**scale**: live heap bytes (a counting global allocator: exact, whatever the allocator caches; the growth of `VmRSS` is in the note) and live tokio tasks of this process, before and after N candidates join (each its own elector; etcd's share one client, ZooKeeper's one client and session), per candidate; peers: one process per candidate (mean `VmRSS` and threads of a waiting process from the idle run). Then one elector leads 1 and then K elections at once: keep-alive requests/s from the servers' counters, baseline subtracted; the peer's figure is K sessions, one per election, as its tools run.",
@@ -277,10 +278,16 @@ async fn main_inner() -> Result<bool> {
     } else {
         args.backends.clone()
     };
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| elect_test_support::repo().join("benches/results"));
+    // Only a full run replaces the published figures; a partial one goes beside the build.
+    let partial =
+        args.quick || args.rounds.is_some() || !args.only.is_empty() || !args.backends.is_empty();
+    let out = args.out.clone().unwrap_or_else(|| {
+        elect_test_support::repo().join(if partial {
+            "target/bench-partial"
+        } else {
+            "benches/results"
+        })
+    });
     std::fs::create_dir_all(&out)?;
     let out = out.canonicalize().unwrap_or(out);
     let dir = std::env::temp_dir().join(format!("elect-bench-{}", std::process::id()));

@@ -95,6 +95,14 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// A crash comes at any moment of the leader's renewal cycle, and the store expires the
+/// session one TTL after the last renewal it heard: killing at a fixed delay after the
+/// election would measure every round at one phase, lucky or unlucky, and differently per
+/// tool. So the kill waits a uniformly random part of one renewal period.
+async fn at_a_random_phase(renew_every: Duration) {
+    tokio::time::sleep(renew_every.mul_f64(rand::random::<f64>())).await;
+}
+
 /// One round of ours: `elect run` leads, a library candidate waits, `elect run` is killed.
 async fn ours_round(ctx: &Ctx, case: &Case) -> Result<f64> {
     let backend = case.backend;
@@ -123,6 +131,11 @@ async fn ours_round(ctx: &Ctx, case: &Case) -> Result<f64> {
         bail!("{backend}: the successor led while `elect run` leads");
     }
     let bound = 2 * case.ours_ttl + case.ours_lock_delay + Duration::from_secs(15);
+    let renew_every = match backend {
+        Backend::Consul => case.ours_ttl / 2,
+        _ => case.ours_ttl / 3,
+    };
+    at_a_random_phase(renew_every).await;
     let t0 = leader.kill();
     let (t1, won) = tokio::time::timeout(bound, waiting)
         .await
@@ -149,6 +162,7 @@ async fn peer_round(ctx: &Ctx, case: &Case) -> Result<f64> {
         Proc::spawn_with(&case.peer, &election, &ctx.dir, &ctx.bins, agent.as_deref())?;
     wait_candidates(&*observer, backend, &election, 2, Duration::from_secs(30)).await?;
     tokio::time::sleep(settle(backend)).await;
+    at_a_random_phase(case.peer.renew_every()).await;
     let t0 = leader.kill();
     let t1 = successor.leading(case.peer.failover_bound()).await?;
     let _ = leader.exit(Duration::from_secs(5)).await;

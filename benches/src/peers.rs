@@ -133,6 +133,19 @@ impl Tool {
         }
     }
 
+    /// How often the tool renews its session while it leads: Go's `concurrency.Session`
+    /// every TTL/3, kazoo pings every timeout/3, Consul's Go API every TTL/2.
+    pub fn renew_every(&self) -> Duration {
+        match self {
+            Tool::EtcdctlElect => Duration::from_secs(60) / 3,
+            Tool::EtcdctlLock { ttl } => Duration::from_secs(*ttl) / 3,
+            Tool::Kazoo { timeout } => Duration::from_secs(*timeout) / 3,
+            Tool::ConsulLock => Duration::from_secs(15) / 2,
+            // Never a peer: our own rounds take the period from their TTL.
+            Tool::ElectRun { .. } => Duration::ZERO,
+        }
+    }
+
     /// The longest a crash failover may take with the tool's settings, plus slack: the
     /// bound of every wait for a successor.
     pub fn failover_bound(&self) -> Duration {
