@@ -168,7 +168,7 @@ impl Plan {
         } else {
             Plan {
                 handover_rounds: rounds.unwrap_or(30),
-                failover_short_rounds: 10,
+                failover_short_rounds: 30,
                 failover_default_rounds: 3,
                 idle_window: Duration::from_secs(30),
                 idle_candidates: 10,
