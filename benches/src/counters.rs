@@ -30,34 +30,9 @@ pub async fn http(
         path.to_owned(),
         body.to_owned(),
     );
-    tokio::task::spawn_blocking(move || -> Result<(u16, String)> {
-        let socket = addr
-            .parse()
-            .with_context(|| format!("{addr} is not host:port"))?;
-        let mut stream = TcpStream::connect_timeout(&socket, timeout)
-            .with_context(|| format!("connect to {addr}"))?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        write!(
-            stream,
-            "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )?;
-        let mut reply = Vec::new();
-        stream
-            .read_to_end(&mut reply)
-            .with_context(|| format!("{method} {addr}{path}"))?;
-        let reply = String::from_utf8_lossy(&reply);
-        let status = reply
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = reply
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Ok((status, body))
+    tokio::task::spawn_blocking(move || {
+        elect_test_support::try_http(&addr, &method, &path, &[], &body, timeout)
+            .with_context(|| format!("{method} {addr}{path}"))
     })
     .await?
 }

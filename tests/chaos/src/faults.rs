@@ -187,26 +187,13 @@ pub async fn operator_revoke(
 
 /// One HTTP/1.0 request: `(status, body)`.
 fn http(agent: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
-    let fail = |e: std::io::Error| format!("{method} {path} to {agent}: {e}");
-    let mut stream = std::net::TcpStream::connect(agent).map_err(fail)?;
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .map_err(fail)?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {agent}\r\nContent-Length: 0\r\n\r\n"
+    elect_test_support::try_http(
+        &agent.to_string(),
+        method,
+        path,
+        &[],
+        "",
+        std::time::Duration::from_secs(10),
     )
-    .map_err(fail)?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).map_err(fail)?;
-    let status = reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    .map_err(|e| format!("{method} {path} to {agent}: {e}"))
 }

@@ -8,8 +8,10 @@
 
 use std::fmt::Debug;
 use std::io::{Read, Write};
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
@@ -17,7 +19,8 @@ pub fn repo() -> PathBuf {
 }
 
 /// One HTTP/1.0 request to a server's own HTTP port (Consul's API, etcd's `/metrics`), with
-/// extra headers and a body: `(status, body)`. Panics if the server cannot be reached.
+/// extra headers and a body: `(status, body)`. Panics if the server cannot be reached; see
+/// [`try_http`] for the fallible form.
 pub fn http(
     address: &str,
     method: &str,
@@ -25,16 +28,42 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(address)
-        .unwrap_or_else(|e| panic!("connect to {address} for {method} {path}: {e}"));
+    try_http(
+        address,
+        method,
+        path,
+        headers,
+        body,
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("{method} {path} to {address}: {e}"))
+}
+
+/// [`http`] as a `Result`, each of connect, write and read bounded by `timeout`.
+pub fn try_http(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
+    let socket = address
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{address} resolves to nothing")))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&socket, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {address}\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
+    stream.write_all(request.as_bytes())?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply)?;
+    let reply = String::from_utf8_lossy(&reply);
     let status = reply
         .split_whitespace()
         .nth(1)
@@ -44,7 +73,7 @@ pub fn http(
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
-    (status, body)
+    Ok((status, body))
 }
 
 /// Runs the cluster script (`up`, `kill`, `start`, `freeze`, `thaw`, `leader`, `wait`, …);
