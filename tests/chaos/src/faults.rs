@@ -1,6 +1,5 @@
 //! The faults the suite injects, and the store-specific ones an operator would do by hand.
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::Command;
 
