@@ -56,10 +56,12 @@ pub struct Entry {
 
 /// Why the ledger failed (not a refusal: those are [`Verdict::Rejected`]).
 #[derive(Debug, thiserror::Error)]
-#[error("ledger {path}: {source}")]
+#[error("ledger {path}: {operation}: {source}")]
 pub struct LedgerError {
     /// The SQLite file.
     pub path: String,
+    /// What failed: `open`, `set WAL mode`, `create tables`, `seed`, `write`, `read`.
+    pub operation: &'static str,
     /// SQLite's error.
     #[source]
     pub source: rusqlite::Error,
@@ -72,22 +74,51 @@ pub struct Ledger {
     path: String,
 }
 
+/// How long a write waits for another replica's.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Switches the file to WAL mode. SQLite answers a journal-mode change that races another
+/// connection with "database is locked" without calling the busy handler (replicas that
+/// start together open a fresh ledger at once), so retry it here, within the busy timeout.
+fn wal_mode(connection: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match connection.execute_batch("PRAGMA journal_mode = WAL;") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            done => return done,
+        }
+    }
+}
+
+/// The error of `operation` on the ledger at `path`.
+fn failed<'a>(
+    path: &'a str,
+    operation: &'static str,
+) -> impl Fn(rusqlite::Error) -> LedgerError + Copy + 'a {
+    move |source| LedgerError {
+        path: path.to_owned(),
+        operation,
+        source,
+    }
+}
+
 impl Ledger {
     /// Opens (creating if needed) the ledger at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Ledger, LedgerError> {
         let path = path.as_ref().display().to_string();
-        let fail = |source| LedgerError {
-            path: path.clone(),
-            source,
-        };
-        let connection = Connection::open(&path).map_err(fail)?;
+        let connection = Connection::open(&path).map_err(failed(&path, "open"))?;
         connection
-            .busy_timeout(Duration::from_secs(30))
-            .map_err(fail)?;
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(failed(&path, "open"))?;
+        wal_mode(&connection).map_err(failed(&path, "set WAL mode"))?;
         connection
             .execute_batch(
-                "PRAGMA journal_mode = WAL;
-                 CREATE TABLE IF NOT EXISTS fence (
+                "CREATE TABLE IF NOT EXISTS fence (
                      id INTEGER PRIMARY KEY CHECK (id = 0),
                      highest INTEGER NOT NULL);
                  CREATE TABLE IF NOT EXISTS subscriptions (
@@ -102,15 +133,12 @@ impl Ledger {
                      period INTEGER,
                      accepted INTEGER NOT NULL);",
             )
-            .map_err(fail)?;
+            .map_err(failed(&path, "create tables"))?;
         Ok(Ledger { connection, path })
     }
 
-    fn fail(&self, source: rusqlite::Error) -> LedgerError {
-        LedgerError {
-            path: self.path.clone(),
-            source,
-        }
+    fn fail(&self, operation: &'static str) -> impl Fn(rusqlite::Error) -> LedgerError + Copy + '_ {
+        failed(&self.path, operation)
     }
 
     /// Adds `count` subscriptions (`sub-0000`, …) that have paid for no period yet; existing
@@ -119,11 +147,11 @@ impl Ledger {
         let mut insert = self
             .connection
             .prepare("INSERT OR IGNORE INTO subscriptions (id, paid_through) VALUES (?1, -1)")
-            .map_err(|e| self.fail(e))?;
+            .map_err(self.fail("seed"))?;
         for i in 0..count {
             insert
                 .execute(params![format!("sub-{i:04}")])
-                .map_err(|e| self.fail(e))?;
+                .map_err(self.fail("seed"))?;
         }
         Ok(())
     }
@@ -133,11 +161,11 @@ impl Ledger {
         let mut select = self
             .connection
             .prepare("SELECT id FROM subscriptions WHERE paid_through < ?1 ORDER BY id")
-            .map_err(|e| self.fail(e))?;
+            .map_err(self.fail("read"))?;
         let rows = select
             .query_map(params![period], |row| row.get(0))
-            .map_err(|e| self.fail(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.fail(e))
+            .map_err(self.fail("read"))?;
+        rows.collect::<Result<_, _>>().map_err(self.fail("read"))
     }
 
     /// Announces the term of `token`: lower tokens are refused from now on. A new leader
@@ -165,10 +193,7 @@ impl Ledger {
         charge: Option<(&str, i64)>,
     ) -> Result<Verdict, LedgerError> {
         let path = self.path.clone();
-        let fail = |source| LedgerError {
-            path: path.clone(),
-            source,
-        };
+        let fail = failed(&path, "write");
         let tx = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -223,7 +248,7 @@ impl Ledger {
             .prepare(
                 "SELECT seq, t, who, token, subscription, period, accepted FROM journal ORDER BY seq",
             )
-            .map_err(|e| self.fail(e))?;
+            .map_err(self.fail("read"))?;
         let rows = select
             .query_map([], |row| {
                 let subscription: Option<String> = row.get(4)?;
@@ -243,8 +268,8 @@ impl Ledger {
                     accepted: row.get(6)?,
                 })
             })
-            .map_err(|e| self.fail(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.fail(e))
+            .map_err(self.fail("read"))?;
+        rows.collect::<Result<_, _>>().map_err(self.fail("read"))
     }
 }
 
@@ -274,5 +299,30 @@ mod tests {
         assert!(!journal[3].accepted);
         assert_eq!(journal[3].who, "a");
         assert!(journal.windows(2).all(|w| w[0].seq < w[1].seq));
+    }
+
+    /// Replicas start together and open one fresh ledger at once (the fault suite's first
+    /// round): each open must wait for the others, never fail with "database is locked".
+    #[test]
+    fn replicas_open_and_seed_a_fresh_ledger_at_once() {
+        for attempt in 0..30 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("ledger.db");
+            let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        Ledger::open(&path).and_then(|ledger| ledger.seed(40))
+                    })
+                })
+                .collect();
+            for opener in openers {
+                if let Err(error) = opener.join().unwrap() {
+                    panic!("attempt {attempt}: {error}");
+                }
+            }
+        }
     }
 }

@@ -107,7 +107,10 @@ async fn main_result(args: Args) -> Result<bool, String> {
             outcome.dir.display(),
             outcome.report
         );
-        clean &= outcome.report.is_clean();
+        for crash in &outcome.crashes {
+            println!("crash: {crash}");
+        }
+        clean &= outcome.report.is_clean() && outcome.crashes.is_empty();
     }
     let summary = table(&outcomes);
     println!("{summary}");

@@ -96,6 +96,9 @@ pub struct RunOutcome {
     pub rounds: Vec<Round>,
     /// The checker's verdict on the whole history and ledger.
     pub report: Report,
+    /// Replicas that exited when no fault stopped them (a crash of the workload or of
+    /// `elect`): how each ended and the last line of its log.
+    pub crashes: Vec<String>,
 }
 
 struct Replica {
@@ -105,6 +108,8 @@ struct Replica {
     proxy: Proxy,
     id: String,
     child: Option<Child>,
+    /// A fault (resign, kill) is stopping this replica's process.
+    stopped_by_fault: bool,
 }
 
 struct Run<'a> {
@@ -117,6 +122,7 @@ struct Run<'a> {
     leader: watch::Receiver<Option<LeaderInfo>>,
     observer: tokio::task::JoinHandle<()>,
     elected: ElectedTail,
+    crashes: Vec<String>,
 }
 
 /// The terms the replicas have logged as won, read from the end of the shared history as it
@@ -216,6 +222,7 @@ pub async fn run(config: &RunConfig) -> Result<RunOutcome, String> {
                 .map_err(|e| format!("proxy: {e}"))?,
             id: String::new(),
             child: None,
+            stopped_by_fault: false,
         });
     }
     let mut run = Run {
@@ -228,17 +235,19 @@ pub async fn run(config: &RunConfig) -> Result<RunOutcome, String> {
         leader,
         observer,
         elected,
+        crashes: Vec::new(),
     };
     let result = run.rounds().await;
     run.stop_all().await;
     run.observer.abort();
-    let rounds = result?;
+    let rounds = result.map_err(|e| format!("{e} (history and logs in {})", run.dir.display()))?;
     let report = check_dir(&run.dir, backend)?;
     Ok(RunOutcome {
         backend,
         dir: run.dir,
         rounds,
         report,
+        crashes: run.crashes,
     })
 }
 
@@ -335,11 +344,17 @@ impl Run<'_> {
         let deadline = tokio::time::Instant::now() + bound;
         loop {
             for index in 0..self.replicas.len() {
-                let running = match &mut self.replicas[index].child {
-                    Some(child) => child.try_wait().map_err(|e| e.to_string())?.is_none(),
-                    None => false,
+                let replica = &mut self.replicas[index];
+                let status = match &mut replica.child {
+                    Some(child) => child.try_wait().map_err(|e| e.to_string())?,
+                    None => None,
                 };
-                if !running {
+                if let Some(status) = status.filter(|_| !replica.stopped_by_fault) {
+                    let crash = self.ended(index, status);
+                    tracing::warn!("{crash}");
+                    self.crashes.push(crash);
+                }
+                if status.is_some() || self.replicas[index].child.is_none() {
                     self.spawn(index)?;
                 }
             }
@@ -372,6 +387,7 @@ impl Run<'_> {
         let backend = self.config.backend;
         let bins = &self.config.bins;
         let replica = &mut self.replicas[index];
+        replica.stopped_by_fault = false;
         replica.generation += 1;
         replica.id = format!("r{}g{}", replica.index, replica.generation);
         let url = backend.url(replica.proxy.addresses(), self.election.as_str());
@@ -443,16 +459,23 @@ impl Run<'_> {
     async fn successor(&mut self, old: &LeaderInfo, bound: Duration) -> Result<Duration, String> {
         let started = tokio::time::Instant::now();
         let token = old.token;
-        let next = tokio::time::timeout(
+        let waited = tokio::time::timeout(
             bound,
             self.leader
                 .wait_for(|l| l.as_ref().is_some_and(|l| l.token > token)),
         )
         .await
-        .map_err(|_| format!("no successor to {} within {bound:?}", old.id))?
-        .map_err(|_| "the observer stopped".to_owned())?
-        .clone()
-        .expect("waited for Some");
+        .map(|seen| seen.map(|leader| leader.clone()));
+        let Ok(next) = waited else {
+            let exited = self.exited();
+            return Err(format!(
+                "no successor to {} within {bound:?}{exited}",
+                old.id
+            ));
+        };
+        let next = next
+            .map_err(|_| "the observer stopped".to_owned())?
+            .expect("waited for Some");
         let took = started.elapsed();
         // A successor that falls before it logs is the next round's business.
         if let Err(error) = self
@@ -463,6 +486,31 @@ impl Run<'_> {
             tracing::warn!(%error, "the successor did not log its election");
         }
         Ok(took)
+    }
+
+    /// The replicas that have exited, with their status and the end of their log: a wait
+    /// that timed out says whether anyone was left to take over, and why not.
+    fn exited(&mut self) -> String {
+        let mut exited = String::new();
+        for index in 0..self.replicas.len() {
+            if let Some(Ok(Some(status))) = self.replicas[index].child.as_mut().map(Child::try_wait)
+            {
+                exited += &format!("; {}", self.ended(index, status));
+            }
+        }
+        exited
+    }
+
+    /// How replica `index` ended: its status and the last line of its log.
+    fn ended(&self, index: usize, status: std::process::ExitStatus) -> String {
+        let id = &self.replicas[index].id;
+        let log = std::fs::read_to_string(self.dir.join("logs").join(format!("{id}.log")))
+            .unwrap_or_default();
+        let last = log.lines().rev().find(|l| !l.trim().is_empty());
+        format!(
+            "{id} exited ({status}), its log ends: {}",
+            last.unwrap_or("(empty)")
+        )
     }
 
     async fn cluster(&self, args: Vec<String>) -> Result<(), String> {
@@ -507,6 +555,7 @@ impl Run<'_> {
         match fault {
             Fault::Resign | Fault::KillLeader => {
                 let pid = self.pid(index)?;
+                self.replicas[index].stopped_by_fault = true;
                 self.record(Event::Fault { kind, target });
                 let signal = if fault == Fault::Resign {
                     Signal::SIGTERM

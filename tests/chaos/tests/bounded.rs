@@ -37,6 +37,13 @@ async fn bounded(backend: Backend) {
         outcome.dir.display(),
         outcome.report
     );
+    assert!(
+        outcome.crashes.is_empty(),
+        "{}: replicas exited with no fault stopping them (logs in {}):\n{}",
+        backend.name(),
+        outcome.dir.display(),
+        outcome.crashes.join("\n")
+    );
     assert_eq!(outcome.rounds.len(), config.rounds);
     assert!(outcome.report.charges > 0, "the leaders charged nothing");
     let freezes = outcome
