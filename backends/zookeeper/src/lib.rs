@@ -93,7 +93,9 @@ impl ZookeeperElector {
 
     /// An elector on a client you already have: its session is shared (its claims, too, end
     /// with it). `config` gives the drift margin and root, and the endpoints for a new session
-    /// after this one expires. Many electors can share one client.
+    /// after this one expires. Many electors can share one client, but each checks the
+    /// session on its own (a request every third of the timeout): for many elections, one
+    /// elector serves them all with one check.
     pub fn with_client(client: zk::Client, config: &ZookeeperConfig) -> Self {
         // When the server last heard this client is unknown; the library pings an idle
         // session every third of its timeout, so count from half a timeout ago.
