@@ -74,8 +74,10 @@ pub struct Ledger {
     path: String,
 }
 
-/// How long a write waits for another replica's.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a write waits for another replica's. Long: a replica paused inside a write (a
+/// SIGSTOP, a VM pause) holds SQLite's write lock for as long as it is paused — a frozen Consul
+/// leader, past 30 s — and the others must wait for it, not die.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Switches the file to WAL mode. SQLite answers a journal-mode change that races another
 /// connection with "database is locked" without calling the busy handler (replicas that
