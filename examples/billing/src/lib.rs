@@ -16,6 +16,10 @@ pub mod ledger;
 
 use ledger::{Ledger, LedgerError, Verdict};
 
+/// The exit code of `billing --under-elect` when the ledger refused its token: a newer term
+/// has written, and `elect run` ends with the same code.
+pub const FENCED_EXIT_CODE: u8 = 3;
+
 /// How the job charges.
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {

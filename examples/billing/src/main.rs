@@ -18,9 +18,6 @@ use elect::settings::{Flags, Settings};
 use elect::{campaign_logged, LeadershipState};
 use tokio::signal::unix::{signal, SignalKind};
 
-/// Exit code when the ledger refused this replica's token under `elect run`.
-const FENCED: u8 = 3;
-
 #[derive(Debug, Parser)]
 #[command(about = "One replica of a billing job: only the leader charges.")]
 struct Args {
@@ -107,13 +104,13 @@ async fn under_elect(args: &Args) -> Result<u8, AnyError> {
     let mut ledger = open_ledger(args)?;
     let term = SupervisedTerm(token);
     if let Some(Stop::Fenced { .. }) = open_term(&mut ledger, &term, &who, history.as_ref())? {
-        return Ok(FENCED);
+        return Ok(billing::FENCED_EXIT_CODE);
     }
     loop {
         if let Some(Stop::Fenced { .. }) =
             charge_due(&mut ledger, &term, &who, schedule(args), history.as_ref()).await?
         {
-            return Ok(FENCED);
+            return Ok(billing::FENCED_EXIT_CODE);
         }
         tokio::time::sleep(schedule(args).period / 10).await;
     }

@@ -349,7 +349,13 @@ impl Run<'_> {
                     Some(child) => child.try_wait().map_err(|e| e.to_string())?,
                     None => None,
                 };
-                if let Some(status) = status.filter(|_| !replica.stopped_by_fault) {
+                // `elect run` ends with its command, and the command ends when the ledger
+                // fences it off: that is the fencing at work, not a crash.
+                let fenced = |status: &std::process::ExitStatus| {
+                    replica.supervised
+                        && status.code() == Some(i32::from(billing::FENCED_EXIT_CODE))
+                };
+                if let Some(status) = status.filter(|s| !replica.stopped_by_fault && !fenced(s)) {
                     let crash = self.ended(index, status);
                     tracing::warn!("{crash}");
                     self.crashes.push(crash);
