@@ -71,6 +71,7 @@ pub struct ConsulElector {
 impl ConsulElector {
     /// Connects and checks that an agent answers (and that the token may read the KV store).
     pub async fn connect(config: &ConsulConfig) -> Result<Self> {
+        config.validate()?;
         let agent = Arc::new(Agent::new(config)?);
         agent.read("elect/probe", false, None).await?;
         Ok(ConsulElector {
@@ -290,5 +291,26 @@ impl Elector for ConsulElector {
             session.destroy(&self.agent).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The library refuses what the config parsers refuse, before it reaches any agent.
+    #[tokio::test]
+    async fn a_ttl_over_consuls_lock_delay_cap_needs_an_explicit_lock_delay() {
+        let mut config = ConsulConfig::new(vec!["127.0.0.1:1".parse().unwrap()]);
+        config.ttl = Duration::from_secs(90);
+        let refused = ConsulElector::connect(&config).await.unwrap_err();
+        assert!(
+            matches!(&refused, Error::Config(e) if e.field == "consul.ttl"),
+            "{refused}"
+        );
+        config.lock_delay = Some(Duration::from_secs(60));
+        config
+            .validate()
+            .expect("an explicit lock delay is the user's choice");
     }
 }

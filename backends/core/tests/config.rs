@@ -129,6 +129,17 @@ fn bad_inputs_are_refused_naming_the_field_and_the_value() {
             "at most 60s",
         ),
         (
+            // Consul caps lock delay at 60 s: the default of one TTL would silently be less.
+            Source::Toml("[consul]\nendpoints = [\"h\"]\nttl = \"90s\""),
+            "consul.ttl",
+            "consul.lock_delay",
+        ),
+        (
+            Source::Url("consul://h/e?ttl=2m"),
+            "consul.ttl",
+            "the default lock delay (one TTL, 2m)",
+        ),
+        (
             Source::Toml("[zookeeper]\nendpoints = [\"h\"]\nroot = \"elect\""),
             "zookeeper.root",
             "starts with '/'",

@@ -90,6 +90,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(3);
 impl EtcdElector {
     /// Connects to the cluster and checks that it answers (and accepts our credentials).
     pub async fn connect(config: &EtcdConfig) -> Result<Self> {
+        config.validate()?;
         let scheme = if config.tls.is_some() {
             "https"
         } else {

@@ -74,6 +74,7 @@ enum Turn {
 impl ZookeeperElector {
     /// Connects (one session) and checks that the ensemble answers.
     pub async fn connect(config: &ZookeeperConfig) -> Result<Self> {
+        config.validate()?;
         let elector = ZookeeperElector::new(config, None);
         elector.session().await?;
         Ok(elector)

@@ -83,7 +83,8 @@ impl BackendConfig {
         }
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks every field, as the parsers do: library constructors call it too.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         match self {
             BackendConfig::File(file) => file.validate(),
             BackendConfig::Etcd(etcd) => etcd.validate(),
@@ -121,7 +122,8 @@ fn default_file_dir() -> PathBuf {
 }
 
 impl FileConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks every field, as the parsers do: library constructors call it too.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.dir.as_os_str().is_empty() {
             return Err(ConfigError::new(
                 "file.dir",
@@ -178,7 +180,8 @@ impl EtcdConfig {
         self.drift_margin.unwrap_or(self.ttl / 10)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks every field, as the parsers do: library constructors call it too.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         check_endpoints("etcd.endpoints", &self.endpoints)?;
         check_ttl("etcd.ttl", self.ttl, Duration::from_secs(1))?;
         if self.ttl.subsec_nanos() != 0 {
@@ -253,7 +256,8 @@ impl ConsulConfig {
         self.drift_margin.unwrap_or(self.ttl / 10)
     }
 
-    /// The lock delay to send: as configured, else the TTL (at most 60 s).
+    /// The lock delay to send: as configured, else the TTL. A TTL over 60 s (Consul's cap on
+    /// lock delays) needs an explicit lock delay: the config is refused without one.
     ///
     /// Not 0 by default, even without health checks: Consul also invalidates a session when
     /// the node it was created on is deregistered (an agent that left, a dead server that
@@ -266,18 +270,36 @@ impl ConsulConfig {
             .unwrap_or_else(|| self.ttl.min(CONSUL_MAX_LOCK_DELAY))
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks every field, as the parsers do: library constructors call it too.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         check_endpoints("consul.endpoints", &self.endpoints)?;
         check_ttl("consul.ttl", self.ttl, CONSUL_MIN_TTL)?;
         check_margin("consul.drift_margin", self.drift_margin, self.ttl)?;
-        if let Some(delay) = self.lock_delay {
-            if delay > CONSUL_MAX_LOCK_DELAY {
+        match self.lock_delay {
+            Some(delay) if delay > CONSUL_MAX_LOCK_DELAY => {
                 return Err(ConfigError::new(
                     "consul.lock_delay",
                     format_duration(delay),
                     "Consul accepts a lock delay of at most 60s",
                 ));
             }
+            // The safe default is one TTL, which Consul would cap at 60 s without a word: a
+            // successor could then start while a cut-off holder still acts. Make it a choice.
+            None if self.ttl > CONSUL_MAX_LOCK_DELAY => {
+                return Err(ConfigError::new(
+                    "consul.ttl",
+                    format_duration(self.ttl),
+                    format!(
+                        "the default lock delay (one TTL, {}) is more than Consul's cap of 60s, \
+                         so a successor could start while a cut-off leader still acts for up to \
+                         {} more; use a TTL of at most 60s, or set consul.lock_delay (at most \
+                         60s) to accept that gap",
+                        format_duration(self.ttl),
+                        format_duration(self.ttl - CONSUL_MAX_LOCK_DELAY),
+                    ),
+                ));
+            }
+            _ => {}
         }
         if self.prefix.starts_with('/') {
             return Err(ConfigError::new(
@@ -344,7 +366,8 @@ impl ZookeeperConfig {
         self.drift_margin.unwrap_or(self.session_timeout / 10)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks every field, as the parsers do: library constructors call it too.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         check_endpoints("zookeeper.endpoints", &self.endpoints)?;
         check_ttl(
             "zookeeper.session_timeout",
