@@ -30,7 +30,7 @@ mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::backend::{ElectorState, OnDrop};
+use elect_core::backend::{Candidacy, ElectorState, OnDrop};
 use elect_core::config::ConsulConfig;
 use elect_core::{
     Candidate, CandidateInfo, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream,
@@ -197,9 +197,14 @@ impl ConsulElector {
 }
 
 /// Releases the lock if a campaign is dropped between its acquire and its grant.
-fn release_on_drop(agent: &Arc<Agent>, keys: &Keys, session: &Session) -> OnDrop {
+fn release_on_drop(
+    candidacy: &Candidacy,
+    agent: &Arc<Agent>,
+    keys: &Keys,
+    session: &Session,
+) -> OnDrop {
     let (agent, key, session) = (agent.clone(), keys.lock.clone(), session.id.clone());
-    OnDrop::new(async move {
+    candidacy.withdraw_on_drop(async move {
         let _ = agent.lock_op(&key, b"", None, Some(&session)).await;
     })
 }
@@ -213,13 +218,17 @@ impl Elector for ConsulElector {
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
         let keys = self.keys(election);
         let mut closed = self.state.closed();
+        self.state.check_open()?;
+        let candidacy = self.state.candidacies.enter(election).await?;
         loop {
             self.state.check_open()?;
             let session = self.session(candidate).await?;
-            let guard = release_on_drop(&self.agent, &keys, &session);
+            let guard = release_on_drop(&candidacy, &self.agent, &keys, &session);
             if let Some(token) = self.acquire(&keys, &session, candidate).await? {
                 guard.disarm();
-                return Ok(self.grant(election, candidate, &session, keys, token));
+                let leadership = self.grant(election, candidate, &session, keys, token);
+                candidacy.lead(&leadership);
+                return Ok(leadership);
             }
             guard.disarm();
             // Refused. Free anyway means a lock delay runs: ask again shortly. Held: wait
@@ -240,12 +249,17 @@ impl Elector for ConsulElector {
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
         self.state.check_open()?;
+        let candidacy = self.state.candidacies.enter(election).await?;
         let keys = self.keys(election);
         let session = self.session(candidate).await?;
-        let guard = release_on_drop(&self.agent, &keys, &session);
+        let guard = release_on_drop(&candidacy, &self.agent, &keys, &session);
         let acquired = self.acquire(&keys, &session, candidate).await?;
         guard.disarm();
-        Ok(acquired.map(|token| self.grant(election, candidate, &session, keys, token)))
+        Ok(acquired.map(|token| {
+            let leadership = self.grant(election, candidate, &session, keys, token);
+            candidacy.lead(&leadership);
+            leadership
+        }))
     }
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {

@@ -1,18 +1,19 @@
 //! Pieces every session-based backend needs, written once: the elector's state (one live
-//! session, made again once it is over; the closed flag; the terms it granted), a guard that
-//! undoes a half-done campaign when its future is dropped, and the plumbing of an observer
-//! task into a [`LeaderStream`].
+//! session, made again once it is over; the closed flag; the terms it granted; its
+//! [`Candidacies`], at most one per election), a guard that undoes a half-done campaign when
+//! its future is dropped, and the plumbing of an observer task into a [`LeaderStream`].
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::error::{Error, Result};
 use crate::leadership::{LossReason, TermControl};
-use crate::{LeaderInfo, LeaderStream};
+use crate::{ElectionName, LeaderInfo, LeaderStream, Leadership, LeadershipState};
 
 /// A backend's session: an etcd lease, a Consul session, a ZooKeeper session.
 pub trait Session: Send + Sync {
@@ -27,6 +28,8 @@ pub struct ElectorState<S, C> {
     session: tokio::sync::Mutex<Option<Arc<S>>>,
     closed: watch::Sender<bool>,
     terms: Mutex<Vec<(TermControl, Arc<C>)>>,
+    /// The elections this elector campaigns in or leads.
+    pub candidacies: Candidacies,
 }
 
 impl<S: Session, C> ElectorState<S, C> {
@@ -37,6 +40,7 @@ impl<S: Session, C> ElectorState<S, C> {
             session: tokio::sync::Mutex::new(session.map(Arc::new)),
             closed: watch::channel(false).0,
             terms: Mutex::new(Vec::new()),
+            candidacies: Candidacies::default(),
         }
     }
 
@@ -119,12 +123,16 @@ pub async fn linger<F: Future>(watch: F) {
 
 /// Runs a future in the background when dropped, unless disarmed: withdraws the claim of a
 /// campaign whose future is dropped half-way (cancel safety).
-pub struct OnDrop(Option<BoxFuture<'static, ()>>);
+pub struct OnDrop {
+    undo: Option<BoxFuture<'static, ()>>,
+    /// Called when the undo starts, before it is spawned (see [`Candidacy::withdraw_on_drop`]).
+    started: Option<Box<dyn FnOnce() + Send>>,
+}
 
 impl std::fmt::Debug for OnDrop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OnDrop")
-            .field("armed", &self.0.is_some())
+            .field("armed", &self.undo.is_some())
             .finish()
     }
 }
@@ -132,20 +140,162 @@ impl std::fmt::Debug for OnDrop {
 impl OnDrop {
     /// Armed with `undo`.
     pub fn new(undo: impl Future<Output = ()> + Send + 'static) -> Self {
-        OnDrop(Some(Box::pin(undo)))
+        OnDrop {
+            undo: Some(Box::pin(undo)),
+            started: None,
+        }
     }
 
     /// The campaign finished: nothing to undo.
     pub fn disarm(mut self) {
-        self.0 = None;
+        self.undo = None;
     }
 }
 
 impl Drop for OnDrop {
     fn drop(&mut self) {
-        if let Some(undo) = self.0.take() {
+        if let Some(undo) = self.undo.take() {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                if let Some(started) = self.started.take() {
+                    started();
+                }
                 runtime.spawn(undo);
+            }
+        }
+    }
+}
+
+/// The elections one elector campaigns in or leads: at most one candidacy per election.
+///
+/// A second campaign in an election where this elector already campaigns, or holds a term
+/// that is not lost, is refused with [`Error::AlreadyCampaigning`] — on a store that lets a
+/// session take a lock it already holds (Consul) or names claims after the session (etcd),
+/// it would otherwise win a second term beside the first. A campaign that was dropped while
+/// its claim is still being withdrawn is waited for instead: the withdrawal deletes claims by
+/// name, and must not reach the next campaign's.
+#[derive(Debug, Clone, Default)]
+pub struct Candidacies {
+    shared: Arc<CandidaciesShared>,
+}
+
+#[derive(Debug, Default)]
+struct CandidaciesShared {
+    slots: Mutex<HashMap<ElectionName, Slot>>,
+    /// Signalled whenever a withdrawal ends.
+    withdrawn: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    phase: Phase,
+    /// Withdrawals of dropped campaigns still running.
+    withdrawing: usize,
+}
+
+#[derive(Debug, Default)]
+enum Phase {
+    #[default]
+    Idle,
+    Campaigning,
+    Leading(Leadership),
+}
+
+impl Phase {
+    fn is_busy(&self) -> bool {
+        match self {
+            Phase::Idle => false,
+            Phase::Campaigning => true,
+            Phase::Leading(term) => !matches!(term.state(), LeadershipState::Lost(_)),
+        }
+    }
+}
+
+impl Candidacies {
+    /// Starts a campaign in `election`: refused while another campaign of this elector runs
+    /// there or its term there is not lost; waits while a dropped campaign's claim is being
+    /// withdrawn.
+    pub async fn enter(&self, election: &ElectionName) -> Result<Candidacy> {
+        loop {
+            let withdrawn = self.shared.withdrawn.notified();
+            tokio::pin!(withdrawn);
+            withdrawn.as_mut().enable();
+            {
+                let mut slots = self.shared.slots.lock().expect("candidacies poisoned");
+                let slot = slots.entry(election.clone()).or_default();
+                if slot.phase.is_busy() {
+                    return Err(Error::AlreadyCampaigning {
+                        election: election.clone(),
+                    });
+                }
+                if slot.withdrawing == 0 {
+                    slot.phase = Phase::Campaigning;
+                    return Ok(Candidacy {
+                        shared: self.shared.clone(),
+                        election: election.clone(),
+                        won: false,
+                    });
+                }
+            }
+            withdrawn.await;
+        }
+    }
+}
+
+/// One campaign's hold on its election; see [`Candidacies`]. Dropped without
+/// [`Candidacy::lead`], the election is free again once the campaign's withdrawals are done.
+#[derive(Debug)]
+pub struct Candidacy {
+    shared: Arc<CandidaciesShared>,
+    election: ElectionName,
+    won: bool,
+}
+
+impl Candidacy {
+    /// The campaign won: the election stays taken until `leadership` is lost.
+    pub fn lead(mut self, leadership: &Leadership) {
+        self.won = true;
+        let mut slots = self.shared.slots.lock().expect("candidacies poisoned");
+        slots.entry(self.election.clone()).or_default().phase = Phase::Leading(leadership.clone());
+    }
+
+    /// A guard that runs `undo` if dropped armed (see [`OnDrop`]); until `undo` is done, a
+    /// new campaign of this elector in this election waits.
+    pub fn withdraw_on_drop(&self, undo: impl Future<Output = ()> + Send + 'static) -> OnDrop {
+        let (started, done) = (self.shared.clone(), self.shared.clone());
+        let (election, done_election) = (self.election.clone(), self.election.clone());
+        OnDrop {
+            undo: Some(Box::pin(async move {
+                undo.await;
+                let mut slots = done.slots.lock().expect("candidacies poisoned");
+                if let Some(slot) = slots.get_mut(&done_election) {
+                    slot.withdrawing = slot.withdrawing.saturating_sub(1);
+                    if slot.withdrawing == 0 && matches!(slot.phase, Phase::Idle) {
+                        slots.remove(&done_election);
+                    }
+                }
+                drop(slots);
+                done.withdrawn.notify_waiters();
+            })),
+            started: Some(Box::new(move || {
+                let mut slots = started.slots.lock().expect("candidacies poisoned");
+                slots.entry(election).or_default().withdrawing += 1;
+            })),
+        }
+    }
+}
+
+impl Drop for Candidacy {
+    fn drop(&mut self) {
+        if self.won {
+            return;
+        }
+        let mut slots = self.shared.slots.lock().expect("candidacies poisoned");
+        if let Some(slot) = slots.get_mut(&self.election) {
+            if matches!(slot.phase, Phase::Campaigning) {
+                slot.phase = Phase::Idle;
+            }
+            if slot.withdrawing == 0 {
+                slots.remove(&self.election);
             }
         }
     }

@@ -29,6 +29,12 @@ pub type LeaderStream = BoxStream<'static, Result<Option<LeaderInfo>>>;
 ///   TTL will reap.
 /// * [`try_campaign`](Elector::try_campaign) returns at once: `Some` if this candidate leads
 ///   now, `None` if someone else does (and leaves no candidacy behind).
+/// * One candidacy per election: while a campaign of this elector runs in an election, or
+///   its term there is not lost, another `campaign` or `try_campaign` of the same elector in
+///   that election returns [`Error::AlreadyCampaigning`](crate::Error::AlreadyCampaigning)
+///   at once, and the first goes on untouched. (A campaign whose future was dropped is
+///   withdrawn first; a new campaign waits for that.) Two candidates of one process need two
+///   electors.
 /// * Tokens: every term's [`FencingToken`](crate::FencingToken) is greater than every
 ///   earlier term's of the same election, in any process.
 /// * At most one [`Leadership::is_leader`] is true at any instant for an election, given

@@ -75,6 +75,17 @@ pub enum Error {
         after: Duration,
     },
 
+    /// This elector already campaigns in, or leads, `election`: one elector holds at most one
+    /// candidacy per election (see [`Elector`](crate::Elector)'s contract).
+    #[error(
+        "this elector already campaigns in or leads election {election}: resign or drop that \
+         campaign first, or use another elector for a second candidate"
+    )]
+    AlreadyCampaigning {
+        /// The election campaigned in twice.
+        election: ElectionName,
+    },
+
     /// The elector was closed; nothing more can be done with it.
     #[error("the {backend} elector is closed")]
     Closed {

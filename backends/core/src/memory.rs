@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::backend::Candidacies;
 use crate::clock::{LeaseClock, LeasePhase};
 use crate::error::{Error, NotLeaderReason, Result};
 use crate::leadership::{Claim, LossReason, TermControl};
@@ -138,6 +139,7 @@ impl MemoryStore {
                 partitioned: watch::channel(false).0,
                 closed: watch::channel(false).0,
                 terms: Mutex::new(Vec::new()),
+                candidacies: Candidacies::default(),
             }),
         }
     }
@@ -234,6 +236,7 @@ struct ElectorInner {
     partitioned: watch::Sender<bool>,
     closed: watch::Sender<bool>,
     terms: Mutex<Vec<(TermControl, Arc<MemoryClaim>)>>,
+    candidacies: Candidacies,
 }
 
 #[derive(Debug)]
@@ -450,6 +453,7 @@ impl Elector for MemoryElector {
     }
 
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
+        let candidacy = self.inner.candidacies.enter(election).await?;
         loop {
             let (session, clock) = self.session().await?;
             let revision = self
@@ -475,7 +479,9 @@ impl Elector for MemoryElector {
                 });
                 if leads && clock.status().phase == LeasePhase::Live {
                     std::mem::forget(guard);
-                    return Ok(self.grant(election, candidate, revision, &clock));
+                    let leadership = self.grant(election, candidate, revision, &clock);
+                    candidacy.lead(&leadership);
+                    return Ok(leadership);
                 }
                 if !exists || matches!(clock.status().phase, LeasePhase::Ended(_)) {
                     // Our claim or session is gone while waiting: no zombie candidate;
@@ -495,11 +501,16 @@ impl Elector for MemoryElector {
         election: &ElectionName,
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
+        let candidacy = self.inner.candidacies.enter(election).await?;
         let (session, clock) = self.session().await?;
         let revision = self
             .store
             .change(|state| put_claim(state, election, candidate, session, true));
-        Ok(revision.map(|revision| self.grant(election, candidate, revision, &clock)))
+        Ok(revision.map(|revision| {
+            let leadership = self.grant(election, candidate, revision, &clock);
+            candidacy.lead(&leadership);
+            leadership
+        }))
     }
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {

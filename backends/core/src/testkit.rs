@@ -444,6 +444,75 @@ pub async fn cancelled_campaign_leaves_nothing_behind(h: &Harness) {
     c.resign().await.expect("resign");
 }
 
+/// One elector, two campaigns in one election: the second is refused with
+/// [`Error::AlreadyCampaigning`] — while the first waits behind another leader, while it
+/// races the first, and while the first's term leads — so one elector never holds two
+/// leaderships of an election. Once its term is over, the elector campaigns again.
+pub async fn one_candidacy_per_election_per_elector(h: &Harness) {
+    let (ours, theirs) = (h.elector().await, h.elector().await);
+    let election = h.election("twice");
+    let refused = |result: Result<Leadership>, what: &str| match result {
+        Err(Error::AlreadyCampaigning { election: e }) => assert_eq!(e, election),
+        Err(e) => panic!("{what}: expected AlreadyCampaigning, got {e}"),
+        Ok(l) => panic!(
+            "{what}: a second campaign of one elector won a term (token {})",
+            l.token()
+        ),
+    };
+
+    // Both at once, unopposed: exactly one leads.
+    let a = candidate("a");
+    let (first, second) = tokio::join!(
+        within(h.quick, ours.campaign(&election, &a), "campaign 1"),
+        within(h.quick, ours.campaign(&election, &a), "campaign 2"),
+    );
+    let (leading, other) = match (first, second) {
+        (Ok(l), other) | (other, Ok(l)) => (l, other),
+        (Err(a), Err(b)) => panic!("neither campaign won: {a}; {b}"),
+    };
+    refused(other, "two campaigns at once");
+    // While the term leads: campaign and try_campaign are refused, the term goes on.
+    refused(
+        within(h.quick, ours.campaign(&election, &a), "campaign 3").await,
+        "a campaign while leading",
+    );
+    match within(
+        h.quick,
+        ours.try_campaign(&election, &a),
+        "try_campaign while leading",
+    )
+    .await
+    {
+        Err(Error::AlreadyCampaigning { .. }) => {}
+        other => panic!("try_campaign while leading: expected AlreadyCampaigning, got {other:?}"),
+    }
+    tokio::time::sleep(h.settle).await;
+    assert!(leading.is_leader(), "refused campaigns ended the term");
+    assert_eq!(
+        leader(&ours, &election).await.map(|l| l.token),
+        Some(leading.token()),
+        "refused campaigns changed the claim"
+    );
+
+    // Behind another leader: the waiting campaign holds the election, a second is refused.
+    leading.resign().await.expect("resign");
+    let held = campaign(h, &theirs, &election, &candidate("b")).await;
+    let waiting = spawn_campaign(&ours, &election, &candidate("a"));
+    tokio::time::sleep(h.settle).await;
+    refused(
+        within(h.quick, ours.campaign(&election, &a), "campaign 4").await,
+        "a second campaign while the first waits",
+    );
+    held.resign().await.expect("resign");
+    let next = joined(waiting, h.quick, "the waiting campaign leading").await;
+    assert!(next.is_leader() && next.token() > held.token());
+    // Its term over, the elector campaigns again.
+    next.resign().await.expect("resign");
+    let again = campaign(h, &ours, &election, &candidate("a")).await;
+    assert!(again.token() > next.token());
+    again.resign().await.expect("resign");
+}
+
 /// Resign twice, and again after a successor leads: always `Ok`, and the successor keeps
 /// leading.
 pub async fn resign_is_idempotent(h: &Harness) {
@@ -704,6 +773,7 @@ macro_rules! conformance_suite {
             handover_on_holder_crash,
             cancelled_campaign_leaves_nothing_behind,
             resign_is_idempotent,
+            one_candidacy_per_election_per_elector,
             proclaim_is_visible_to_observers,
             try_campaign_does_not_wait,
             tokens_strictly_increase_over_20_terms,

@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::backend::{ElectorState, OnDrop, Session as _};
+use elect_core::backend::{Candidacy, ElectorState, OnDrop, Session as _};
 use elect_core::config::{EtcdConfig, TlsConfig};
 use elect_core::{
     Candidate, CandidateInfo, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream,
@@ -432,9 +432,9 @@ enum Turn {
 /// Deletes our key (and id key) if the campaign is dropped before it wins — armed before the
 /// create is sent, since a dropped request may still have been applied (cancel safety). The
 /// keys are named after our lease, so they are ours whatever their revision.
-fn withdraw_on_drop(client: &Client, keys: &Keys) -> OnDrop {
+fn withdraw_on_drop(candidacy: &Candidacy, client: &Client, keys: &Keys) -> OnDrop {
     let (mut client, keys) = (client.clone(), keys.clone());
-    OnDrop::new(async move {
+    candidacy.withdraw_on_drop(async move {
         let txn = Txn::new().and_then([
             TxnOp::delete(keys.key.as_str(), None),
             TxnOp::delete(keys.id_key.as_str(), None),
@@ -476,11 +476,13 @@ impl Elector for EtcdElector {
     }
 
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
+        self.state.check_open()?;
+        let candidacy = self.state.candidacies.enter(election).await?;
         loop {
             self.state.check_open()?;
             let session = self.session().await?;
             let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
-            let guard = withdraw_on_drop(&self.client, &keys);
+            let guard = withdraw_on_drop(&candidacy, &self.client, &keys);
             let Some(revision) = self.create_claim(&session, &keys, candidate).await? else {
                 guard.disarm();
                 continue;
@@ -493,7 +495,10 @@ impl Elector for EtcdElector {
             match turn {
                 Turn::Lead(seen) => {
                     guard.disarm();
-                    return Ok(self.grant(election, candidate, &session, keys, revision, seen));
+                    let leadership =
+                        self.grant(election, candidate, &session, keys, revision, seen);
+                    candidacy.lead(&leadership);
+                    return Ok(leadership);
                 }
                 Turn::SessionOver | Turn::ClaimGone => {
                     tracing::info!(
@@ -512,10 +517,11 @@ impl Elector for EtcdElector {
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
         self.state.check_open()?;
+        let candidacy = self.state.candidacies.enter(election).await?;
         let (session, keys, revision, guard) = loop {
             let session = self.session().await?;
             let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
-            let guard = withdraw_on_drop(&self.client, &keys);
+            let guard = withdraw_on_drop(&candidacy, &self.client, &keys);
             if let Some(revision) = self.create_claim(&session, &keys, candidate).await? {
                 break (session, keys, revision, guard);
             }
@@ -549,9 +555,9 @@ impl Elector for EtcdElector {
         }
         guard.disarm();
         let seen = before.header().map_or(0, |h| h.revision());
-        Ok(Some(self.grant(
-            election, candidate, &session, keys, revision, seen,
-        )))
+        let leadership = self.grant(election, candidate, &session, keys, revision, seen);
+        candidacy.lead(&leadership);
+        Ok(Some(leadership))
     }
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use elect_core::backend::Candidacies;
 use elect_core::clock::LeaseClock;
 use elect_core::config::FileConfig;
 use elect_core::{
@@ -69,6 +70,7 @@ struct Inner {
     clock: LeaseClock,
     closed: watch::Sender<bool>,
     terms: Mutex<Vec<(TermControl, Arc<FileClaim>)>>,
+    candidacies: Candidacies,
 }
 
 impl FileElector {
@@ -81,6 +83,7 @@ impl FileElector {
                 clock: LeaseClock::unbounded(),
                 closed: watch::channel(false).0,
                 terms: Mutex::new(Vec::new()),
+                candidacies: Candidacies::default(),
             }),
         }
     }
@@ -258,6 +261,7 @@ impl Elector for FileElector {
 
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
         self.check_open()?;
+        let candidacy = self.inner.candidacies.enter(election).await?;
         let layout = Layout::new(&self.dir, election);
         let registration = Registration::create(&layout, candidate)?;
         let mut closed = self.inner.closed.subscribe();
@@ -267,7 +271,9 @@ impl Elector for FileElector {
         };
         drop(registration);
         self.check_open()?;
-        self.grant(layout, election, candidate, lock)
+        let leadership = self.grant(layout, election, candidate, lock)?;
+        candidacy.lead(&leadership);
+        Ok(leadership)
     }
 
     async fn try_campaign(
@@ -276,9 +282,14 @@ impl Elector for FileElector {
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
         self.check_open()?;
+        let candidacy = self.inner.candidacies.enter(election).await?;
         let layout = Layout::new(&self.dir, election);
         match lock_exclusive(&layout, false)? {
-            Some(lock) => self.grant(layout, election, candidate, lock).map(Some),
+            Some(lock) => {
+                let leadership = self.grant(layout, election, candidate, lock)?;
+                candidacy.lead(&leadership);
+                Ok(Some(leadership))
+            }
             None => Ok(None),
         }
     }

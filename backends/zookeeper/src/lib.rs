@@ -28,7 +28,7 @@ mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::backend::{ElectorState, OnDrop, Session as _};
+use elect_core::backend::{Candidacy, ElectorState, OnDrop, Session as _};
 use elect_core::config::ZookeeperConfig;
 use elect_core::{
     Candidate, CandidateInfo, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream,
@@ -378,9 +378,14 @@ fn unexpected(result: Option<zk::MultiReadResult>) -> zk::Error {
 /// Deletes our claim (found by its UUID) and value znode if the campaign is dropped before it
 /// wins — armed before the create is sent, since a dropped request may still have been
 /// applied (cancel safety).
-fn withdraw_on_drop(client: &zk::Client, layout: &Layout, uuid: &str) -> OnDrop {
+fn withdraw_on_drop(
+    candidacy: &Candidacy,
+    client: &zk::Client,
+    layout: &Layout,
+    uuid: &str,
+) -> OnDrop {
     let (client, layout, uuid) = (client.clone(), layout.clone(), uuid.to_owned());
-    OnDrop::new(async move {
+    candidacy.withdraw_on_drop(async move {
         let claims = client.list_children(&layout.dir).await.unwrap_or_default();
         for name in claims.iter().filter(|c| c.contains(&uuid)) {
             if let Err(error) = client.delete(&layout.claim(name), None).await {
@@ -399,11 +404,13 @@ impl Elector for ZookeeperElector {
 
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
         let layout = self.layout(election);
+        self.state.check_open()?;
+        let candidacy = self.state.candidacies.enter(election).await?;
         loop {
             self.state.check_open()?;
             let session = self.session().await?;
             let uuid = uuid_v4();
-            let guard = withdraw_on_drop(&session.client, &layout, &uuid);
+            let guard = withdraw_on_drop(&candidacy, &session.client, &layout, &uuid);
             self.write_value(&session, &layout, &uuid, candidate)
                 .await?;
             let Some((name, czxid)) = self
@@ -421,7 +428,9 @@ impl Elector for ZookeeperElector {
             match turn {
                 Turn::Lead => {
                     guard.disarm();
-                    return Ok(self.grant(election, candidate, &session, layout, name, czxid));
+                    let leadership = self.grant(election, candidate, &session, layout, name, czxid);
+                    candidacy.lead(&leadership);
+                    return Ok(leadership);
                 }
                 Turn::ClaimGone | Turn::SessionOver => {
                     tracing::info!(
@@ -439,6 +448,7 @@ impl Elector for ZookeeperElector {
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
         self.state.check_open()?;
+        let candidacy = self.state.candidacies.enter(election).await?;
         let layout = self.layout(election);
         // Someone already leads: no claim at all.
         if observe::read_leader(&self.session().await?.client, &layout)
@@ -450,7 +460,7 @@ impl Elector for ZookeeperElector {
         let (session, name, czxid, guard) = loop {
             let session = self.session().await?;
             let uuid = uuid_v4();
-            let guard = withdraw_on_drop(&session.client, &layout, &uuid);
+            let guard = withdraw_on_drop(&candidacy, &session.client, &layout, &uuid);
             self.write_value(&session, &layout, &uuid, candidate)
                 .await?;
             if let Some((name, czxid)) = self
@@ -471,9 +481,9 @@ impl Elector for ZookeeperElector {
             return Ok(None);
         }
         guard.disarm();
-        Ok(Some(
-            self.grant(election, candidate, &session, layout, name, czxid),
-        ))
+        let leadership = self.grant(election, candidate, &session, layout, name, czxid);
+        candidacy.lead(&leadership);
+        Ok(Some(leadership))
     }
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {
