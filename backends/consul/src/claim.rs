@@ -32,6 +32,9 @@ pub(crate) struct ConsulClaim {
     pub(crate) election: ElectionName,
     pub(crate) keys: Keys,
     pub(crate) session: String,
+    /// The lock key's `ModifyIndex` when this term acquired it: the token. A later acquire,
+    /// even by our own session, changes it.
+    pub(crate) token: u64,
 }
 
 impl ConsulClaim {
@@ -42,17 +45,24 @@ impl ConsulClaim {
         }
     }
 
-    /// `Session` of the lock key is still ours: the check every write of this term carries.
-    fn check(&self) -> serde_json::Value {
-        serde_json::json!({"KV": {"Verb": "check-session", "Key": self.keys.lock, "Session": self.session}})
+    /// The lock key is still held by our session *in this term*: the checks every write of
+    /// the term carries. Consul lets a session acquire a lock it already holds, so the session
+    /// alone does not name the term; the lock key's `ModifyIndex` does.
+    fn checks(&self) -> [serde_json::Value; 2] {
+        [
+            serde_json::json!({"KV": {"Verb": "check-session", "Key": self.keys.lock, "Session": self.session}}),
+            serde_json::json!({"KV": {"Verb": "check-index", "Key": self.keys.lock, "Index": self.token}}),
+        ]
     }
 }
 
 #[async_trait::async_trait]
 impl Claim for ConsulClaim {
     async fn proclaim(&self, value: &[u8]) -> Result<()> {
+        let [session, index] = self.checks();
         let txn = serde_json::json!([
-            self.check(),
+            session,
+            index,
             {"KV": {"Verb": "set", "Key": self.keys.value, "Value": b64(value)}},
         ]);
         if self.agent.txn(txn).await? {
@@ -64,8 +74,11 @@ impl Claim for ConsulClaim {
 
     async fn release(&self) -> Result<()> {
         // The value key goes with the lock, in one write, so that no reader pairs it with the
-        // next holder. Rolled back if the lock is no longer ours: nothing left to release.
+        // next holder. Rolled back if the lock is no longer this term's — released, taken, or
+        // taken again by our own session for a later term: nothing left to release.
+        let [_, index] = self.checks();
         let txn = serde_json::json!([
+            index,
             {"KV": {"Verb": "delete", "Key": self.keys.value}},
             {"KV": {"Verb": "unlock", "Key": self.keys.lock, "Flags": LOCK_FLAGS, "Session": self.session}},
         ]);
@@ -74,7 +87,12 @@ impl Claim for ConsulClaim {
     }
 
     async fn fenced_put(&self, key: &str, value: &[u8]) -> Result<()> {
-        let txn = serde_json::json!([self.check(), {"KV": {"Verb": "set", "Key": key, "Value": b64(value)}}]);
+        let [session, index] = self.checks();
+        let txn = serde_json::json!([
+            session,
+            index,
+            {"KV": {"Verb": "set", "Key": key, "Value": b64(value)}},
+        ]);
         if self.agent.txn(txn).await? {
             Ok(())
         } else {

@@ -176,6 +176,7 @@ impl ConsulElector {
             election: election.clone(),
             keys,
             session: session.id.clone(),
+            token,
         });
         let (leadership, term) = Leadership::new(
             BACKEND,
@@ -196,16 +197,25 @@ impl ConsulElector {
     }
 }
 
-/// Releases the lock if a campaign is dropped between its acquire and its grant.
+/// Releases the lock if a campaign is dropped between its acquire and its grant (the
+/// acquire's answer lost: it may have been granted). Tried until it lands or the session
+/// ends: our own session would otherwise hold the lock for as long as it lives. No other
+/// campaign of this elector in the election runs meanwhile (the candidacy), so our session
+/// holds the lock for this campaign if at all.
 fn release_on_drop(
     candidacy: &Candidacy,
     agent: &Arc<Agent>,
     keys: &Keys,
     session: &Session,
 ) -> OnDrop {
-    let (agent, key, session) = (agent.clone(), keys.lock.clone(), session.id.clone());
+    let (agent, key, id) = (agent.clone(), keys.lock.clone(), session.id.clone());
+    let lease = session.clock.watch();
     candidacy.withdraw_on_drop(async move {
-        let _ = agent.lock_op(&key, b"", None, Some(&session)).await;
+        elect_core::clock::retry_until_session_ends("release lock", lease, || {
+            let (agent, key, id) = (agent.clone(), key.clone(), id.clone());
+            async move { agent.lock_op(&key, b"", None, Some(&id)).await.map(|_| ()) }
+        })
+        .await
     })
 }
 

@@ -8,8 +8,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::testkit::Harness;
+use elect_consul::ConsulElector;
+use elect_core::testkit::{CutOff, Harness};
 use elect_core::Elector;
+use elect_test_support::proxy::{Link, Proxy};
 use futures::FutureExt;
 
 fn harness() -> Harness {
@@ -37,9 +39,28 @@ fn harness() -> Harness {
     harness.crash_failover = support::TTL * 3 + Duration::from_secs(5);
     // Waiting sessions are invisible in Consul's lock.
     harness.lists_waiting_candidates = false;
-    harness
+    harness.with_cut_off(Arc::new(connect_cut_off))
+}
+
+/// An elector whose links to the cluster go through a proxy the test can take down.
+fn connect_cut_off() -> futures::future::BoxFuture<'static, elect_core::Result<CutOff>> {
+    async {
+        let proxy = Proxy::in_front_of(&support::addresses())
+            .await
+            .expect("a proxy in front of the cluster");
+        let elector = ConsulElector::connect(&support::config_for(&proxy.list())).await?;
+        Ok(CutOff {
+            elector: Arc::new(elector),
+            set_down: Box::new(move |down| proxy.set(if down { Link::Down } else { Link::Up })),
+        })
+    }
+    .boxed()
 }
 
 mod conformance {
     elect_core::conformance_suite!(super::harness());
+}
+
+mod cut_off {
+    elect_core::cut_off_suite!(super::harness());
 }

@@ -213,19 +213,44 @@ impl Phase {
 impl Candidacies {
     /// Starts a campaign in `election`: refused while another campaign of this elector runs
     /// there or its term there is not lost; waits while a dropped campaign's claim is being
-    /// withdrawn.
+    /// withdrawn or the last term's release is still being tried.
     pub async fn enter(&self, election: &ElectionName) -> Result<Candidacy> {
         loop {
             let withdrawn = self.shared.withdrawn.notified();
             tokio::pin!(withdrawn);
             withdrawn.as_mut().enable();
-            {
+            let last_term = {
                 let mut slots = self.shared.slots.lock().expect("candidacies poisoned");
                 let slot = slots.entry(election.clone()).or_default();
                 if slot.phase.is_busy() {
                     return Err(Error::AlreadyCampaigning {
                         election: election.clone(),
                     });
+                }
+                if let Phase::Leading(term) = &slot.phase {
+                    Some(term.clone())
+                } else {
+                    None
+                }
+            };
+            // A release of the last term still on its way could meet the next term's claim
+            // (Consul releases by session, and gives a session that takes the lock it still
+            // holds the same lock — and the same token — again): let it settle first.
+            if let Some(term) = last_term {
+                term.release_settled().await;
+                let mut slots = self.shared.slots.lock().expect("candidacies poisoned");
+                if let Some(slot) = slots.get_mut(election) {
+                    if matches!(&slot.phase, Phase::Leading(t) if t.same_term(&term)) {
+                        slot.phase = Phase::Idle;
+                    }
+                }
+                continue;
+            }
+            {
+                let mut slots = self.shared.slots.lock().expect("candidacies poisoned");
+                let slot = slots.entry(election.clone()).or_default();
+                if slot.phase.is_busy() || matches!(slot.phase, Phase::Leading(_)) {
+                    continue;
                 }
                 if slot.withdrawing == 0 {
                     slot.phase = Phase::Campaigning;

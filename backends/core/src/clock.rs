@@ -181,6 +181,37 @@ pub async fn lease_ended(lease: &mut watch::Receiver<LeaseStatus>) -> LossReason
     }
 }
 
+/// How soon a release or withdrawal that the store did not take is tried again.
+pub const RETRY_EVERY: Duration = Duration::from_millis(500);
+
+/// Tries `attempt` until it succeeds or the session behind `lease` ends (the store then
+/// reaps whatever is left). For releases and withdrawals: a claim that our own live session
+/// keeps must never be given up on, or it stands ahead of every later candidate for as long
+/// as the session lives.
+pub async fn retry_until_session_ends<F, Fut, E>(
+    what: &str,
+    mut lease: watch::Receiver<LeaseStatus>,
+    mut attempt: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    loop {
+        match attempt().await {
+            Ok(()) => return,
+            Err(error) => tracing::debug!(%error, what, "not taken by the store; trying again"),
+        }
+        tokio::select! {
+            _ = lease_ended(&mut lease) => {
+                tracing::debug!(what, "the session ended: the store reaps what is left");
+                return;
+            }
+            _ = tokio::time::sleep(RETRY_EVERY) => {}
+        }
+    }
+}
+
 /// Sleeps until `deadline`, or forever for `None`.
 pub(crate) async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {

@@ -10,9 +10,6 @@ use crate::clock::{sleep_until_opt, LeasePhase, LeaseStatus};
 use crate::error::{Error, NotLeaderReason, Result};
 use crate::{ElectionName, FencingToken};
 
-/// How often a release the store did not take is tried again (see [`Leadership::resign`]).
-const RELEASE_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
-
 /// Why a term ended. Distinct values, so that callers can act on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -144,6 +141,8 @@ pub struct Leadership {
     backend: &'static str,
     lease: watch::Receiver<LeaseStatus>,
     ended: Arc<watch::Sender<Option<LossReason>>>,
+    /// True while a resign's release is still being tried in the background.
+    releasing: Arc<watch::Sender<bool>>,
     claim: Arc<dyn Claim>,
 }
 
@@ -179,6 +178,7 @@ impl Leadership {
             backend,
             lease,
             ended: ended.clone(),
+            releasing: Arc::new(watch::channel(false).0),
             claim,
         };
         (leadership, TermControl { ended })
@@ -298,25 +298,36 @@ impl Leadership {
             "resigned"
         );
         let (first_result, first) = tokio::sync::oneshot::channel();
-        let (claim, mut lease) = (self.claim.clone(), self.lease.clone());
+        let (claim, lease) = (self.claim.clone(), self.lease.clone());
+        let releasing = self.releasing.clone();
+        releasing.send_replace(true);
         tokio::spawn(async move {
             let mut first_result = Some(first_result);
-            loop {
-                let result = claim.release().await;
-                let done = result.is_ok();
-                if let Some(sender) = first_result.take() {
-                    let _ = sender.send(result);
+            crate::clock::retry_until_session_ends("release", lease, || {
+                let (claim, first_result) = (claim.clone(), first_result.take());
+                async move {
+                    let result = claim.release().await;
+                    let retry = result.as_ref().map_err(|e| e.to_string()).map(|_| ());
+                    if let Some(sender) = first_result {
+                        let _ = sender.send(result);
+                    }
+                    retry
                 }
-                if done {
-                    return;
-                }
-                tokio::select! {
-                    _ = crate::clock::lease_ended(&mut lease) => return,
-                    _ = tokio::time::sleep(RELEASE_RETRY) => {}
-                }
-            }
+            })
+            .await;
+            releasing.send_replace(false);
         });
         first.await.unwrap_or(Ok(()))
+    }
+
+    /// Resolves once no release of this term is being tried any more: it landed, or the
+    /// session ended (or no resign was made).
+    pub(crate) fn same_term(&self, other: &Leadership) -> bool {
+        Arc::ptr_eq(&self.ended, &other.ended)
+    }
+
+    pub(crate) async fn release_settled(&self) {
+        let _ = self.releasing.subscribe().wait_for(|busy| !*busy).await;
     }
 
     /// Writes `key` = `value` into the store itself, committed only if this term still

@@ -24,12 +24,34 @@ pub type Connect = Arc<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn Elector>>> 
 /// Deletes every claim of an election by hand, as an operator with the store's own tool would.
 pub type DeleteClaims = Arc<dyn Fn(ElectionName) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
+/// An elector whose links to the store a test can take down and bring back (through a proxy
+/// in the backend's tests), while every other client still reaches the store.
+pub struct CutOff {
+    /// The elector, talking to the store only through the links.
+    pub elector: Arc<dyn Elector>,
+    /// `true`: every link goes down (connections closed, new ones refused, nothing held);
+    /// `false`: up again.
+    pub set_down: Box<dyn Fn(bool) + Send + Sync>,
+}
+
+impl std::fmt::Debug for CutOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CutOff")
+            .field("elector", &self.elector)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes a fresh [`CutOff`] elector.
+pub type ConnectCutOff = Arc<dyn Fn() -> BoxFuture<'static, Result<CutOff>> + Send + Sync>;
+
 /// What the suite needs to know about a backend.
 #[derive(Clone)]
 pub struct Harness {
     backend: &'static str,
     connect: Connect,
     delete_claims: DeleteClaims,
+    connect_cut_off: Option<ConnectCutOff>,
     /// Bound on what takes a few round trips: a handover, an observer seeing a change.
     pub quick: Duration,
     /// Bound on a successor leading after the holder crashed: the store's own expiry bound
@@ -56,11 +78,29 @@ impl Harness {
             backend,
             connect,
             delete_claims,
+            connect_cut_off: None,
             quick: Duration::from_secs(2),
             crash_failover: Duration::from_secs(30),
             settle: Duration::from_millis(300),
             lists_waiting_candidates: true,
         }
+    }
+
+    /// Adds a way to make electors that a test can cut off: the
+    /// [`cut_off_suite!`](crate::cut_off_suite) needs it.
+    pub fn with_cut_off(mut self, connect: ConnectCutOff) -> Self {
+        self.connect_cut_off = Some(connect);
+        self
+    }
+
+    async fn cut_off(&self) -> CutOff {
+        let connect = self
+            .connect_cut_off
+            .as_ref()
+            .expect("the cut-off cases need Harness::with_cut_off");
+        within(self.quick * 5, connect(), "connecting a cut-off client")
+            .await
+            .unwrap_or_else(|e| panic!("{}: cannot connect through the links: {e}", self.backend))
     }
 
     async fn elector(&self) -> Arc<dyn Elector> {
@@ -727,6 +767,122 @@ pub async fn fenced_put_commits_only_for_the_current_term(h: &Harness) {
         Some(&b"from-b"[..])
     );
     b.resign().await.expect("resign");
+}
+
+/// A resign whose release does not reach the store (its links are down), then the same
+/// elector campaigns again once they are up: the first term's release, retried in the
+/// background, must not end the second term or let a rival in beside it. Whoever leads
+/// next — the second campaign (Consul lets a session take the lock it still holds) or the
+/// waiting rival — leads alone and goes on leading.
+pub async fn a_late_release_never_ends_a_later_term(h: &Harness) {
+    let cut = h.cut_off().await;
+    let rival = h.elector().await;
+    let election = h.election("late-release");
+    let a = candidate("a");
+    let first = campaign(h, &cut.elector, &election, &a).await;
+    let rival_task = spawn_campaign(&rival, &election, &candidate("b"));
+    tokio::time::sleep(h.settle).await;
+    (cut.set_down)(true);
+    let resigned = within(h.quick * 3, first.resign(), "resign while cut off").await;
+    (cut.set_down)(false);
+    let second_task = spawn_campaign(&cut.elector, &election, &a);
+    // The first of the two to lead; the other keeps waiting.
+    let (winner, loser_task, winner_is_second) = within(
+        h.quick * 3,
+        async {
+            let (mut second_task, mut rival_task) = (second_task, rival_task);
+            tokio::select! {
+                won = &mut second_task => (won, rival_task, true),
+                won = &mut rival_task => (won, second_task, false),
+            }
+        },
+        "someone leading after the first term's resign",
+    )
+    .await;
+    let winner = winner
+        .expect("campaign task")
+        .unwrap_or_else(|e| panic!("the first to finish failed: {e}"));
+    let who = if winner_is_second {
+        "the second term"
+    } else {
+        "the rival"
+    };
+    assert!(
+        winner.token() > first.token(),
+        "{who}'s token {} is not greater than the first term's {}",
+        winner.token(),
+        first.token()
+    );
+    // Longer than a few background retries of the first term's release.
+    let watch_until = Instant::now() + Duration::from_millis(2_000);
+    while Instant::now() < watch_until {
+        assert!(
+            winner.is_leader(),
+            "{who} (token {}) stopped leading: {:?} — the first term (resign: {resigned:?}) \
+             was released late over it",
+            winner.token(),
+            winner.state()
+        );
+        assert!(
+            !loser_task.is_finished(),
+            "two leaders: {who} leads and the other campaign won too"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    winner.resign().await.expect("resign");
+    let next = joined(loser_task, h.quick * 2, "the other candidate leading").await;
+    assert!(next.token() > winner.token());
+    next.resign().await.expect("resign");
+}
+
+/// A waiting campaign dropped while its links are down: its claim must still be withdrawn
+/// once they are up (our own live session would otherwise keep the orphan ahead of everyone
+/// who came later), so the next candidate leads when the holder resigns.
+pub async fn a_campaign_dropped_while_cut_off_is_withdrawn_later(h: &Harness) {
+    let cut = h.cut_off().await;
+    let (holder, third) = (h.elector().await, h.elector().await);
+    let election = h.election("orphan");
+    let held = campaign(h, &holder, &election, &candidate("a")).await;
+    let waiting = spawn_campaign(&cut.elector, &election, &candidate("b"));
+    if h.lists_waiting_candidates {
+        eventually(h.quick, "b listed as a waiting candidate", || {
+            let (e, election) = (holder.clone(), election.clone());
+            async move {
+                let list = e.candidates(&election).await.expect("candidates");
+                list.iter().any(|c| c.id == "b")
+            }
+        })
+        .await;
+    } else {
+        tokio::time::sleep(h.settle).await;
+    }
+    (cut.set_down)(true);
+    waiting.abort();
+    // Long enough for the withdrawal's first attempt to fail.
+    tokio::time::sleep(h.settle).await;
+    (cut.set_down)(false);
+    let c = spawn_campaign(&third, &election, &candidate("c"));
+    tokio::time::sleep(h.settle).await;
+    held.resign().await.expect("resign");
+    let c = joined(
+        c,
+        h.quick * 3,
+        "c leading once the holder resigned (b's claim, dropped while cut off, still ahead?)",
+    )
+    .await;
+    assert!(c.token() > held.token());
+    c.resign().await.expect("resign");
+}
+
+/// Expands the cases that cut one elector off the store (see [`Harness::with_cut_off`]).
+#[macro_export]
+macro_rules! cut_off_suite {
+    ($harness:expr) => {
+        $crate::conformance_suite!(@cases $harness;
+            a_late_release_never_ends_a_later_term,
+            a_campaign_dropped_while_cut_off_is_withdrawn_later
+        );
+    };
 }
 
 /// Expands to one `#[tokio::test]` per conformance case, each with a harness from `$harness`

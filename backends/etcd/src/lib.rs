@@ -29,6 +29,7 @@ mod observe;
 mod session;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -430,18 +431,43 @@ enum Turn {
 }
 
 /// Deletes our key (and id key) if the campaign is dropped before it wins — armed before the
-/// create is sent, since a dropped request may still have been applied (cancel safety). The
-/// keys are named after our lease, so they are ours whatever their revision.
-fn withdraw_on_drop(candidacy: &Candidacy, client: &Client, keys: &Keys) -> OnDrop {
-    let (mut client, keys) = (client.clone(), keys.clone());
+/// create is sent, since a dropped request may still have been applied (cancel safety). Once
+/// the create's revision is known (`created`, 0 until then) only that term's key goes; before,
+/// the key is ours by its lease's name, and the candidacy holds this elector's next campaign
+/// in the election back until the withdrawal is done. Tried until it lands or the lease ends:
+/// our own keep-alive would otherwise keep the orphan ahead of every later candidate.
+fn withdraw_on_drop(
+    candidacy: &Candidacy,
+    client: &Client,
+    keys: &Keys,
+    created: &Arc<AtomicI64>,
+    lease: tokio::sync::watch::Receiver<elect_core::clock::LeaseStatus>,
+) -> OnDrop {
+    let (client, keys, created) = (client.clone(), keys.clone(), created.clone());
     candidacy.withdraw_on_drop(async move {
-        let txn = Txn::new().and_then([
-            TxnOp::delete(keys.key.as_str(), None),
-            TxnOp::delete(keys.id_key.as_str(), None),
-        ]);
-        if let Err(error) = client.txn(txn).await {
-            tracing::warn!(%error, key = keys.key.as_str(), "could not withdraw; the lease will reap it");
-        }
+        elect_core::clock::retry_until_session_ends("withdraw claim", lease, || {
+            let deletes = [
+                TxnOp::delete(keys.key.as_str(), None),
+                TxnOp::delete(keys.id_key.as_str(), None),
+            ];
+            let txn = match created.load(Ordering::SeqCst) {
+                0 => Txn::new().and_then(deletes),
+                revision => Txn::new()
+                    .when([Compare::create_revision(
+                        keys.key.as_str(),
+                        CompareOp::Equal,
+                        revision,
+                    )])
+                    .and_then(deletes),
+            };
+            let (client, key) = (client.clone(), keys.key.clone());
+            async move {
+                error::txn(&client, &format!("withdraw {key}"), txn)
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .await
     })
 }
 
@@ -482,11 +508,19 @@ impl Elector for EtcdElector {
             self.state.check_open()?;
             let session = self.session().await?;
             let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
-            let guard = withdraw_on_drop(&candidacy, &self.client, &keys);
+            let created = Arc::new(AtomicI64::new(0));
+            let guard = withdraw_on_drop(
+                &candidacy,
+                &self.client,
+                &keys,
+                &created,
+                session.clock.watch(),
+            );
             let Some(revision) = self.create_claim(&session, &keys, candidate).await? else {
                 guard.disarm();
                 continue;
             };
+            created.store(revision, Ordering::SeqCst);
             let mut closed = self.state.closed();
             let turn = tokio::select! {
                 turn = self.wait_turn(&session, &keys, revision) => turn?,
@@ -521,8 +555,16 @@ impl Elector for EtcdElector {
         let (session, keys, revision, guard) = loop {
             let session = self.session().await?;
             let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
-            let guard = withdraw_on_drop(&candidacy, &self.client, &keys);
+            let created = Arc::new(AtomicI64::new(0));
+            let guard = withdraw_on_drop(
+                &candidacy,
+                &self.client,
+                &keys,
+                &created,
+                session.clock.watch(),
+            );
             if let Some(revision) = self.create_claim(&session, &keys, candidate).await? {
+                created.store(revision, Ordering::SeqCst);
                 break (session, keys, revision, guard);
             }
             guard.disarm();

@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::testkit::Harness;
+use elect_core::testkit::{CutOff, Harness};
 use elect_core::Elector;
 use elect_etcd::EtcdElector;
+use elect_test_support::proxy::{Link, Proxy};
 use futures::FutureExt;
 
 mod support;
@@ -44,9 +45,28 @@ fn harness() -> Harness {
     // etcd's lessor checks expiry every 500 ms; the lease may also be extended by a raft
     // leader change.
     harness.crash_failover = TTL + Duration::from_secs(3);
-    harness
+    harness.with_cut_off(Arc::new(connect_cut_off))
+}
+
+/// An elector whose links to the cluster go through a proxy the test can take down.
+fn connect_cut_off() -> futures::future::BoxFuture<'static, elect_core::Result<CutOff>> {
+    async {
+        let proxy = Proxy::in_front_of(&support::endpoints())
+            .await
+            .expect("a proxy in front of the cluster");
+        let elector = EtcdElector::connect(&support::config_for(&proxy.list())).await?;
+        Ok(CutOff {
+            elector: Arc::new(elector),
+            set_down: Box::new(move |down| proxy.set(if down { Link::Down } else { Link::Up })),
+        })
+    }
+    .boxed()
 }
 
 mod conformance {
     elect_core::conformance_suite!(super::harness());
+}
+
+mod cut_off {
+    elect_core::cut_off_suite!(super::harness());
 }

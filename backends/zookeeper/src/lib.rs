@@ -377,23 +377,48 @@ fn unexpected(result: Option<zk::MultiReadResult>) -> zk::Error {
 
 /// Deletes our claim (found by its UUID) and value znode if the campaign is dropped before it
 /// wins — armed before the create is sent, since a dropped request may still have been
-/// applied (cancel safety).
+/// applied (cancel safety). Tried until a listing answers and every delete lands, or the
+/// session ends: a failed listing is not "nothing there", and our own session would keep an
+/// orphan claim ahead of every later candidate.
 fn withdraw_on_drop(
     candidacy: &Candidacy,
-    client: &zk::Client,
+    session: &Session,
     layout: &Layout,
     uuid: &str,
 ) -> OnDrop {
-    let (client, layout, uuid) = (client.clone(), layout.clone(), uuid.to_owned());
+    let (client, layout, uuid) = (session.client.clone(), layout.clone(), uuid.to_owned());
+    let lease = session.clock.watch();
     candidacy.withdraw_on_drop(async move {
-        let claims = client.list_children(&layout.dir).await.unwrap_or_default();
-        for name in claims.iter().filter(|c| c.contains(&uuid)) {
-            if let Err(error) = client.delete(&layout.claim(name), None).await {
-                tracing::warn!(%error, name = name.as_str(), "could not withdraw; the session's end will");
-            }
-        }
-        let _ = client.delete(&layout.value(&uuid), None).await;
+        elect_core::clock::retry_until_session_ends("withdraw claim", lease, || {
+            let (client, layout, uuid) = (client.clone(), layout.clone(), uuid.clone());
+            async move { withdraw(&client, &layout, &uuid).await }
+        })
+        .await
     })
+}
+
+/// Deletes the claim and value znode named by `uuid`; a node already gone is fine.
+async fn withdraw(client: &zk::Client, layout: &Layout, uuid: &str) -> Result<()> {
+    let claims = match error::call("list claims", client.list_children(&layout.dir)).await {
+        Ok(claims) => claims,
+        Err(Error::Backend { ref source, .. }) if claim::is(source, &zk::Error::NoNode) => {
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    let paths = claims
+        .iter()
+        .filter(|c| c.contains(uuid))
+        .map(|name| layout.claim(name))
+        .chain([layout.value(uuid)]);
+    for path in paths {
+        match error::call(&format!("delete {path}"), client.delete(&path, None)).await {
+            Ok(()) => {}
+            Err(Error::Backend { ref source, .. }) if claim::is(source, &zk::Error::NoNode) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -410,7 +435,7 @@ impl Elector for ZookeeperElector {
             self.state.check_open()?;
             let session = self.session().await?;
             let uuid = uuid_v4();
-            let guard = withdraw_on_drop(&candidacy, &session.client, &layout, &uuid);
+            let guard = withdraw_on_drop(&candidacy, &session, &layout, &uuid);
             self.write_value(&session, &layout, &uuid, candidate)
                 .await?;
             let Some((name, czxid)) = self
@@ -460,7 +485,7 @@ impl Elector for ZookeeperElector {
         let (session, name, czxid, guard) = loop {
             let session = self.session().await?;
             let uuid = uuid_v4();
-            let guard = withdraw_on_drop(&candidacy, &session.client, &layout, &uuid);
+            let guard = withdraw_on_drop(&candidacy, &session, &layout, &uuid);
             self.write_value(&session, &layout, &uuid, candidate)
                 .await?;
             if let Some((name, czxid)) = self

@@ -4,7 +4,6 @@
 
 pub mod check;
 pub mod faults;
-pub mod proxy;
 pub mod run;
 pub mod summary;
 pub mod target;

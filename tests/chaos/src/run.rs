@@ -16,8 +16,8 @@ use tokio::sync::watch;
 
 use crate::check::{check, Report};
 use crate::faults::{operator_revoke, Fault};
-use crate::proxy::{Link, Proxy};
 use crate::target::Backend;
+use elect_test_support::proxy::{Link, Proxy};
 
 /// How many replicas run.
 pub const REPLICAS: usize = 3;

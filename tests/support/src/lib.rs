@@ -1,10 +1,12 @@
 //! What elect's test suites share: the real-cluster script, the server binaries it unpacked,
-//! unique election names, one raw HTTP request, and the check that leadership intervals never
-//! overlap.
+//! unique election names, one raw HTTP request, the check that leadership intervals never
+//! overlap, and a TCP [`proxy`] that cuts, slows or drops one client's links.
 //!
 //! Every path is found from this crate's own place in the repository, or from the variables
 //! `tests/cluster/cluster env` prints (`ELECT_TEST_CLUSTER`, `ELECT_TEST_SERVERS_BIN`,
 //! `ELECT_TEST_PYTHON`). A missing server is a failure that says how to get it, never a skip.
+
+pub mod proxy;
 
 use std::fmt::Debug;
 use std::io::{Read, Write};

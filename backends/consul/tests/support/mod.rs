@@ -17,7 +17,12 @@ pub fn addresses() -> String {
 }
 
 pub fn config() -> ConsulConfig {
-    let endpoints: Vec<Endpoint> = addresses()
+    config_for(&addresses())
+}
+
+/// The test config, aimed at `list` (comma-separated `host:port`, e.g. a proxy's).
+pub fn config_for(list: &str) -> ConsulConfig {
+    let endpoints: Vec<Endpoint> = list
         .split(',')
         .map(|e| {
             e.parse()

@@ -17,7 +17,12 @@ pub fn endpoints() -> String {
 }
 
 pub fn config() -> EtcdConfig {
-    let endpoints: Vec<Endpoint> = endpoints()
+    config_for(&endpoints())
+}
+
+/// The test config, aimed at `list` (comma-separated `host:port`, e.g. a proxy's).
+pub fn config_for(list: &str) -> EtcdConfig {
+    let endpoints: Vec<Endpoint> = list
         .split(',')
         .map(|e| {
             e.parse()

@@ -16,7 +16,12 @@ pub fn connect_string() -> String {
 }
 
 pub fn config() -> ZookeeperConfig {
-    let endpoints: Vec<Endpoint> = connect_string()
+    config_for(&connect_string())
+}
+
+/// The test config, aimed at `list` (comma-separated `host:port`, e.g. a proxy's).
+pub fn config_for(list: &str) -> ZookeeperConfig {
+    let endpoints: Vec<Endpoint> = list
         .split(',')
         .map(|e| {
             e.parse()

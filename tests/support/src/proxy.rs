@@ -1,10 +1,12 @@
-//! A TCP proxy in front of each cluster member, one set per candidate, so that the fault
-//! suite can cut one candidate off from the cluster or slow its network without root,
-//! network namespaces or `tc`.
+//! A TCP proxy in front of each cluster member, one set per candidate, so that tests can cut
+//! one candidate off from the cluster or slow its network without root, network namespaces
+//! or `tc`.
 //!
 //! A cut is silent, like a pulled cable: connections stay open, bytes stop moving in both
 //! directions (they wait in the proxy and the kernel's buffers), and new connections are
-//! accepted but carry nothing. Healing lets the held bytes through, late, as TCP would.
+//! accepted but carry nothing. Healing lets the held bytes through, late, as TCP would. A
+//! link that is down instead closes every connection and every new one at once, as a server
+//! that went away: requests fail fast, and nothing sent meanwhile arrives later.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,8 +23,10 @@ pub enum Link {
     Up,
     /// Each chunk of bytes is held this long, each way.
     Slow(Duration),
-    /// Nothing passes.
+    /// Nothing passes; bytes are held until the link is up again.
     Cut,
+    /// Every connection is closed, new ones at once; nothing is held.
+    Down,
 }
 
 /// Proxies from local ports to each of `upstreams`, sharing one [`Link`] setting.
@@ -52,6 +56,26 @@ impl Proxy {
         })
     }
 
+    /// Proxies in front of a comma-separated list of `host:port` upstreams, as the test
+    /// clusters' variables give them (`ELECT_TEST_ETCD_ENDPOINTS`, …).
+    pub async fn in_front_of(upstreams: &str) -> std::io::Result<Proxy> {
+        let mut resolved = Vec::new();
+        for upstream in upstreams.split(',') {
+            let address = tokio::net::lookup_host(upstream)
+                .await?
+                .next()
+                .ok_or_else(|| std::io::Error::other(format!("{upstream} resolves to nothing")))?;
+            resolved.push(address);
+        }
+        Proxy::start(&resolved).await
+    }
+
+    /// The local addresses, comma-separated, to give a client instead of the upstreams.
+    pub fn list(&self) -> String {
+        let addresses: Vec<String> = self.addresses.iter().map(|a| a.to_string()).collect();
+        addresses.join(",")
+    }
+
     /// The local addresses, in the order of the upstreams.
     pub fn addresses(&self) -> &[SocketAddr] {
         &self.addresses
@@ -75,6 +99,9 @@ async fn accept(listener: TcpListener, upstream: SocketAddr, link: watch::Receiv
     // Connections end with the listener's task: they are its children.
     let mut connections = tokio::task::JoinSet::new();
     while let Ok((client, _)) = listener.accept().await {
+        if *link.borrow() == Link::Down {
+            continue; // dropped: closed at once
+        }
         let link = link.clone();
         connections.spawn(async move {
             let Ok(server) = TcpStream::connect(upstream).await else {
@@ -84,9 +111,11 @@ async fn accept(listener: TcpListener, upstream: SocketAddr, link: watch::Receiv
             let _ = server.set_nodelay(true);
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = server.into_split();
+            let mut down = link.clone();
             tokio::select! {
                 _ = pump(client_read, server_write, link.clone()) => {}
                 _ = pump(server_read, client_write, link) => {}
+                _ = down.wait_for(|l| *l == Link::Down) => {}
             }
         });
         while connections.try_join_next().is_some() {}
@@ -202,6 +231,26 @@ mod tests {
         assert!(
             took >= Duration::from_millis(200),
             "slow link took {took:?}"
+        );
+
+        proxy.set(Link::Down);
+        let mut closed = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut closed)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "an open connection survived a link going down: {read:?}"
+        );
+        let mut fresh = TcpStream::connect(proxy.addresses()[0]).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(1), fresh.read(&mut closed)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "a new connection was carried while the link is down: {read:?}"
+        );
+        proxy.set(Link::Up);
+        let mut fresh = TcpStream::connect(proxy.addresses()[0]).await.unwrap();
+        assert!(
+            round_trip(&mut fresh).await.is_some(),
+            "no traffic after the link came back"
         );
     }
 }
