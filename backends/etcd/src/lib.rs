@@ -15,6 +15,8 @@
 //!   one round trip, even while the lease lives.
 //! * **Observers resync** — after a broken or compacted watch they re-read the leader, so the
 //!   last item is always the truth (etcd-io/etcd#18163, #7815).
+//! * **Watches require a leader** — a member cut off from the quorum cancels them ("no
+//!   leader") instead of keeping them silent; they are made again through another member.
 //! * **Connections** — HTTP/2 pings (every 6 s: no faster than the servers' 5 s minimum) find
 //!   a hung member while a stream is open; every unary call has its own timeout and is retried
 //!   on another member while the cluster is unreachable; long waits (campaign, watches) have
@@ -107,7 +109,11 @@ impl EtcdElector {
             // (a watch, the keep-alive) is open; no global timeout, which would cut campaigns.
             .with_keep_alive(PING_EVERY, PING_TIMEOUT)
             .with_keep_alive_while_idle(false)
-            .with_connect_timeout(Duration::from_secs(2));
+            .with_connect_timeout(Duration::from_secs(2))
+            // Every request and stream needs a member with a raft leader (Go's
+            // `WithRequireLeader`): a member cut off from the quorum cancels our watches
+            // instead of keeping them open and silent, and we watch again through another.
+            .with_require_leader(true);
         if let Some(user) = &config.username {
             options = options
                 .with_user(user.clone(), config.password.clone().unwrap_or_default())
@@ -131,7 +137,9 @@ impl EtcdElector {
 
     /// An elector on a client you already have (its own lease, the client's connections):
     /// many electors can share one client. `config` gives the TTL, margin and namespace; its
-    /// endpoints, credentials and TLS are the client's business.
+    /// endpoints, credentials and TLS are the client's business. Build the client with
+    /// `ConnectOptions::with_require_leader(true)`, as [`EtcdElector::connect`] does: without
+    /// it, a waiter whose watch sits on a member cut off from the quorum never wakes.
     pub fn with_client(client: Client, config: &EtcdConfig) -> Self {
         EtcdElector {
             client,

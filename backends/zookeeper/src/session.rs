@@ -1,11 +1,26 @@
 //! One ZooKeeper session per elector, and the deadline clock it feeds.
 //!
-//! zookeeper-client pings on its own but does not say when a ping was answered, so we send a
-//! cheap request of our own every third of the negotiated timeout and feed the clock with its
-//! *send* time: the server counts the session from when it heard us, never earlier. A
-//! disconnection suspends the session (the deadline keeps running); `Expired` and `Closed`
-//! end it — an expired client is final, and the elector builds a new one.
+//! The deadline must never outlast the session at the ensemble's *leader*, which is who
+//! expires it — not at the member we talk to. A follower cut off from the leader goes on
+//! answering reads for up to syncLimit × tickTime, while the leader, no longer hearing of our
+//! session, expires it after the session timeout and a rival takes the election (seen: two
+//! leaders for up to 1.7 s). So the session is confirmed with `sync`, which the member
+//! forwards to the leader and answers only once the leader has processed it.
+//!
+//! The leader hears that a session is alive from the member's replies to its pings (every
+//! tickTime/2), not from the sync itself: a request the member saw just before its link broke
+//! may never reach the leader. A sync answered therefore renews the deadline from the *send*
+//! time of the previous request answered at least [`report_lag`] before this one was sent —
+//! the member's pings in between carried that one to the leader, ahead of the forwarded sync
+//! on the same link (or, after a reconnect, the leader revalidated the session later still).
+//! The clock's headroom counts two renewal periods for it.
+//!
+//! zookeeper-client pings on its own but does not say when a ping was answered, so the
+//! confirmations are our own requests, every third of the negotiated timeout. A disconnection
+//! suspends the session (the deadline keeps running); `Expired` and `Closed` end it — an
+//! expired client is final, and the elector builds a new one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use elect_core::clock::{LeaseClock, LeasePhase};
@@ -74,11 +89,13 @@ impl Session {
     pub(crate) fn from_client(client: zk::Client, sent_at: Instant, margin: Duration) -> Self {
         let negotiated = client.session_timeout();
         let margin = margin.min(negotiated / 4);
-        let clock = LeaseClock::new(sent_at, negotiated, margin, negotiated / 3);
+        // A deadline counts from the request before the last one answered: two periods.
+        let clock = LeaseClock::new(sent_at, negotiated, margin, 2 * renew_every(negotiated));
         let id = client.session_id().0;
+        let confirmations = Arc::new(Confirmations::new(sent_at, negotiated));
         let tasks = vec![
-            tokio::spawn(ping(client.clone(), clock.clone(), negotiated)),
-            tokio::spawn(follow_state(client.clone(), clock.clone(), negotiated)),
+            tokio::spawn(ping(client.clone(), clock.clone(), confirmations.clone())),
+            tokio::spawn(follow_state(client.clone(), clock.clone(), confirmations)),
         ];
         tracing::debug!(
             session = format!("{id:x}"),
@@ -94,31 +111,82 @@ impl Session {
     }
 }
 
-/// A request the server must answer; its send time renews the deadline.
-async fn confirm(client: &zk::Client, clock: &LeaseClock, negotiated: Duration) {
-    let sent_at = Instant::now();
-    let patience = clock
-        .deadline()
-        .map(|d| d.saturating_duration_since(sent_at))
-        .unwrap_or(negotiated)
-        .max(Duration::from_millis(1));
-    if let Ok(Ok(_)) = tokio::time::timeout(patience, client.check_stat("/")).await {
-        clock.confirm(sent_at, negotiated);
+/// How often the session is confirmed: a third of the negotiated timeout.
+fn renew_every(negotiated: Duration) -> Duration {
+    negotiated / 3
+}
+
+/// How long before a sync's send the request it renews from must have been answered, so that
+/// the member pinged the leader in between: tickTime/2 and some. The server is not asked its
+/// tickTime; it negotiates session timeouts of at least 2 × tickTime (its default minimum),
+/// so a quarter of the negotiated timeout covers tickTime/2.
+fn report_lag(negotiated: Duration) -> Duration {
+    negotiated / 4
+}
+
+/// The confirmations so far: the last request answered, which the next answered sync renews
+/// from.
+#[derive(Debug)]
+struct Confirmations {
+    negotiated: Duration,
+    /// (sent, answered) of the last request answered: the session's creation at first.
+    last: std::sync::Mutex<(Instant, Instant)>,
+}
+
+impl Confirmations {
+    fn new(created: Instant, negotiated: Duration) -> Self {
+        Confirmations {
+            negotiated,
+            last: std::sync::Mutex::new((created, created)),
+        }
+    }
+
+    /// Sends one `sync` through the ensemble's leader; when it is answered, renews the deadline
+    /// from the last request answered at least [`report_lag`] before this one was sent.
+    /// Returns whether the deadline was renewed.
+    async fn confirm(&self, client: &zk::Client, clock: &LeaseClock) -> bool {
+        let sent_at = Instant::now();
+        let patience = clock
+            .deadline()
+            .map(|d| d.saturating_duration_since(sent_at))
+            .unwrap_or(self.negotiated)
+            .max(Duration::from_millis(1));
+        if !matches!(
+            tokio::time::timeout(patience, client.sync("/")).await,
+            Ok(Ok(()))
+        ) {
+            return false;
+        }
+        let answered_at = Instant::now();
+        let mut last = self.last.lock().expect("confirmations poisoned");
+        let (previous_sent, previous_answered) = *last;
+        *last = (sent_at, answered_at);
+        previous_answered + report_lag(self.negotiated) <= sent_at
+            && clock.confirm(previous_sent, self.negotiated)
     }
 }
 
-async fn ping(client: zk::Client, clock: LeaseClock, negotiated: Duration) {
+async fn ping(client: zk::Client, clock: LeaseClock, confirmations: Arc<Confirmations>) {
     let mut ended = clock.watch();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(negotiated / 3) => {}
+            _ = tokio::time::sleep(renew_every(confirmations.negotiated)) => {}
             _ = elect_core::clock::lease_ended(&mut ended) => return,
         }
-        confirm(&client, &clock, negotiated).await;
+        confirmations.confirm(&client, &clock).await;
     }
 }
 
-async fn follow_state(client: zk::Client, clock: LeaseClock, negotiated: Duration) {
+/// After a reconnection: a sync at once, and if it could not renew yet (the last answer was
+/// too recent), another once it can — so a suspended term resumes within a report lag.
+async fn resume(client: &zk::Client, clock: &LeaseClock, confirmations: &Confirmations) {
+    if !confirmations.confirm(client, clock).await {
+        tokio::time::sleep(report_lag(confirmations.negotiated)).await;
+        confirmations.confirm(client, clock).await;
+    }
+}
+
+async fn follow_state(client: zk::Client, clock: LeaseClock, confirmations: Arc<Confirmations>) {
     let mut states = client.state_watcher();
     loop {
         match states.changed().await {
@@ -129,7 +197,7 @@ async fn follow_state(client: zk::Client, clock: LeaseClock, negotiated: Duratio
                 );
                 clock.suspend();
             }
-            zk::SessionState::SyncConnected => confirm(&client, &clock, negotiated).await,
+            zk::SessionState::SyncConnected => resume(&client, &clock, &confirmations).await,
             zk::SessionState::Expired => {
                 tracing::warn!(
                     session = format!("{:x}", client.session_id().0),

@@ -5,6 +5,9 @@
 //! Every path is found from this crate's own place in the repository, or from the variables
 //! `tests/cluster/cluster env` prints (`ELECT_TEST_CLUSTER`, `ELECT_TEST_SERVERS_BIN`,
 //! `ELECT_TEST_PYTHON`). A missing server is a failure that says how to get it, never a skip.
+//!
+//! [`NetnsCluster`] runs a cluster with every member in a network namespace of its own, for
+//! tests that cut members from their peers (see the [`netns`] module).
 
 pub mod proxy;
 
@@ -14,6 +17,9 @@ use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
+
+pub mod netns;
+pub use netns::NetnsCluster;
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
