@@ -3,13 +3,15 @@
 //!
 //! Each case runs two real `elect run` processes on a private lock directory. The leader's
 //! command ignores SIGTERM, so only the SIGKILL after `--grace` ends it; both commands append
-//! `<id> <date +%s%N>` stamps to one file every 10 ms. After the lock file (or the whole
-//! directory) is deleted, the successor's first stamp must come after the old command's last
-//! one. Every wait polls under a deadline; nothing sleeps to synchronise.
+//! `<id> <shell pid> <date +%s%N>` stamps to one file every 10 ms. After the lock file (or the
+//! whole directory) is deleted, the successor's first stamp must come after the old command's
+//! last one. Every wait polls under a deadline; nothing sleeps to synchronise.
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -55,34 +57,60 @@ fn now_ns() -> u128 {
 /// A command that ignores SIGTERM and stamps the wall clock every 10 ms.
 fn stamper(stamps: &Path) -> Vec<String> {
     let script = format!(
-        "trap '' TERM; while :; do echo \"$ELECT_CANDIDATE_ID $(date +%s%N)\" >> {}; sleep 0.01; done",
+        "trap '' TERM; while :; do echo \"$ELECT_CANDIDATE_ID $$ $(date +%s%N)\" >> {}; sleep 0.01; done",
         stamps.display()
     );
     vec!["sh".into(), "-c".into(), script]
 }
 
-/// The stamps of candidate `id`, in order.
-fn stamps_of(stamps: &Path, id: &str) -> Vec<u128> {
+/// The stamps of candidate `id`, in order: (the command's pid, ns since the epoch).
+fn stamps_of(stamps: &Path, id: &str) -> Vec<(i32, u128)> {
     fs::read_to_string(stamps)
         .unwrap_or_default()
         .lines()
         .filter_map(|line| {
-            let (who, at) = line.split_once(' ')?;
-            (who == id).then(|| at.trim().parse().ok()).flatten()
+            let mut fields = line.split_whitespace();
+            if fields.next()? != id {
+                return None;
+            }
+            Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
         })
         .collect()
 }
 
-/// `elect run --once --grace GRACE` of the stamper as candidate `id`.
-fn spawn_run(dir: &Path, id: &str, stamps: &Path) -> Child {
+/// Whether process `pid` is gone (or a zombie).
+fn gone(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// `elect run --grace GRACE` of the stamper as candidate `id` (with `--once` if `once`).
+fn spawn_run(dir: &Path, id: &str, stamps: &Path, once: bool, grace: &str) -> Child {
     elect(dir)
-        .args(["run", "--once", "--grace", GRACE, "--election", "del"])
+        .args(["run", "--grace", grace, "--election", "del"])
+        .args(once.then_some("--once"))
         .args(["--id", id, "--"])
         .args(stamper(stamps))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start elect")
+}
+
+/// Collects a child's stderr lines in the background.
+fn collect_stderr(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().expect("stderr piped");
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
 }
 
 struct KillOnDrop(Vec<Child>);
@@ -113,31 +141,41 @@ fn someone_waits_on(key: &str) -> bool {
         .any(|line| line.contains(" -> FLOCK ") && line.split_whitespace().any(|f| f == key))
 }
 
-/// How the lock goes away, and when the successor arrives.
+/// What the operator removes (`rm`), and when the successor arrives.
 #[derive(Debug, Clone, Copy)]
-enum Fault {
+enum Removed {
     /// `rm <election>.lock` while the successor waits in `flock` on it (the reported case).
-    RmLockWhileSuccessorWaits,
+    LockFileWhileSuccessorWaits,
+    /// The same, but the old leader campaigns again once its command is gone (no `--once`):
+    /// it must let go of the old lock when it resigns, not only when it exits. Either
+    /// candidate may lead next.
+    LockFileWhileBothCampaign,
     /// `rm <election>.lock`, then a successor starts: it creates a new lock file.
-    RmLockThenSuccessorStarts,
+    LockFileThenSuccessorStarts,
     /// `rm -r` of the whole lock directory (as a tmp cleaner would), then a successor starts:
     /// no file is left that names the old holder.
-    RmDirThenSuccessorStarts,
+    DirectoryThenSuccessorStarts,
 }
 
-/// Runs one fault; returns (the old command's last stamp, the successor's first stamp,
+/// Runs one fault; returns (the old command's last stamp, the next command's first stamp,
 /// the instant of the deletion), all in ns since the epoch.
-fn handover_after(fault: Fault) -> (u128, u128, u128) {
+fn handover_after(fault: Removed) -> (u128, u128, u128) {
     let dir = tempfile::tempdir().unwrap();
     let stamps = dir.path().join("stamps");
     let lock = locks(dir.path()).join("del.lock");
-    let mut runs = KillOnDrop(vec![spawn_run(dir.path(), "a", &stamps)]);
-    wait_for(Duration::from_secs(10), "a's command stamping", || {
-        (!stamps_of(&stamps, "a").is_empty()).then_some(())
+    let once = !matches!(fault, Removed::LockFileWhileBothCampaign);
+    let mut runs = KillOnDrop(vec![spawn_run(dir.path(), "a", &stamps, once, GRACE)]);
+    let (a_pid, _) = wait_for(Duration::from_secs(10), "a's command stamping", || {
+        stamps_of(&stamps, "a").first().copied()
     });
-    if let Fault::RmLockWhileSuccessorWaits = fault {
+    let successor_waits = matches!(
+        fault,
+        Removed::LockFileWhileSuccessorWaits | Removed::LockFileWhileBothCampaign
+    );
+    if successor_waits {
         let key = proc_locks_key(&lock).expect("the lock file exists");
-        runs.0.push(spawn_run(dir.path(), "b", &stamps));
+        runs.0
+            .push(spawn_run(dir.path(), "b", &stamps, once, GRACE));
         wait_for(
             Duration::from_secs(10),
             "b waiting in flock on a's lock file",
@@ -146,60 +184,136 @@ fn handover_after(fault: Fault) -> (u128, u128, u128) {
     }
     let deleted_at = now_ns();
     match fault {
-        Fault::RmDirThenSuccessorStarts => fs::remove_dir_all(locks(dir.path())).unwrap(),
+        Removed::DirectoryThenSuccessorStarts => fs::remove_dir_all(locks(dir.path())).unwrap(),
         _ => fs::remove_file(&lock).unwrap(),
     }
-    if !matches!(fault, Fault::RmLockWhileSuccessorWaits) {
-        runs.0.push(spawn_run(dir.path(), "b", &stamps));
+    if !successor_waits {
+        runs.0
+            .push(spawn_run(dir.path(), "b", &stamps, once, GRACE));
     }
     let limit = Duration::from_millis(GRACE_MS + 5_000);
-    let b_first = wait_for(limit, "b's command stamping", || {
-        stamps_of(&stamps, "b").first().copied()
+    // The next command: b's, or (campaigning again) a's second one.
+    let next_first = wait_for(limit, "the next command stamping", || {
+        let b = stamps_of(&stamps, "b").first().map(|&(_, at)| at);
+        let a_again = stamps_of(&stamps, "a")
+            .into_iter()
+            .find(|&(pid, _)| pid != a_pid)
+            .map(|(_, at)| at);
+        b.into_iter().chain(a_again).min()
     });
-    // a runs with --once: it exits once its command is gone, after the grace period.
-    let a = &mut runs.0[0];
-    wait_for(limit, "a's elect exiting after the loss", || {
-        a.try_wait().expect("try_wait")
+    wait_for(limit, "a's command gone after the grace period", || {
+        gone(a_pid).then_some(())
     });
-    let a_last = *stamps_of(&stamps, "a").last().unwrap();
-    (a_last, b_first, deleted_at)
+    let a_last = stamps_of(&stamps, "a")
+        .into_iter()
+        .filter(|&(pid, _)| pid == a_pid)
+        .map(|(_, at)| at)
+        .max()
+        .unwrap();
+    (a_last, next_first, deleted_at)
 }
 
-fn check(fault: Fault) {
-    let (a_last, b_first, deleted_at) = handover_after(fault);
+fn check(fault: Removed) {
+    let (a_last, next_first, deleted_at) = handover_after(fault);
     let ms = |ns: i128| ns as f64 / 1e6;
-    let overlap = a_last as i128 - b_first as i128;
+    let overlap = a_last as i128 - next_first as i128;
     eprintln!(
-        "{fault:?}: a's last stamp {:.1} ms after the deletion, b's first {:.1} ms after; overlap {:.1} ms",
+        "{fault:?}: the old command's last stamp {:.1} ms after the deletion, the next command's first {:.1} ms after; overlap {:.1} ms (gap {:.1} ms)",
         ms(a_last as i128 - deleted_at as i128),
-        ms(b_first as i128 - deleted_at as i128),
+        ms(next_first as i128 - deleted_at as i128),
         ms(overlap.max(0)),
+        ms((-overlap).max(0)),
     );
     assert!(
-        b_first > a_last,
-        "{fault:?}: the successor's command started {:.1} ms before the old command's last stamp",
+        next_first > a_last,
+        "{fault:?}: the next command started {:.1} ms before the old command's last stamp",
         ms(overlap)
     );
-    // And the successor does not wait much longer than the old command's grace period.
-    let waited = b_first as i128 - deleted_at as i128;
+    // And the next term does not wait much longer than the old command's grace period.
+    let waited = next_first as i128 - deleted_at as i128;
     assert!(
         waited < (GRACE_MS as i128 + 1_500) * 1_000_000,
-        "{fault:?}: the successor started {:.1} ms after the deletion",
+        "{fault:?}: the next command started {:.1} ms after the deletion",
         ms(waited)
     );
 }
 
 #[test]
 fn rm_of_the_lock_file_never_lets_a_waiting_successor_overlap_the_old_command() {
-    check(Fault::RmLockWhileSuccessorWaits);
+    check(Removed::LockFileWhileSuccessorWaits);
+}
+
+#[test]
+fn rm_of_the_lock_file_never_lets_the_next_term_overlap_when_the_old_leader_campaigns_again() {
+    check(Removed::LockFileWhileBothCampaign);
 }
 
 #[test]
 fn rm_of_the_lock_file_never_lets_a_new_successor_overlap_the_old_command() {
-    check(Fault::RmLockThenSuccessorStarts);
+    check(Removed::LockFileThenSuccessorStarts);
 }
 
 #[test]
 fn rm_of_the_lock_directory_never_lets_a_new_successor_overlap_the_old_command() {
-    check(Fault::RmDirThenSuccessorStarts);
+    check(Removed::DirectoryThenSuccessorStarts);
+}
+
+/// A leader whose lock file was deleted, killed with SIGKILL while it is stopping its
+/// command (grace 30 s): the successor does not wait out the 30 s, and still starts after the
+/// old command's last stamp (the kernel drops the dead leader's lock, and the parent-death
+/// signal ends its command).
+#[test]
+fn a_leader_killed_while_stopping_never_makes_its_successor_wait_its_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let stamps = dir.path().join("stamps");
+    let lock = locks(dir.path()).join("del.lock");
+    let mut runs = KillOnDrop(vec![spawn_run(dir.path(), "a", &stamps, true, "30s")]);
+    let a_log = collect_stderr(&mut runs.0[0]);
+    let (a_pid, _) = wait_for(Duration::from_secs(10), "a's command stamping", || {
+        stamps_of(&stamps, "a").first().copied()
+    });
+    fs::remove_file(&lock).unwrap();
+    runs.0
+        .push(spawn_run(dir.path(), "b", &stamps, true, "30s"));
+    let b_log = collect_stderr(&mut runs.0[1]);
+    wait_for(
+        Duration::from_secs(5),
+        "a sending SIGTERM to its command",
+        || {
+            a_log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|line| line.contains("sending SIGTERM"))
+                .then_some(())
+        },
+    );
+    wait_for(Duration::from_secs(5), "b waiting for a's old lock", || {
+        b_log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains("waiting until it lets go of its lock"))
+            .then_some(())
+    });
+    assert!(
+        stamps_of(&stamps, "b").is_empty(),
+        "b started before a died"
+    );
+    let killed_at = now_ns();
+    runs.0[0].kill().expect("kill -9 a");
+    runs.0[0].wait().unwrap();
+    let (_, b_first) = wait_for(Duration::from_secs(2), "b's command stamping", || {
+        stamps_of(&stamps, "b").first().copied()
+    });
+    wait_for(Duration::from_secs(1), "a's command gone", || {
+        gone(a_pid).then_some(())
+    });
+    let (_, a_last) = *stamps_of(&stamps, "a").last().unwrap();
+    eprintln!(
+        "kill -9 of a stopping leader: b's first stamp {:.1} ms after the kill, {:.1} ms after a's last",
+        (b_first as f64 - killed_at as f64) / 1e6,
+        (b_first as f64 - a_last as f64) / 1e6,
+    );
+    assert!(b_first > a_last, "b's command overlapped a's");
 }
