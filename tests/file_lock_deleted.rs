@@ -123,7 +123,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Linux's `/proc/locks` name of a file: `MAJOR:MINOR:INODE`, as in `layout::holder_of`.
+/// Linux's `/proc/locks` name of a file: `MAJOR:MINOR:INODE`, as elect-file's `procfs::file_key` makes it.
 fn proc_locks_key(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let meta = fs::metadata(path).ok()?;
