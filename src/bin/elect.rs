@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use elect::config::parse_duration;
 use elect::run::{error_exit_code, exit_code, RunOptions, Signals};
 use elect::settings::{Flags, Settings};
-use elect::{connect, CandidateInfo, ConfigError, Elector, LeaderInfo};
+use elect::{connect, BackendConfig, CandidateInfo, ConfigError, Elector, LeaderInfo};
 use futures::StreamExt;
 
 const EXIT_CODES: &str = "\
@@ -142,7 +142,7 @@ async fn dispatch(command: Command) -> i32 {
                     .map(|exe| vec![exe.into_os_string(), "__guard".into()]),
                 history,
             };
-            with_elector(&flags, |elector, settings| async move {
+            with_elector(&flags, Some(grace), |elector, settings| async move {
                 let mut signals = match Signals::install() {
                     Ok(signals) => signals,
                     Err(error) => return fail(&error, exit_code::SOFTWARE),
@@ -161,7 +161,7 @@ async fn dispatch(command: Command) -> i32 {
             .await
         }
         Command::Status { target, json } => {
-            with_elector(&target.flags(None), |elector, settings| async move {
+            with_elector(&target.flags(None), None, |elector, settings| async move {
                 let status = async {
                     let leader = elector.leader(&settings.election).await?;
                     let candidates = elector.candidates(&settings.election).await?;
@@ -178,7 +178,7 @@ async fn dispatch(command: Command) -> i32 {
             .await
         }
         Command::Observe { target, json } => {
-            with_elector(&target.flags(None), |elector, settings| async move {
+            with_elector(&target.flags(None), None, |elector, settings| async move {
                 let mut stream = match elector.observe(&settings.election).await {
                     Ok(stream) => stream,
                     Err(error) => return fail(&error, error_exit_code(&error)),
@@ -217,16 +217,20 @@ impl Target {
 }
 
 /// Resolves the settings, connects, and runs `f`; config and connection errors become
-/// exit codes.
-async fn with_elector<F, Fut>(flags: &Flags, f: F) -> i32
+/// exit codes. `grace` is `run`'s: the file backend's successors wait that long at most for
+/// a leader whose lock file was deleted to stop its command.
+async fn with_elector<F, Fut>(flags: &Flags, grace: Option<Duration>, f: F) -> i32
 where
     F: FnOnce(Box<dyn Elector>, Settings) -> Fut,
     Fut: std::future::Future<Output = i32>,
 {
-    let settings = match Settings::resolve(flags, std::env::vars()) {
+    let mut settings = match Settings::resolve(flags, std::env::vars()) {
         Ok(settings) => settings,
         Err(error) => return fail(&error, exit_code::CONFIG),
     };
+    if let (BackendConfig::File(file), Some(grace)) = (&mut settings.config.backend, grace) {
+        file.stop_grace.get_or_insert(grace);
+    }
     match connect(&settings.config).await {
         Ok(elector) => f(elector, settings).await,
         Err(error) => fail(&error, error_exit_code(&error)),

@@ -12,8 +12,8 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::error::{Error, Result};
-use crate::leadership::{LossReason, TermControl};
-use crate::{ElectionName, LeaderInfo, LeaderStream, Leadership, LeadershipState};
+use crate::leadership::{LossReason, TermControl, TermView};
+use crate::{ElectionName, LeaderInfo, LeaderStream, Leadership};
 
 /// A backend's session: an etcd lease, a Consul session, a ZooKeeper session.
 pub trait Session: Send + Sync {
@@ -197,7 +197,7 @@ enum Phase {
     #[default]
     Idle,
     Campaigning,
-    Leading(Leadership),
+    Leading(TermView),
 }
 
 impl Phase {
@@ -205,7 +205,7 @@ impl Phase {
         match self {
             Phase::Idle => false,
             Phase::Campaigning => true,
-            Phase::Leading(term) => !matches!(term.state(), LeadershipState::Lost(_)),
+            Phase::Leading(term) => !term.is_lost(),
         }
     }
 }
@@ -280,7 +280,7 @@ impl Candidacy {
     pub fn lead(mut self, leadership: &Leadership) {
         self.won = true;
         let mut slots = self.shared.slots.lock().expect("candidacies poisoned");
-        slots.entry(self.election.clone()).or_default().phase = Phase::Leading(leadership.clone());
+        slots.entry(self.election.clone()).or_default().phase = Phase::Leading(leadership.view());
     }
 
     /// A guard that runs `undo` if dropped armed (see [`OnDrop`]); until `undo` is done, a

@@ -207,14 +207,7 @@ impl Leadership {
     /// Where the term stands now, checked against the clock: past the deadline it is
     /// `Lost(DeadlinePassed)` even if no message said so.
     pub fn state(&self) -> LeadershipState {
-        if let Some(reason) = *self.ended.borrow() {
-            return LeadershipState::Lost(reason);
-        }
-        match self.lease.borrow().phase_at(Instant::now()) {
-            LeasePhase::Live => LeadershipState::Leading,
-            LeasePhase::Suspended => LeadershipState::Suspended,
-            LeasePhase::Ended(reason) => LeadershipState::Lost(reason),
-        }
+        term_state(&self.ended, &self.lease)
     }
 
     /// True while leading and before the deadline; false once suspended or lost.
@@ -322,12 +315,14 @@ impl Leadership {
 
     /// Resolves once no release of this term is being tried any more: it landed, or the
     /// session ended (or no resign was made).
-    pub(crate) fn same_term(&self, other: &Leadership) -> bool {
-        Arc::ptr_eq(&self.ended, &other.ended)
-    }
-
-    pub(crate) async fn release_settled(&self) {
-        let _ = self.releasing.subscribe().wait_for(|busy| !*busy).await;
+    /// What the elector keeps of a term it granted: its state, not its claim (so that
+    /// dropping every handle of a lost term still drops the claim).
+    pub(crate) fn view(&self) -> TermView {
+        TermView {
+            lease: self.lease.clone(),
+            ended: self.ended.clone(),
+            releasing: self.releasing.clone(),
+        }
     }
 
     /// Writes `key` = `value` into the store itself, committed only if this term still
@@ -352,6 +347,47 @@ impl Leadership {
             election: self.election.clone(),
             reason,
         })
+    }
+}
+
+fn term_state(
+    ended: &watch::Sender<Option<LossReason>>,
+    lease: &watch::Receiver<LeaseStatus>,
+) -> LeadershipState {
+    if let Some(reason) = *ended.borrow() {
+        return LeadershipState::Lost(reason);
+    }
+    match lease.borrow().phase_at(Instant::now()) {
+        LeasePhase::Live => LeadershipState::Leading,
+        LeasePhase::Suspended => LeadershipState::Suspended,
+        LeasePhase::Ended(reason) => LeadershipState::Lost(reason),
+    }
+}
+
+/// A term's state without its claim; see [`Leadership::view`].
+#[derive(Debug, Clone)]
+pub(crate) struct TermView {
+    lease: watch::Receiver<LeaseStatus>,
+    ended: Arc<watch::Sender<Option<LossReason>>>,
+    releasing: Arc<watch::Sender<bool>>,
+}
+
+impl TermView {
+    pub(crate) fn is_lost(&self) -> bool {
+        matches!(
+            term_state(&self.ended, &self.lease),
+            LeadershipState::Lost(_)
+        )
+    }
+
+    pub(crate) fn same_term(&self, other: &TermView) -> bool {
+        Arc::ptr_eq(&self.ended, &other.ended)
+    }
+
+    /// Resolves once no release of the term is being tried any more: it landed, or the
+    /// session ended (or no resign was made).
+    pub(crate) async fn release_settled(&self) {
+        let _ = self.releasing.subscribe().wait_for(|busy| !*busy).await;
     }
 }
 

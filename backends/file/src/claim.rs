@@ -4,6 +4,7 @@ use std::fs::File;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use elect_core::clock::LeaseClock;
 use elect_core::{
     Claim, ElectionName, Error, FencingToken, LossReason, NotLeaderReason, Result, TermControl,
 };
@@ -16,8 +17,32 @@ pub(crate) struct FileClaim {
     layout: Layout,
     election: ElectionName,
     token: FencingToken,
-    /// The held lock; `None` once released.
-    lock: Mutex<Option<Flock<File>>>,
+    /// This term's own lease: it never expires, and it ends with `Revoked` when the lock file
+    /// is deleted, so that [`Leadership::resign`](elect_core::Leadership::resign) still calls
+    /// [`Claim::release`] afterwards: that is when the old lock is let go.
+    lease: LeaseClock,
+    hold: Mutex<Hold>,
+}
+
+/// Where a term's lock stands.
+#[derive(Debug)]
+enum Hold {
+    /// Locked, and the lock file at the path is ours (unless someone just deleted it).
+    Leading(Flock<File>),
+    /// The lock file was deleted or replaced: the term is over, but its lock on the old file
+    /// is kept while the term's work may still run, so that a successor waits for it (see
+    /// [`crate::handover`]). Never read: dropping it unlocks.
+    Revoked(#[allow(dead_code)] Flock<File>),
+    Released,
+}
+
+/// What the watcher found.
+enum Check {
+    Held,
+    /// Just revoked.
+    Revoked,
+    /// Revoked or released before.
+    Over,
 }
 
 impl FileClaim {
@@ -26,21 +51,23 @@ impl FileClaim {
         election: ElectionName,
         token: FencingToken,
         lock: Flock<File>,
+        lease: LeaseClock,
     ) -> Self {
         FileClaim {
             layout,
             election,
             token,
-            lock: Mutex::new(Some(lock)),
+            lease,
+            hold: Mutex::new(Hold::Leading(lock)),
         }
     }
 
     /// Runs `f` while the claim provably stands: our lock is held and the lock file at its
     /// path is still the one we locked.
     fn while_held<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let lock = self.lock.lock().expect("file claim poisoned");
-        match lock.as_ref() {
-            Some(file) if same_file(file, &self.layout.lock) => f(),
+        let hold = self.hold.lock().expect("file claim poisoned");
+        match &*hold {
+            Hold::Leading(file) if same_file(file, &self.layout.lock) => f(),
             _ => Err(Error::NotLeader {
                 election: self.election.clone(),
                 reason: NotLeaderReason::RejectedByStore,
@@ -48,26 +75,51 @@ impl FileClaim {
         }
     }
 
-    fn holds(&self) -> bool {
-        self.while_held(|| Ok(())).is_ok()
+    /// Ends the term with `Revoked` if its lock file was deleted or replaced, keeping the lock
+    /// of the old file.
+    fn revoke_if_replaced(&self) -> Check {
+        let mut hold = self.hold.lock().expect("file claim poisoned");
+        match std::mem::replace(&mut *hold, Hold::Released) {
+            Hold::Leading(file) if same_file(&file, &self.layout.lock) => {
+                *hold = Hold::Leading(file);
+                Check::Held
+            }
+            Hold::Leading(file) => {
+                *hold = Hold::Revoked(file);
+                drop(hold);
+                self.lease.end(LossReason::Revoked);
+                Check::Revoked
+            }
+            other => {
+                *hold = other;
+                Check::Over
+            }
+        }
+    }
+
+    pub(crate) fn is_revoked(&self) -> bool {
+        matches!(
+            *self.hold.lock().expect("file claim poisoned"),
+            Hold::Revoked(_)
+        )
     }
 
     /// Releases the lock without touching the files (a crash, or a claim already deleted).
     pub(crate) fn unlock(&self) {
-        self.lock.lock().expect("file claim poisoned").take();
+        *self.hold.lock().expect("file claim poisoned") = Hold::Released;
     }
 
     /// Removes our leader record, then releases the lock, so that the record of a leader
     /// never outlives its lock.
     pub(crate) fn release_now(&self) -> Result<()> {
-        let mut lock = self.lock.lock().expect("file claim poisoned");
-        let cleared = match lock.as_ref() {
-            Some(file) if same_file(file, &self.layout.lock) => {
+        let mut hold = self.hold.lock().expect("file claim poisoned");
+        let cleared = match &*hold {
+            Hold::Leading(file) if same_file(file, &self.layout.lock) => {
                 self.layout.clear_leader(self.token)
             }
             _ => Ok(()),
         };
-        lock.take();
+        *hold = Hold::Released;
         cleared
     }
 }
@@ -105,7 +157,8 @@ impl Claim for FileClaim {
 }
 
 /// Ends the term when the lock file is deleted or replaced by hand: the lock we hold then
-/// guards nothing, and the next candidate can lock a new file.
+/// guards nothing, and the next candidate can lock a new file. The lock of the old file is
+/// kept until the term is resigned or dropped (see [`crate::handover`]).
 pub(crate) async fn watch_lock_file(
     claim: std::sync::Arc<FileClaim>,
     term: TermControl,
@@ -117,10 +170,18 @@ pub(crate) async fn watch_lock_file(
             _ = term.ended() => return,
             _ = interval.tick() => {}
         }
-        if !claim.holds() {
-            term.end(LossReason::Revoked);
-            claim.unlock();
-            return;
+        match claim.revoke_if_replaced() {
+            Check::Held => continue,
+            Check::Over => return,
+            Check::Revoked => {
+                tracing::warn!(
+                    election = claim.election.as_str(),
+                    token = claim.token.get(),
+                    lock = %claim.layout.lock.display(),
+                    "the lock file was deleted or replaced: the term is over; its lock on the old file is held until the term is resigned, so that no successor leads before then"
+                );
+                return;
+            }
         }
     }
 }
@@ -140,7 +201,13 @@ mod tests {
         let lock = lock_exclusive(&layout, false)
             .unwrap()
             .expect("the lock is free");
-        let claim = FileClaim::new(layout.clone(), election, FencingToken(1), lock);
+        let claim = FileClaim::new(
+            layout.clone(),
+            election,
+            FencingToken(1),
+            lock,
+            LeaseClock::unbounded(),
+        );
         claim.fenced_put("k", b"before").await.unwrap();
         std::fs::remove_file(&layout.lock).unwrap();
         let late = claim.fenced_put("k", b"after").await;

@@ -4,22 +4,28 @@
 //!
 //! | path | what |
 //! | --- | --- |
-//! | `D/E.lock` | `flock`ed (exclusive) by the leader; never deleted by `elect` |
+//! | `D/E.lock` | `flock`ed (exclusive) by the leader, and holds its token (which tells the file from another that reuses its inode number); never deleted by `elect` |
 //! | `D/E.token` | the last fencing token, written and fsynced under the lock |
-//! | `D/E.leader` | JSON: the leader's id, value (hex), token and pid |
+//! | `D/E.leader` | JSON: the leader's id, value (hex), token, pid and pid start time, the lock file's device and inode, and how long it may take to stop |
 //! | `D/E.candidates/<id>` | one per waiting candidate, `flock`ed by it while it waits |
 //! | `D/E.data/<key>` | fenced writes |
 //!
-//! Whether a file is locked, and by which pid, is read from `/proc/locks`, which neither
-//! takes nor disturbs a lock.
+//! Every path of an election is derived here, in [`Layout`]. Whether a file is locked, and
+//! by which pid, is read from `/proc/locks` (see [`crate::procfs`]).
 
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use elect_core::{ElectionName, Error, FencingToken, LeaderInfo};
 use serde::{Deserialize, Serialize};
+
+use crate::error::FileError;
+use crate::procfs;
 
 pub(crate) const BACKEND: &str = "file";
 
@@ -58,28 +64,55 @@ impl Layout {
             .map_err(|e| io_error("open lock file", &self.lock, e))
     }
 
-    /// Takes the next token: one more than the last, written and fsynced before it is used.
+    /// Takes the next token, written and fsynced before it is used: one more than the last,
+    /// and never less than the wall clock in microseconds since the epoch.
+    ///
+    /// The counter alone goes back to 1 when `E.token` is deleted, or when a reboot empties
+    /// the directory (the default lies under `$TMPDIR`, a tmpfs on Debian trixie), and a
+    /// ledger that keeps the highest token would refuse every later leader. The clock floor
+    /// needs no other state: it holds after any deletion and any reboot, as long as the wall
+    /// clock does not step back past the last token's time while the counter is gone (with
+    /// the counter present, a clock stepping back changes nothing). A state directory
+    /// elsewhere (`/var/lib`, `~/.local/state`) was the alternative; it is one more place
+    /// that can be deleted, be read-only or be missing for a service user, and it would
+    /// still need a floor when it is. Microsecond tokens stay exact in a JSON number (below
+    /// 2^53) until the year 2255.
     pub(crate) fn next_token(&self) -> Result<FencingToken, Error> {
+        self.next_token_above(wall_clock_floor())
+    }
+
+    /// [`Layout::next_token`] with the floor given.
+    pub(crate) fn next_token_above(&self, floor: u64) -> Result<FencingToken, Error> {
+        let operation = || format!("read token counter {}", self.token.display());
         let last = match fs::read_to_string(&self.token) {
-            Ok(text) => text.trim().parse::<u64>().map_err(|e| {
+            Ok(text) => text.trim().parse::<u64>().map_err(|source| {
+                let text = text.trim().chars().take(64).collect();
+                let path = self.token.clone();
                 Error::backend(
                     BACKEND,
-                    format!("read token counter {}", self.token.display()),
-                    e,
+                    operation(),
+                    FileError::BadCounter { path, text, source },
                 )
             })?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(io_error("read token counter", &self.token, e)),
         };
-        let next = last.checked_add(1).ok_or_else(|| {
-            Error::backend(
-                BACKEND,
-                format!("token counter {}", self.token.display()),
-                "overflow",
-            )
+        let after_last = last.checked_add(1).ok_or_else(|| {
+            let path = self.token.clone();
+            Error::backend(BACKEND, operation(), FileError::CounterOverflow { path })
         })?;
+        let next = after_last.max(floor);
         write_durably(&self.token, format!("{next}\n").as_bytes())?;
         Ok(FencingToken(next))
+    }
+
+    /// Writes `token` into our locked lock file `lock`. Not fsynced: it matters only while
+    /// we hold the lock, to a successor reading it through `/proc`.
+    pub(crate) fn write_lock_token(&self, lock: &File, token: FencingToken) -> Result<(), Error> {
+        let text = format!("{token}\n");
+        lock.set_len(0)
+            .and_then(|()| lock.write_all_at(text.as_bytes(), 0))
+            .map_err(|e| io_error("write lock file", &self.lock, e))
     }
 
     pub(crate) fn write_leader(&self, record: &LeaderRecord) -> Result<(), Error> {
@@ -129,6 +162,18 @@ impl Layout {
         }
     }
 
+    /// What `/proc/PID/fd` shows for a process that holds this election's lock file after
+    /// it was deleted: its path, made absolute without symlinks, and " (deleted)". `None` if
+    /// the directory cannot be resolved.
+    pub(crate) fn lock_link_once_deleted(&self) -> Option<OsString> {
+        let mut link = fs::canonicalize(&self.dir)
+            .ok()?
+            .join(self.lock.file_name()?)
+            .into_os_string();
+        link.push(" (deleted)");
+        Some(link)
+    }
+
     pub(crate) fn data_path(&self, key: &str) -> Result<PathBuf, Error> {
         let valid = !key.is_empty()
             && key.len() <= 255
@@ -150,12 +195,32 @@ impl Layout {
 }
 
 /// The leader record, `D/E.leader`.
+///
+/// Besides who leads, it says how a successor can tell whether this term still holds its
+/// lock after the lock file was deleted: the lock file's device and inode, the pid with its
+/// start time, and how long the leader may take to stop once it has noticed. The fields after
+/// `pid` are absent in records of older versions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct LeaderRecord {
     pub(crate) id: String,
     pub(crate) value_hex: String,
     pub(crate) token: u64,
     pub(crate) pid: u32,
+    /// The leader's start time (clock ticks since boot), which tells a reused pid apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pid_start: Option<u64>,
+    /// The device of the lock file the leader holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lock_dev: Option<u64>,
+    /// The inode of the lock file the leader holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lock_ino: Option<u64>,
+    /// How long the leader may take to stop its work once it noticed its lock file is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) stop_grace_ms: Option<u64>,
+    /// How often the leader looks for its lock file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) poll_ms: Option<u64>,
 }
 
 impl LeaderRecord {
@@ -167,6 +232,18 @@ impl LeaderRecord {
             value,
             token: FencingToken(self.token),
         })
+    }
+
+    /// The `/proc/locks` name of the lock file this leader holds, if the record says.
+    pub(crate) fn lock_key(&self) -> Option<String> {
+        Some(procfs::key_of(self.lock_dev?, self.lock_ino?))
+    }
+
+    /// How long the leader may take, at most, to stop after its lock file was deleted, if
+    /// the record says: its poll interval (to notice) plus its stop grace.
+    pub(crate) fn stop_within(&self) -> Option<Duration> {
+        let ms = self.stop_grace_ms?.checked_add(self.poll_ms?)?;
+        Some(Duration::from_millis(ms))
     }
 }
 
@@ -188,23 +265,20 @@ pub(crate) fn same_file(file: &File, path: &Path) -> bool {
 
 /// Who holds an flock on the file with metadata `meta`, from `/proc/locks`.
 pub(crate) fn holder_of(meta: &fs::Metadata) -> Result<Option<u32>, Error> {
-    let locks = fs::read_to_string("/proc/locks")
-        .map_err(|e| io_error("read", Path::new("/proc/locks"), e))?;
-    let dev = meta.dev();
-    // Linux's encoding of st_dev (see makedev(3)).
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    let wanted = format!("{major:02x}:{minor:02x}:{}", meta.ino());
-    for line in locks.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // "1: FLOCK  ADVISORY  WRITE 1234 fe:00:5341309 0 EOF"; waiters have "->" after "1:".
-        if fields.get(1) != Some(&"FLOCK") || fields.get(5) != Some(&wanted.as_str()) {
-            continue;
-        }
-        let pid = fields[4].parse::<i64>().unwrap_or(0).max(0) as u32;
-        return Ok(Some(pid));
-    }
-    Ok(None)
+    let key = procfs::file_key(meta);
+    Ok(procfs::flocks()?
+        .into_iter()
+        .find(|lock| lock.key == key)
+        .map(|lock| lock.pid))
+}
+
+/// The wall clock in microseconds since the epoch; 0 if it reads before the epoch.
+fn wall_clock_floor() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
 }
 
 /// Writes `path` through a temporary file, fsync and rename, then fsyncs the directory, so
@@ -229,9 +303,11 @@ pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Error> {
     let mut text = String::new();
     match File::open(path).and_then(|mut f| f.read_to_string(&mut text)) {
-        Ok(_) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::backend(BACKEND, format!("parse {}", path.display()), e)),
+        Ok(_) => serde_json::from_str(&text).map(Some).map_err(|source| {
+            let path = path.to_path_buf();
+            let operation = format!("parse {}", path.display());
+            Error::backend(BACKEND, operation, FileError::BadRecord { path, source })
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error("read", path, e)),
     }
@@ -247,5 +323,85 @@ pub(crate) fn io_error(operation: &str, path: &Path, error: io::Error) -> Error 
         }
     } else {
         Error::backend(BACKEND, operation, error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(dir: &Path) -> Layout {
+        Layout::new(dir, &"t".parse().unwrap())
+    }
+
+    #[test]
+    fn the_next_token_is_the_larger_of_the_counter_plus_one_and_the_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = layout(dir.path());
+        // No counter yet: the floor (the wall clock in production).
+        assert_eq!(layout.next_token_above(1_000).unwrap().get(), 1_000);
+        // A floor below the counter (a clock stepped back): the counter goes on.
+        assert_eq!(layout.next_token_above(10).unwrap().get(), 1_001);
+        assert_eq!(fs::read_to_string(&layout.token).unwrap(), "1001\n");
+        // The counter deleted: the floor still keeps the token above every earlier one.
+        fs::remove_file(&layout.token).unwrap();
+        assert_eq!(layout.next_token_above(2_000).unwrap().get(), 2_000);
+    }
+
+    #[test]
+    fn the_wall_clock_floor_is_microseconds_since_the_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = layout(dir.path());
+        let before = wall_clock_floor();
+        let token = layout.next_token().unwrap().get();
+        assert!(token >= before && token <= wall_clock_floor(), "{token}");
+        // 2026 in microseconds: about 1.8e15, below 2^53.
+        assert!(token > 1_700_000_000_000_000 && token < 1 << 53, "{token}");
+    }
+
+    #[test]
+    fn a_bad_or_full_counter_is_a_typed_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = layout(dir.path());
+        fs::write(&layout.token, "seven\n").unwrap();
+        let error = layout.next_token_above(0).unwrap_err();
+        let source = std::error::Error::source(&error)
+            .and_then(|s| s.downcast_ref::<FileError>())
+            .expect("a FileError source");
+        assert!(
+            matches!(source, FileError::BadCounter { path, text, .. } if *path == layout.token && text == "seven"),
+            "{source:?}"
+        );
+        fs::write(&layout.token, format!("{}\n", u64::MAX)).unwrap();
+        let error = layout.next_token_above(0).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains(&layout.token.display().to_string()),
+            "{error}"
+        );
+        let source = std::error::Error::source(&error)
+            .and_then(|s| s.downcast_ref::<FileError>())
+            .expect("a FileError source");
+        assert!(
+            matches!(source, FileError::CounterOverflow { path } if *path == layout.token),
+            "{source:?}"
+        );
+    }
+
+    #[test]
+    fn the_deleted_lock_link_is_the_absolute_lock_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = layout(dir.path());
+        let link = layout.lock_link_once_deleted().unwrap();
+        let expected = format!(
+            "{}/t.lock (deleted)",
+            fs::canonicalize(dir.path()).unwrap().display()
+        );
+        assert_eq!(link.to_string_lossy(), expected);
+        // A directory that does not exist (yet): nothing to look for.
+        assert!(Layout::new(&dir.path().join("nope"), &"t".parse().unwrap())
+            .lock_link_once_deleted()
+            .is_none());
     }
 }

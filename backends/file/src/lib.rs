@@ -11,16 +11,36 @@
 //!
 //! The file layout is described in the `layout` module; loss is noticed by polling (default
 //! every 100 ms) whether the lock file was deleted or replaced by hand.
+//!
+//! # Deleted files and reboots
+//!
+//! * **Lock file deleted** (or replaced): the leader notices within one poll interval and its
+//!   term is lost (`Revoked`). It keeps its lock on the deleted file until the term is
+//!   resigned — `elect run` resigns once the command is gone, after at most `--grace` — or
+//!   its handles are dropped, or it exits. A candidate that locks a new lock file meanwhile
+//!   does not lead until that old lock is released: it finds it through the leader record and
+//!   through `/proc` (so deleting the record or the whole directory as well does not hide
+//!   it), and waits at most the old leader's stop grace ([`FileElector::with_stop_grace`])
+//!   plus its poll interval plus half a second. A crashed leader's lock is gone at once.
+//! * **Token file deleted, directory emptied, reboot**: tokens never go back, because each
+//!   one is also at least the wall clock in microseconds since the epoch — unless the wall
+//!   clock steps back past the last token's time while the counter file is gone.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod claim;
+mod error;
+mod handover;
 mod layout;
+mod procfs;
+
+pub use error::FileError;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use elect_core::backend::Candidacies;
@@ -43,6 +63,15 @@ use layout::{
 /// How often the file backend looks for a deleted lock file and for leader changes.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The default stop grace (see [`FileElector::with_stop_grace`]): one hour, the longest
+/// `--grace` that `elect run` accepts, so that no `elect run` command is still being stopped
+/// when a successor stops waiting for it. The wait normally ends long before: as soon as the
+/// old term is resigned.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(3600);
+
+/// The longest stop grace [`FileElector::with_stop_grace`] takes.
+pub const MAX_STOP_GRACE: Duration = Duration::from_secs(24 * 3600);
+
 /// Leader election through `flock` on files in one directory.
 ///
 /// ```
@@ -61,15 +90,17 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub struct FileElector {
     dir: PathBuf,
     poll: Duration,
+    stop_grace: Duration,
     inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
 struct Inner {
-    /// The kernel lock does not expire by time: the only "session" end is closing.
-    clock: LeaseClock,
     closed: watch::Sender<bool>,
-    terms: Mutex<Vec<(TermControl, Arc<FileClaim>)>>,
+    /// The terms granted, to end and release on close. A live term's claim is also held by
+    /// its lock watcher, so it stands until resigned or closed, even with every handle
+    /// dropped; a revoked term's claim goes (and lets go of its old lock) with its handles.
+    terms: Mutex<Vec<(TermControl, Weak<FileClaim>)>>,
     candidacies: Candidacies,
 }
 
@@ -79,8 +110,8 @@ impl FileElector {
         FileElector {
             dir: dir.as_ref().to_path_buf(),
             poll: DEFAULT_POLL_INTERVAL,
+            stop_grace: DEFAULT_STOP_GRACE,
             inner: Arc::new(Inner {
-                clock: LeaseClock::unbounded(),
                 closed: watch::channel(false).0,
                 terms: Mutex::new(Vec::new()),
                 candidacies: Candidacies::default(),
@@ -90,7 +121,11 @@ impl FileElector {
 
     /// An elector configured by `config`.
     pub fn from_config(config: &FileConfig) -> Self {
-        FileElector::new(&config.dir)
+        let elector = FileElector::new(&config.dir);
+        match config.stop_grace {
+            Some(grace) => elector.with_stop_grace(grace),
+            None => elector,
+        }
     }
 
     /// Sets how often observers and leaders look at the files (default 100 ms).
@@ -99,9 +134,64 @@ impl FileElector {
         self
     }
 
+    /// Sets how long, at most, this elector's leaders take to stop their work once they
+    /// have noticed that their lock file was deleted (default [`DEFAULT_STOP_GRACE`], at most
+    /// [`MAX_STOP_GRACE`]). It is written in the leader record; a successor that finds the
+    /// old term still holding the lock of the deleted file waits for it to be resigned, but
+    /// no longer than this plus the old leader's poll interval plus half a second. `elect run`
+    /// should pass its `--grace`.
+    pub fn with_stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace.min(MAX_STOP_GRACE);
+        self
+    }
+
     /// The directory that holds the lock files.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// How long a successor waits for our revoked terms: poll + stop grace.
+    fn stop_within(&self) -> Duration {
+        self.poll + self.stop_grace
+    }
+
+    /// Waits until no earlier term still holds the lock of a deleted lock file of this
+    /// election (see [`handover`]). Returns false if our own lock file was deleted meanwhile
+    /// (then lock again).
+    async fn wait_for_old_terms(
+        &self,
+        layout: &Layout,
+        election: &ElectionName,
+        lock: &Flock<File>,
+        closed: &mut watch::Receiver<bool>,
+    ) -> Result<bool> {
+        let mut old = handover::old_terms(layout, lock, self.stop_within())?;
+        if old.is_empty() {
+            return Ok(true);
+        }
+        for term in &old {
+            tracing::info!(
+                election = election.as_str(),
+                pid = term.pid,
+                token = term.token,
+                at_most_ms = term.bound.as_millis() as u64,
+                "an earlier term whose lock file was deleted may still be stopping; waiting until it lets go of its lock"
+            );
+        }
+        let since = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(handover::RECHECK) => {}
+                _ = closed.wait_for(|closed| *closed) => return Err(Error::Closed { backend: BACKEND }),
+            }
+            if !same_file(lock, &layout.lock) {
+                return Ok(false);
+            }
+            handover::still_waiting(&mut old, since, election.as_str())?;
+            if old.is_empty() {
+                return Ok(true);
+            }
+        }
     }
 
     fn check_open(&self) -> Result<()> {
@@ -119,47 +209,73 @@ impl FileElector {
         candidate: &Candidate,
         lock: Flock<File>,
     ) -> Result<Leadership> {
+        let meta = lock
+            .metadata()
+            .map_err(|e| io_error("stat lock file", &layout.lock, e))?;
         let token = layout.next_token()?;
+        layout.write_lock_token(&lock, token)?;
+        let pid = std::process::id();
         layout.write_leader(&LeaderRecord {
             id: candidate.id().to_owned(),
             value_hex: hex::encode(candidate.value()),
             token: token.get(),
-            pid: std::process::id(),
+            pid,
+            pid_start: own_start_time(),
+            lock_dev: Some(meta.dev()),
+            lock_ino: Some(meta.ino()),
+            stop_grace_ms: Some(self.stop_grace.as_millis() as u64),
+            poll_ms: Some(self.poll.as_millis() as u64),
         })?;
-        let claim = Arc::new(FileClaim::new(layout, election.clone(), token, lock));
+        // The kernel lock does not expire by time: each term's lease ends only when its lock
+        // file is deleted (or the term is resigned or closed).
+        let lease = LeaseClock::unbounded();
+        let claim = Arc::new(FileClaim::new(
+            layout,
+            election.clone(),
+            token,
+            lock,
+            lease.clone(),
+        ));
         let (leadership, term) = Leadership::new(
             BACKEND,
             election.clone(),
             candidate.id().to_owned(),
             token,
-            self.inner.clock.watch(),
+            lease.watch(),
             claim.clone(),
         );
-        tokio::spawn(claim::watch_lock_file(
-            claim.clone(),
-            term.clone(),
-            self.poll,
-        ));
         let mut terms = self.inner.terms.lock().expect("file elector poisoned");
-        terms.retain(|(term, _)| !term.is_ended());
-        terms.push((term, claim));
+        terms.retain(|(term, claim)| !term.is_ended() && claim.strong_count() > 0);
+        terms.push((term.clone(), Arc::downgrade(&claim)));
+        drop(terms);
+        tokio::spawn(claim::watch_lock_file(claim, term, self.poll));
         Ok(leadership)
     }
 
     fn end_all_terms(&self) {
         let terms = std::mem::take(&mut *self.inner.terms.lock().expect("file elector poisoned"));
         for (term, claim) in terms {
-            term.end(LossReason::ShutDown);
+            let Some(claim) = claim.upgrade() else {
+                continue;
+            };
+            if !claim.is_revoked() {
+                term.end(LossReason::ShutDown);
+            }
             claim.unlock();
         }
     }
+}
+
+/// Our own start time, read once.
+fn own_start_time() -> Option<u64> {
+    static START: OnceLock<Option<u64>> = OnceLock::new();
+    *START.get_or_init(|| procfs::start_time(std::process::id()))
 }
 
 impl Drop for FileElector {
     fn drop(&mut self) {
         // As at a process exit, the kernel's locks go with their files.
         self.end_all_terms();
-        self.inner.clock.end(LossReason::ShutDown);
     }
 }
 
@@ -265,9 +381,17 @@ impl Elector for FileElector {
         let layout = Layout::new(&self.dir, election);
         let registration = Registration::create(&layout, candidate)?;
         let mut closed = self.inner.closed.subscribe();
-        let lock = tokio::select! {
-            lock = lock_blocking(&layout) => lock?,
-            _ = closed.wait_for(|closed| *closed) => return Err(Error::Closed { backend: BACKEND }),
+        let lock = loop {
+            let lock = tokio::select! {
+                lock = lock_blocking(&layout) => lock?,
+                _ = closed.wait_for(|closed| *closed) => return Err(Error::Closed { backend: BACKEND }),
+            };
+            if self
+                .wait_for_old_terms(&layout, election, &lock, &mut closed)
+                .await?
+            {
+                break lock;
+            }
         };
         drop(registration);
         self.check_open()?;
@@ -285,6 +409,10 @@ impl Elector for FileElector {
         let candidacy = self.inner.candidacies.enter(election).await?;
         let layout = Layout::new(&self.dir, election);
         match lock_exclusive(&layout, false)? {
+            // An earlier term whose lock file was deleted may still be stopping: not yet.
+            Some(lock) if !handover::old_terms(&layout, &lock, self.stop_within())?.is_empty() => {
+                Ok(None)
+            }
             Some(lock) => {
                 let leadership = self.grant(layout, election, candidate, lock)?;
                 candidacy.lead(&leadership);
@@ -387,10 +515,15 @@ impl Elector for FileElector {
         self.inner.closed.send_replace(true);
         let terms = std::mem::take(&mut *self.inner.terms.lock().expect("file elector poisoned"));
         for (term, claim) in terms {
-            term.end(LossReason::ShutDown);
+            let Some(claim) = claim.upgrade() else {
+                continue;
+            };
+            // A revoked term keeps its reason; its old lock goes now.
+            if !claim.is_revoked() {
+                term.end(LossReason::ShutDown);
+            }
             claim.release_now()?;
         }
-        self.inner.clock.end(LossReason::ShutDown);
         Ok(())
     }
 }

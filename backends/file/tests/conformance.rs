@@ -14,8 +14,13 @@ fn harness() -> Harness {
     let mut harness = Harness::new(
         "file",
         Arc::new(move || {
+            // The suite's "claim deleted" case keeps the revoked handle without resigning it
+            // while the next candidate campaigns: that candidate waits out the old term's
+            // stop grace (plus poll and 500 ms), so keep it well under `quick`.
             let elector: Arc<dyn Elector> = Arc::new(
-                FileElector::new(connect_dir.path()).with_poll_interval(Duration::from_millis(20)),
+                FileElector::new(connect_dir.path())
+                    .with_poll_interval(Duration::from_millis(20))
+                    .with_stop_grace(Duration::from_millis(300)),
             );
             async move { Ok(elector) }.boxed()
         }),

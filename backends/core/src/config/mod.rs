@@ -107,11 +107,17 @@ pub struct FileConfig {
     /// Where the lock, token and leader files live. Default: `$TMPDIR/elect` (`/tmp/elect`).
     #[serde(default = "default_file_dir")]
     pub dir: PathBuf,
+    /// How long a leader may take to stop its work once its lock file was deleted: a
+    /// successor waits for the old term that long at most. `elect run` sets it to its
+    /// `--grace`; the file backend's default otherwise.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub stop_grace: Option<Duration>,
 }
 
 impl Default for FileConfig {
     fn default() -> Self {
         FileConfig {
+            stop_grace: None,
             dir: default_file_dir(),
         }
     }

@@ -118,7 +118,10 @@ fn file_config(text: &str, path: &str, params: &mut Params) -> Result<Config, Co
         election,
         id: None,
         value: None,
-        backend: BackendConfig::File(FileConfig { dir }),
+        backend: BackendConfig::File(FileConfig {
+            dir,
+            stop_grace: None,
+        }),
     })
 }
 
