@@ -264,6 +264,30 @@ pub async fn run(
                 won = &mut campaign => break won?,
             }
         };
+        // Start only while leading with room to stop the command before the deadline: a term
+        // can be granted suspended, or when the store took the claim while our renewals
+        // were failing, with little of it left.
+        let window = stop_window(options.grace, leadership.headroom());
+        let ready = tokio::select! {
+            ready = room_to_start(&leadership, window) => ready,
+            sig = wait_for_stop(signals) => {
+                resign_or_let_expire(&leadership).await;
+                return Ok(RunExit::Stopped { signal: sig, status: None });
+            }
+        };
+        if let Err(reason) = ready {
+            tracing::warn!(
+                election = election.as_str(),
+                token = leadership.token().get(),
+                reason = reason.as_str(),
+                "the term ended before the command could be started safely"
+            );
+            resign_or_let_expire(&leadership).await;
+            if options.once {
+                return Ok(RunExit::Lost(reason));
+            }
+            continue;
+        }
         if let Some(history) = &history {
             record(history.elected(&leadership));
         }
@@ -295,6 +319,54 @@ pub async fn run(
             }
             TermEnd::Lost(reason) if options.once => return Ok(RunExit::Lost(reason)),
             TermEnd::Lost(_) => continue,
+        }
+    }
+}
+
+/// How often a term granted without room to start the command looks again (a renewal moves
+/// the deadline without changing the state).
+const ROOM_POLL: Duration = Duration::from_millis(10);
+
+/// Waits until the term leads with at least `window` left before its deadline, so that the
+/// command, once started, can be stopped in time; `Err` with the reason if it is lost first.
+async fn room_to_start(leadership: &Leadership, window: Duration) -> Result<(), LossReason> {
+    let has_room = || {
+        leadership.deadline().map_or(true, |deadline| {
+            deadline.saturating_duration_since(Instant::now()) >= window
+        })
+    };
+    let mut states = leadership.subscribe();
+    let mut told = false;
+    loop {
+        match leadership.state() {
+            LeadershipState::Lost(reason) => return Err(reason),
+            LeadershipState::Leading if has_room() => return Ok(()),
+            state if !told => {
+                told = true;
+                tracing::warn!(
+                    election = leadership.election().as_str(),
+                    token = leadership.token().get(),
+                    ?state,
+                    window_ms = window.as_millis() as u64,
+                    "elected without room to stop the command before the deadline; waiting for a renewal"
+                );
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = states.changed() => {}
+            _ = tokio::time::sleep(ROOM_POLL) => {}
+        }
+    }
+}
+
+/// The next signal that stops `elect` (SIGTERM, SIGINT); others are ignored while no command
+/// runs.
+async fn wait_for_stop(signals: &mut Signals) -> Signal {
+    loop {
+        let sig = signals.recv().await;
+        if stops(sig) {
+            return sig;
         }
     }
 }
