@@ -188,11 +188,21 @@ impl ZookeeperElector {
         layout: &Layout,
         uuid: &str,
     ) -> Result<Option<(String, i64)>> {
-        let children =
+        // A listing that failed is not "not there": the first create may still be queued in
+        // the client. Ask until the ensemble answers (or the session is over).
+        let children = loop {
             match error::call("list claims", session.client.list_children(&layout.dir)).await {
-                Ok(children) => children,
-                Err(_) => return Ok(None),
-            };
+                Ok(children) => break children,
+                Err(Error::Backend { ref source, .. }) if claim::is(source, &zk::Error::NoNode) => {
+                    return Ok(None)
+                }
+                Err(_) if session.is_over() => return Ok(None),
+                Err(error) => {
+                    tracing::debug!(%error, "looking for our claim: no answer; asking again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
         let Some(name) = children.into_iter().find(|c| c.contains(uuid)) else {
             return Ok(None);
         };
@@ -278,6 +288,28 @@ impl ZookeeperElector {
             };
             match watched {
                 Ok((None, _)) => continue,
+                // Ours too: a create of this campaign that was still queued when a lookup
+                // gave up (see `find_own`). Nothing else of our session stands in this
+                // election (one candidacy per election), so it goes.
+                Ok((Some(stat), _)) if stat.ephemeral_owner == session.id => {
+                    tracing::info!(
+                        path = predecessor.as_str(),
+                        "a stray claim of our own session is ahead of us: deleting it"
+                    );
+                    match error::call(
+                        "delete stray claim",
+                        session.client.delete(&predecessor, Some(stat.version)),
+                    )
+                    .await
+                    {
+                        Ok(()) => {}
+                        Err(Error::Backend { ref source, .. })
+                            if claim::is(source, &zk::Error::NoNode)
+                                || claim::is(source, &zk::Error::BadVersion) => {}
+                        Err(e) => return Err(e),
+                    }
+                    continue;
+                }
                 Ok((Some(_), watcher)) => {
                     tokio::select! {
                         _ = elect_core::clock::lease_ended(&mut lease) => return Ok(Turn::SessionOver),

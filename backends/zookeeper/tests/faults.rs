@@ -142,3 +142,50 @@ async fn a_create_whose_answer_is_lost_leaves_no_ghost_claim() {
     );
     leadership.resign().await.unwrap();
 }
+
+/// A claim of our own session ahead of our campaign — a create that was still queued in the
+/// client when a lookup gave up, so the campaign created a second one — is ours: the campaign
+/// deletes it and leads, instead of waiting behind itself for as long as the session lives.
+#[tokio::test]
+async fn a_stray_claim_of_our_own_session_is_not_waited_for() {
+    let _serial = SERIAL.lock().await;
+    let config = config();
+    let client = zookeeper_client::Client::connector()
+        .with_session_timeout(config.session_timeout)
+        .connect(&support::connect_string())
+        .await
+        .expect("connect");
+    let election = election("stray");
+    let dir = format!("/{election}");
+    let open = zookeeper_client::Acls::anyone_all();
+    let _ = client
+        .mkdir(
+            &dir,
+            &zookeeper_client::CreateMode::Persistent.with_acls(open),
+        )
+        .await;
+    // The stray: a Curator-named claim under our session, with a UUID of its own.
+    let stray_name = "_c_00000000-0000-4000-8000-000000000000-latch-";
+    let (_, sequence) = client
+        .create(
+            &format!("{dir}/{stray_name}"),
+            b"leader",
+            &zookeeper_client::CreateMode::EphemeralSequential.with_acls(open),
+        )
+        .await
+        .expect("create the stray claim");
+    let stray = format!("{dir}/{stray_name}{sequence}");
+    let elector = ZookeeperElector::with_client(client.clone(), &config);
+    let leadership =
+        tokio::time::timeout(Duration::from_secs(3), elector.campaign(&election, &me()))
+            .await
+            .expect("leading within 3 s, not behind our own stray claim")
+            .expect("campaign");
+    assert!(leadership.is_leader());
+    assert_eq!(
+        client.check_stat(&stray).await.expect("stat"),
+        None,
+        "the stray claim was left standing"
+    );
+    leadership.resign().await.unwrap();
+}
