@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::error::{Error, Result};
 use crate::leadership::{LossReason, TermControl, TermView};
-use crate::{ElectionName, LeaderInfo, LeaderStream, Leadership};
+use crate::{ElectionName, FencingToken, LeaderInfo, LeaderStream, Leadership};
 
 /// A backend's session: an etcd lease, a Consul session, a ZooKeeper session.
 pub trait Session: Send + Sync {
@@ -181,6 +181,8 @@ pub struct Candidacies {
 #[derive(Debug, Default)]
 struct CandidaciesShared {
     slots: Mutex<HashMap<ElectionName, Slot>>,
+    /// The greatest token each election granted this elector.
+    last_tokens: Mutex<HashMap<ElectionName, FencingToken>>,
     /// Signalled whenever a withdrawal ends.
     withdrawn: Notify,
 }
@@ -211,6 +213,16 @@ impl Phase {
 }
 
 impl Candidacies {
+    /// The greatest token this elector was granted in `election`, if any.
+    pub fn last_token(&self, election: &ElectionName) -> Option<FencingToken> {
+        let last_tokens = self
+            .shared
+            .last_tokens
+            .lock()
+            .expect("candidacies poisoned");
+        last_tokens.get(election).copied()
+    }
+
     /// Starts a campaign in `election`: refused while another campaign of this elector runs
     /// there or its term there is not lost; waits while a dropped campaign's claim is being
     /// withdrawn or the last term's release is still being tried.
@@ -279,6 +291,29 @@ impl Candidacy {
     /// The campaign won: the election stays taken until `leadership` is lost.
     pub fn lead(mut self, leadership: &Leadership) {
         self.won = true;
+        let token = leadership.token();
+        let mut last_tokens = self
+            .shared
+            .last_tokens
+            .lock()
+            .expect("candidacies poisoned");
+        let last = last_tokens.entry(self.election.clone()).or_insert(token);
+        if token < *last {
+            // Tokens come from the store's revision: a lower one means the store went back,
+            // e.g. restored from a snapshot without bumping its revision (etcd:
+            // `--bump-revision` with `--mark-compacted`). Downstream ledgers will refuse the
+            // term; the operator must know.
+            tracing::error!(
+                election = self.election.as_str(),
+                token = token.get(),
+                earlier = last.get(),
+                backend = leadership.backend(),
+                "fencing token went back: was the store restored from an older snapshot? \
+                 systems that keep the highest token will refuse this leader"
+            );
+        }
+        *last = (*last).max(token);
+        drop(last_tokens);
         let mut slots = self.shared.slots.lock().expect("candidacies poisoned");
         slots.entry(self.election.clone()).or_default().phase = Phase::Leading(leadership.view());
     }
@@ -346,4 +381,82 @@ where
         rx.recv().await.map(|item| (item, rx))
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::clock::LeaseClock;
+    use crate::Claim;
+
+    #[derive(Debug)]
+    struct NoStore;
+
+    #[async_trait::async_trait]
+    impl Claim for NoStore {
+        async fn proclaim(&self, _: &[u8]) -> Result<()> {
+            Ok(())
+        }
+        async fn release(&self) -> Result<()> {
+            Ok(())
+        }
+        async fn fenced_put(&self, _: &str, _: &[u8]) -> Result<()> {
+            Ok(())
+        }
+        async fn fenced_get(&self, _: &str) -> Result<Option<Vec<u8>>> {
+            Ok(None)
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Log {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A store restored from an old snapshot grants a token lower than one this elector was
+    /// granted before: that is logged as an error (issue: tokens after a restore).
+    #[tokio::test]
+    async fn a_token_lower_than_an_earlier_one_is_logged_as_an_error() {
+        let log = Log::default();
+        let writer = log.clone();
+        let _logging = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .finish(),
+        );
+        let candidacies = Candidacies::default();
+        let election: ElectionName = "restored".parse().unwrap();
+        let clock = LeaseClock::unbounded();
+        for token in [40, 41, 12] {
+            let (term, _control) = Leadership::new(
+                "test",
+                election.clone(),
+                "me".to_owned(),
+                FencingToken(token),
+                clock.watch(),
+                Arc::new(NoStore),
+            );
+            candidacies.enter(&election).await.unwrap().lead(&term);
+            term.resign().await.unwrap();
+        }
+        let logged = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+        let errors: Vec<&str> = logged.lines().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(errors.len(), 1, "{logged}");
+        assert!(
+            errors[0].contains("token=12") && errors[0].contains("earlier=41"),
+            "{logged}"
+        );
+        assert_eq!(candidacies.last_token(&election), Some(FencingToken(41)));
+    }
 }
