@@ -332,7 +332,7 @@ const ROOM_POLL: Duration = Duration::from_millis(10);
 async fn room_to_start(leadership: &Leadership, window: Duration) -> Result<(), LossReason> {
     let has_room = || {
         leadership.deadline().map_or(true, |deadline| {
-            deadline.saturating_duration_since(Instant::now()) >= window
+            deadline.saturating_duration_since(elect_core::clock::now()) >= window
         })
     };
     let mut states = leadership.subscribe();
@@ -489,7 +489,7 @@ impl Term {
             let term_at = match stopping {
                 None => leadership
                     .deadline()
-                    .map(|d| d.checked_sub(window).unwrap_or_else(Instant::now)),
+                    .map(|d| d.checked_sub(window).unwrap_or_else(elect_core::clock::now)),
                 Some(_) => None,
             };
             let kill_at = stopping.filter(|_| !killed).map(|(_, at)| at);
@@ -519,7 +519,9 @@ impl Term {
                 }
                 _ = sleep_until(term_at), if term_at.is_some() => {
                     // Wake-ups come at the old stop time; the deadline may have moved since.
-                    let due = leadership.deadline().is_some_and(|d| Instant::now() + window >= d);
+                    let due = leadership
+                        .deadline()
+                        .is_some_and(|d| elect_core::clock::now() + window >= d);
                     if due {
                         tracing::warn!(election, candidate, token, "leadership not confirmed in time; stopping the command");
                         stopping = Some(self.stop(StopCause::Unconfirmed, options.grace, leadership));
@@ -533,7 +535,7 @@ impl Term {
                 sig = signals.recv() => {
                     if stops(sig) && stopping.is_none() {
                         tracing::info!(election, candidate, token, signal = %sig, "stopping: signal forwarded to the command");
-                        let kill_at = kill_time(Instant::now(), options.grace, leadership.deadline());
+                        let kill_at = kill_time(elect_core::clock::now(), options.grace, leadership.deadline());
                         self.signal_group(sig);
                         stopping = Some((StopCause::Signal(sig), kill_at));
                     } else {
@@ -564,7 +566,7 @@ impl Term {
         grace: Duration,
         leadership: &Leadership,
     ) -> (StopCause, Instant) {
-        let now = Instant::now();
+        let now = elect_core::clock::now();
         let kill_at = kill_time(now, grace, leadership.deadline());
         tracing::info!(
             election = leadership.election().as_str(),
@@ -583,9 +585,10 @@ impl Term {
     }
 }
 
+/// Sleeps until `at` on the deadlines' timeline (see `elect_core::clock::now`).
 async fn sleep_until(at: Option<Instant>) {
     match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+        Some(at) => elect_core::clock::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

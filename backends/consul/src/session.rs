@@ -12,7 +12,6 @@ use elect_core::clock::{LeaseClock, LeasePhase};
 use elect_core::config::ConsulConfig;
 use elect_core::{Error, LossReason};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use crate::agent::Agent;
 
@@ -41,7 +40,7 @@ impl Session {
         config: &ConsulConfig,
         name: &str,
     ) -> Result<Self, Error> {
-        let sent_at = Instant::now();
+        let sent_at = elect_core::clock::now();
         let id = agent
             .create_session(name, config.ttl, config.lock_delay(), &config.health_checks)
             .await?;
@@ -75,7 +74,7 @@ async fn renew(agent: Arc<Agent>, id: String, clock: LeaseClock, ttl: Duration) 
             _ = tokio::time::sleep(pause) => {}
             _ = elect_core::clock::lease_ended(&mut ended) => return,
         }
-        let sent_at = Instant::now();
+        let sent_at = elect_core::clock::now();
         let patience = clock
             .deadline()
             .map(|d| d.saturating_duration_since(sent_at))

@@ -1,5 +1,9 @@
 //! The deadline clock: how long a leader may safely act, from confirmed renewals only.
 //!
+//! Deadlines are on [`now`]'s timeline, which keeps counting while the host is suspended
+//! (CLOCK_BOOTTIME on Linux): the store's TTL runs on during a suspended host or VM, so a
+//! leader that wakes up past its deadline must find itself lost at once.
+//!
 //! Every backend owns one [`LeaseClock`] per session (etcd lease, Consul session, ZooKeeper
 //! session) and feeds it each renewal the store *answered*: the instant the request was
 //! sent plus the TTL the store granted, minus a drift margin. The server counts the TTL from
@@ -15,6 +19,87 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::leadership::LossReason;
+
+/// The time deadlines are counted in: tokio's clock, which reads CLOCK_MONOTONIC and stops
+/// while the host is suspended, plus the time the host has spent suspended since this
+/// process first asked ([`suspended`]). Backends take their renewals' send times from here.
+pub fn now() -> Instant {
+    Instant::now() + suspended()
+}
+
+/// How long the host has been suspended since this process first asked: the growth of
+/// CLOCK_BOOTTIME − CLOCK_MONOTONIC (always zero where there is no CLOCK_BOOTTIME), plus
+/// what tests simulate (feature `testkit`).
+pub fn suspended() -> Duration {
+    let source = suspend_source();
+    boot_minus_monotonic().saturating_sub(source.baseline)
+        + Duration::from_nanos(source.simulated.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// Adds `duration` to [`suspended`], as if the host had been suspended that long, and wakes
+/// every deadline sleeper: what a test drives instead of suspending the machine.
+#[cfg(feature = "testkit")]
+pub fn simulate_suspend(duration: Duration) {
+    let source = suspend_source();
+    source.simulated.fetch_add(
+        duration.as_nanos() as u64,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    source.resumed.notify_waiters();
+}
+
+struct SuspendSource {
+    /// CLOCK_BOOTTIME − CLOCK_MONOTONIC when first asked.
+    baseline: Duration,
+    simulated: std::sync::atomic::AtomicU64,
+    resumed: tokio::sync::Notify,
+}
+
+fn suspend_source() -> &'static SuspendSource {
+    static SOURCE: std::sync::OnceLock<SuspendSource> = std::sync::OnceLock::new();
+    SOURCE.get_or_init(|| SuspendSource {
+        baseline: boot_minus_monotonic(),
+        simulated: std::sync::atomic::AtomicU64::new(0),
+        resumed: tokio::sync::Notify::new(),
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn boot_minus_monotonic() -> Duration {
+    use nix::time::{clock_gettime, ClockId};
+    let read = |clock| {
+        clock_gettime(clock)
+            .map(Duration::from)
+            .unwrap_or(Duration::ZERO)
+    };
+    // Monotonic first: a suspend between the two reads then counts, never the other way.
+    let monotonic = read(ClockId::CLOCK_MONOTONIC);
+    read(ClockId::CLOCK_BOOTTIME).saturating_sub(monotonic)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn boot_minus_monotonic() -> Duration {
+    Duration::ZERO
+}
+
+/// How often a sleep until a deadline looks at [`now`] again: tokio's timer does not count
+/// suspended time, so after a resume a deadline that passed is noticed within this long.
+const RESUME_CHECK: Duration = Duration::from_secs(1);
+
+/// Sleeps until `deadline` on [`now`]'s timeline, counting time the host spent suspended.
+pub async fn sleep_until(deadline: Instant) {
+    loop {
+        let left = deadline.saturating_duration_since(now());
+        if left.is_zero() {
+            return;
+        }
+        let resumed = suspend_source().resumed.notified();
+        tokio::select! {
+            _ = tokio::time::sleep(left.min(RESUME_CHECK)) => {}
+            _ = resumed => {}
+        }
+    }
+}
 
 /// The state of one session, as its readers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +182,7 @@ impl LeaseClock {
     /// already passed: a leader that has been told it lost stays lost, even if a late
     /// answer arrives.
     pub fn confirm(&self, sent_at: Instant, granted_ttl: Duration) -> bool {
-        let now = Instant::now();
+        let now = now();
         let candidate = sent_at + granted_ttl.saturating_sub(self.margin);
         let mut live = false;
         self.status
@@ -147,7 +232,7 @@ impl LeaseClock {
     pub fn status(&self) -> LeaseStatus {
         let status = *self.status.borrow();
         LeaseStatus {
-            phase: status.phase_at(Instant::now()),
+            phase: status.phase_at(now()),
             ..status
         }
     }
@@ -167,7 +252,7 @@ impl LeaseClock {
 pub async fn lease_ended(lease: &mut watch::Receiver<LeaseStatus>) -> LossReason {
     loop {
         let status = *lease.borrow_and_update();
-        if let LeasePhase::Ended(reason) = status.phase_at(Instant::now()) {
+        if let LeasePhase::Ended(reason) = status.phase_at(now()) {
             return reason;
         }
         let deadline = status.deadline;
@@ -215,7 +300,7 @@ pub async fn retry_until_session_ends<F, Fut, E>(
 /// Sleeps until `deadline`, or forever for `None`.
 pub(crate) async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        Some(deadline) => sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }

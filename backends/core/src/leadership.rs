@@ -357,7 +357,7 @@ fn term_state(
     if let Some(reason) = *ended.borrow() {
         return LeadershipState::Lost(reason);
     }
-    match lease.borrow().phase_at(Instant::now()) {
+    match lease.borrow().phase_at(crate::clock::now()) {
         LeasePhase::Live => LeadershipState::Leading,
         LeasePhase::Suspended => LeadershipState::Suspended,
         LeasePhase::Ended(reason) => LeadershipState::Lost(reason),

@@ -279,7 +279,7 @@ impl MemoryElector {
             }
             session.keepalive.abort();
         }
-        let sent_at = Instant::now();
+        let sent_at = crate::clock::now();
         let ttl = self.inner.ttl;
         let id = self.store.change(|state| {
             state.next_session += 1;
@@ -368,7 +368,7 @@ async fn keep_alive(
             return;
         };
         tokio::time::sleep(ttl / 3).await;
-        let sent_at = Instant::now();
+        let sent_at = crate::clock::now();
         let Some(elector) = inner.upgrade() else {
             return;
         };

@@ -12,7 +12,6 @@ use elect_core::clock::{LeaseClock, LeasePhase};
 use elect_core::{Error, LossReason};
 use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use crate::error::{self, BACKEND};
 
@@ -44,7 +43,7 @@ impl Session {
         ttl: Duration,
         margin: Duration,
     ) -> Result<Self, Error> {
-        let sent_at = Instant::now();
+        let sent_at = elect_core::clock::now();
         // Retried like a read: a grant whose answer was lost leaves a lease nobody keeps
         // alive, which expires by its TTL.
         let secs = ttl.as_secs() as i64;
@@ -96,7 +95,7 @@ async fn open(
     clock: &LeaseClock,
     granted_ttl: Duration,
 ) -> Result<(LeaseKeeper, LeaseKeepAliveStream), Error> {
-    let sent_at = Instant::now();
+    let sent_at = elect_core::clock::now();
     match tokio::time::timeout(error::CALL_TIMEOUT, client.clone().lease_keep_alive(lease)).await {
         Ok(Ok(opened)) => {
             clock.confirm(sent_at, granted_ttl);
@@ -140,7 +139,7 @@ async fn keep_alive(
             _ = tokio::time::sleep(renew_every) => {}
             _ = elect_core::clock::lease_ended(&mut ended) => return,
         }
-        let sent_at = Instant::now();
+        let sent_at = elect_core::clock::now();
         // Wait for the answer no longer than the deadline allows.
         let patience = clock
             .deadline()
@@ -202,10 +201,12 @@ async fn reopen(
                 tracing::debug!(%error, "keep-alive reopen failed");
             }
         }
-        let until = clock.deadline().unwrap_or_else(|| Instant::now() + pause);
+        let until = clock
+            .deadline()
+            .unwrap_or_else(|| elect_core::clock::now() + pause);
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = tokio::time::sleep_until(until) => {}
+            _ = elect_core::clock::sleep_until(until) => {}
         }
         pause = (pause * 2).min(Duration::from_millis(500));
     }

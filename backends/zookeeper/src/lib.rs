@@ -100,7 +100,7 @@ impl ZookeeperElector {
     pub fn with_client(client: zk::Client, config: &ZookeeperConfig) -> Self {
         // When the server last heard this client is unknown; the library pings an idle
         // session every third of its timeout, so count from half a timeout ago.
-        let now = tokio::time::Instant::now();
+        let now = elect_core::clock::now();
         let heard = now.checked_sub(client.session_timeout() / 2).unwrap_or(now);
         let session = Session::from_client(client, heard, config.drift_margin());
         ZookeeperElector::new(config, Some(session))

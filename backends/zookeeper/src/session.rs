@@ -80,7 +80,7 @@ impl Session {
         if let Some(auth) = &config.auth {
             connector = connector.with_auth("digest", auth.as_bytes());
         }
-        let sent_at = Instant::now();
+        let sent_at = elect_core::clock::now();
         let client = error::call("connect", connector.connect(&hosts.join(","))).await?;
         Ok(Session::from_client(client, sent_at, config.drift_margin()))
     }
@@ -145,7 +145,7 @@ impl Confirmations {
     /// from the last request answered at least [`report_lag`] before this one was sent.
     /// Returns whether the deadline was renewed.
     async fn confirm(&self, client: &zk::Client, clock: &LeaseClock) -> bool {
-        let sent_at = Instant::now();
+        let sent_at = elect_core::clock::now();
         let patience = clock
             .deadline()
             .map(|d| d.saturating_duration_since(sent_at))
@@ -157,7 +157,7 @@ impl Confirmations {
         ) {
             return false;
         }
-        let answered_at = Instant::now();
+        let answered_at = elect_core::clock::now();
         let mut last = self.last.lock().expect("confirmations poisoned");
         let (previous_sent, previous_answered) = *last;
         *last = (sent_at, answered_at);
