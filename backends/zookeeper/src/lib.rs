@@ -102,7 +102,7 @@ impl ZookeeperElector {
         // session every third of its timeout, so count from half a timeout ago.
         let now = elect_core::clock::now();
         let heard = now.checked_sub(client.session_timeout() / 2).unwrap_or(now);
-        let session = Session::from_client(client, heard, config.drift_margin());
+        let session = Session::from_client(client, heard, config);
         ZookeeperElector::new(config, Some(session))
     }
 

@@ -10,10 +10,11 @@
 //! The leader hears that a session is alive from the member's replies to its pings (every
 //! tickTime/2), not from the sync itself: a request the member saw just before its link broke
 //! may never reach the leader. A sync answered therefore renews the deadline from the *send*
-//! time of the previous request answered at least [`report_lag`] before this one was sent —
-//! the member's pings in between carried that one to the leader, ahead of the forwarded sync
-//! on the same link (or, after a reconnect, the leader revalidated the session later still).
-//! The clock's headroom counts two renewal periods for it.
+//! time of the latest request answered at least a report lag (one tickTime, see
+//! [`report_lag`]) before this one was sent — the member's pings in between carried that one
+//! to the leader, ahead of the forwarded sync on the same link (or, after a reconnect, the
+//! leader revalidated the session later still). The clock's headroom counts a renewal period
+//! and the lag for it.
 //!
 //! zookeeper-client pings on its own but does not say when a ping was answered, so the
 //! confirmations are our own requests, every third of the negotiated timeout. A disconnection
@@ -82,17 +83,23 @@ impl Session {
         }
         let sent_at = elect_core::clock::now();
         let client = error::call("connect", connector.connect(&hosts.join(","))).await?;
-        Ok(Session::from_client(client, sent_at, config.drift_margin()))
+        Ok(Session::from_client(client, sent_at, config))
     }
 
     /// Wraps a connected client; `sent_at` is when its connection request was sent.
-    pub(crate) fn from_client(client: zk::Client, sent_at: Instant, margin: Duration) -> Self {
+    pub(crate) fn from_client(
+        client: zk::Client,
+        sent_at: Instant,
+        config: &ZookeeperConfig,
+    ) -> Self {
         let negotiated = client.session_timeout();
-        let margin = margin.min(negotiated / 4);
-        // A deadline counts from the request before the last one answered: two periods.
-        let clock = LeaseClock::new(sent_at, negotiated, margin, 2 * renew_every(negotiated));
+        let margin = config.drift_margin().min(negotiated / 4);
+        let lag = report_lag(negotiated, config.tick_time);
+        // A deadline counts from a request at least a report lag older than the last
+        // answered sync: a renewal period and the lag.
+        let clock = LeaseClock::new(sent_at, negotiated, margin, renew_every(negotiated) + lag);
         let id = client.session_id().0;
-        let confirmations = Arc::new(Confirmations::new(sent_at, negotiated));
+        let confirmations = Arc::new(Confirmations::new(sent_at, negotiated, lag));
         let tasks = vec![
             tokio::spawn(ping(client.clone(), clock.clone(), confirmations.clone())),
             tokio::spawn(follow_state(client.clone(), clock.clone(), confirmations)),
@@ -117,32 +124,38 @@ fn renew_every(negotiated: Duration) -> Duration {
 }
 
 /// How long before a sync's send the request it renews from must have been answered, so that
-/// the member pinged the leader in between: tickTime/2 and some. The server is not asked its
-/// tickTime; it negotiates session timeouts of at least 2 × tickTime (its default minimum),
-/// so a quarter of the negotiated timeout covers tickTime/2.
-fn report_lag(negotiated: Duration) -> Duration {
-    negotiated / 4
+/// the member pinged the leader in between (every tickTime/2): one tickTime when it is known,
+/// else a quarter of the negotiated timeout (the server negotiates sessions of at least
+/// 2 × tickTime by default, so that covers tickTime/2).
+fn report_lag(negotiated: Duration, tick_time: Option<Duration>) -> Duration {
+    tick_time.unwrap_or(negotiated / 4).min(negotiated / 2)
 }
 
-/// The confirmations so far: the last request answered, which the next answered sync renews
-/// from.
+/// How many answered requests are kept to renew from: enough to find one a report lag old
+/// when answers are slow.
+const KEPT: usize = 8;
+
+/// The confirmations so far: the requests answered, which later syncs renew from.
 #[derive(Debug)]
 struct Confirmations {
     negotiated: Duration,
-    /// (sent, answered) of the last request answered: the session's creation at first.
-    last: std::sync::Mutex<(Instant, Instant)>,
+    lag: Duration,
+    /// (sent, answered) of the last requests answered, oldest first: the session's creation
+    /// at first.
+    answered: std::sync::Mutex<std::collections::VecDeque<(Instant, Instant)>>,
 }
 
 impl Confirmations {
-    fn new(created: Instant, negotiated: Duration) -> Self {
+    fn new(created: Instant, negotiated: Duration, lag: Duration) -> Self {
         Confirmations {
             negotiated,
-            last: std::sync::Mutex::new((created, created)),
+            lag,
+            answered: std::sync::Mutex::new([(created, created)].into()),
         }
     }
 
     /// Sends one `sync` through the ensemble's leader; when it is answered, renews the deadline
-    /// from the last request answered at least [`report_lag`] before this one was sent.
+    /// from the latest request answered at least a report lag before this one was sent.
     /// Returns whether the deadline was renewed.
     async fn confirm(&self, client: &zk::Client, clock: &LeaseClock) -> bool {
         let sent_at = elect_core::clock::now();
@@ -158,11 +171,18 @@ impl Confirmations {
             return false;
         }
         let answered_at = elect_core::clock::now();
-        let mut last = self.last.lock().expect("confirmations poisoned");
-        let (previous_sent, previous_answered) = *last;
-        *last = (sent_at, answered_at);
-        previous_answered + report_lag(self.negotiated) <= sent_at
-            && clock.confirm(previous_sent, self.negotiated)
+        let mut answered = self.answered.lock().expect("confirmations poisoned");
+        let from = answered
+            .iter()
+            .rev()
+            .find(|(_, answered)| *answered + self.lag <= sent_at)
+            .map(|(sent, _)| *sent);
+        answered.push_back((sent_at, answered_at));
+        if answered.len() > KEPT {
+            answered.pop_front();
+        }
+        drop(answered);
+        from.is_some_and(|sent| clock.confirm(sent, self.negotiated))
     }
 }
 
@@ -177,13 +197,13 @@ async fn ping(client: zk::Client, clock: LeaseClock, confirmations: Arc<Confirma
     }
 }
 
-/// After a reconnection: a sync at once, and if it could not renew yet (the last answer was
-/// too recent), another once it can — so a suspended term resumes within a report lag.
+/// After a reconnection: a sync at once, which renews from a request answered before the
+/// disconnection, and another once a report lag has passed, which renews from the first —
+/// so a suspended term resumes at once with the deadline it had, and moves it on soon after.
 async fn resume(client: &zk::Client, clock: &LeaseClock, confirmations: &Confirmations) {
-    if !confirmations.confirm(client, clock).await {
-        tokio::time::sleep(report_lag(confirmations.negotiated)).await;
-        confirmations.confirm(client, clock).await;
-    }
+    confirmations.confirm(client, clock).await;
+    tokio::time::sleep(confirmations.lag).await;
+    confirmations.confirm(client, clock).await;
 }
 
 async fn follow_state(client: zk::Client, clock: LeaseClock, confirmations: Arc<Confirmations>) {

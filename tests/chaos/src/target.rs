@@ -81,7 +81,9 @@ impl Backend {
         let ttl = self.ttl().as_secs();
         match self {
             Backend::Etcd => format!("etcd://{hosts}/{election}?ttl={ttl}s"),
-            Backend::Zookeeper => format!("zk://{hosts}/{election}?session_timeout={ttl}s"),
+            Backend::Zookeeper => {
+                format!("zk://{hosts}/{election}?session_timeout={ttl}s&tick_time=200ms")
+            }
             Backend::Consul => format!("consul://{hosts}/{election}?ttl={ttl}s"),
         }
     }

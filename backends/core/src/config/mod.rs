@@ -339,6 +339,13 @@ pub struct ZookeeperConfig {
     /// Taken off every deadline for clock drift. Default session timeout / 10.
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub drift_margin: Option<Duration>,
+    /// The ensemble's tickTime, if you know it: a renewal counts only from a request the
+    /// member's pings (every tickTime/2) carried to the ensemble's leader, which is at least
+    /// one tickTime older than the sync that confirmed it. Unknown, a quarter of the
+    /// negotiated session timeout is assumed (the server's smallest session is 2 tickTimes),
+    /// which costs headroom at short sessions.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub tick_time: Option<Duration>,
     /// Parent znode of elections. Default `/`, so that a Curator latch at `/NAME` meets us.
     #[serde(default = "default_zk_root")]
     pub root: String,
@@ -361,6 +368,7 @@ impl ZookeeperConfig {
             endpoints,
             session_timeout: DEFAULT_TTL,
             drift_margin: None,
+            tick_time: None,
             root: default_zk_root(),
             auth: None,
             tls: None,
@@ -385,6 +393,18 @@ impl ZookeeperConfig {
             self.drift_margin,
             self.session_timeout,
         )?;
+        if let Some(tick) = self.tick_time {
+            if tick.is_zero() || tick * 2 > self.session_timeout {
+                return Err(ConfigError::new(
+                    "zookeeper.tick_time",
+                    format_duration(tick),
+                    format!(
+                        "a tickTime is more than zero and at most half the session timeout ({})",
+                        format_duration(self.session_timeout)
+                    ),
+                ));
+            }
+        }
         let root = &self.root;
         let bad_root = !root.starts_with('/')
             || (root.len() > 1 && root.ends_with('/'))

@@ -186,6 +186,7 @@ fn zookeeper_config(
         zk.session_timeout = timeout;
     }
     zk.drift_margin = params.duration("drift_margin")?;
+    zk.tick_time = params.duration("tick_time")?;
     if let Some(root) = params.take("root") {
         zk.root = root;
     }

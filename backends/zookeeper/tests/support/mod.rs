@@ -7,8 +7,11 @@ use std::time::Duration;
 use elect_core::config::{Endpoint, ZookeeperConfig};
 use elect_zookeeper::ZookeeperElector;
 
-/// The requested session timeout of test electors (the test ensemble's tickTime is 200 ms).
+/// The requested session timeout of test electors.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The test ensemble's tickTime (`tests/cluster/cluster topology`).
+pub const TICK_TIME: Duration = Duration::from_millis(200);
 
 pub fn connect_string() -> String {
     std::env::var("ELECT_TEST_ZK_CONNECT")
@@ -30,6 +33,7 @@ pub fn config_for(list: &str) -> ZookeeperConfig {
         .collect();
     let mut config = ZookeeperConfig::new(endpoints);
     config.session_timeout = SESSION_TIMEOUT;
+    config.tick_time = Some(TICK_TIME);
     config
 }
 
