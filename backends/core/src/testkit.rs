@@ -874,13 +874,42 @@ pub async fn a_campaign_dropped_while_cut_off_is_withdrawn_later(h: &Harness) {
     c.resign().await.expect("resign");
 }
 
+/// A leader cut off until its term is lost, whose resign cannot reach the store either: once
+/// its links are back, the elector has given that session up, and the store must reap the
+/// session's claim within its own expiry bound — nothing of ours may keep a session we no
+/// longer renew alive (a ZooKeeper client pings on its own) — so the waiting rival leads.
+pub async fn a_session_given_up_lets_its_claims_go(h: &Harness) {
+    let cut = h.cut_off().await;
+    let rival = h.elector().await;
+    let election = h.election("given-up");
+    let held = campaign(h, &cut.elector, &election, &candidate("a")).await;
+    let rival_task = spawn_campaign(&rival, &election, &candidate("b"));
+    tokio::time::sleep(h.settle).await;
+    (cut.set_down)(true);
+    let reason = within(h.crash_failover, held.lost(), "the cut-off term lost").await;
+    let resigned = within(h.quick * 3, held.resign(), "resign while cut off").await;
+    (cut.set_down)(false);
+    let next = joined(
+        rival_task,
+        h.crash_failover,
+        &format!(
+            "the rival leading once the cut-off leader's session is given up (lost: {reason}, \
+             resign: {resigned:?})"
+        ),
+    )
+    .await;
+    assert!(next.token() > held.token());
+    next.resign().await.expect("resign");
+}
+
 /// Expands the cases that cut one elector off the store (see [`Harness::with_cut_off`]).
 #[macro_export]
 macro_rules! cut_off_suite {
     ($harness:expr) => {
         $crate::conformance_suite!(@cases $harness;
             a_late_release_never_ends_a_later_term,
-            a_campaign_dropped_while_cut_off_is_withdrawn_later
+            a_campaign_dropped_while_cut_off_is_withdrawn_later,
+            a_session_given_up_lets_its_claims_go
         );
     };
 }
