@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::session::SessionClient;
 use elect_core::{Claim, ElectionName, Error, LossReason, NotLeaderReason, Result, TermControl};
 use zookeeper_client as zk;
 
@@ -11,7 +12,7 @@ use crate::layout::Layout;
 /// Our claim in one election: `<dir>/<name>`, owned by our session.
 #[derive(Debug)]
 pub(crate) struct ZkClaim {
-    pub(crate) client: zk::Client,
+    pub(crate) client: SessionClient,
     pub(crate) election: ElectionName,
     pub(crate) layout: Layout,
     pub(crate) name: String,
@@ -53,6 +54,14 @@ impl ZkClaim {
         }
     }
 
+    /// The session's client; a session given up has taken every claim of ours with it.
+    fn client(&self) -> Result<zk::Client> {
+        self.client.get().map_err(|_| Error::NotLeader {
+            election: self.election.clone(),
+            reason: NotLeaderReason::Lost(LossReason::Expired),
+        })
+    }
+
     fn data_path(&self, key: &str) -> Result<String> {
         let valid =
             !key.is_empty() && !key.starts_with('/') && !key.ends_with('/') && !key.contains("//");
@@ -67,13 +76,17 @@ impl ZkClaim {
         Ok(format!("{}/{key}", self.root.trim_end_matches('/')))
     }
 
-    /// Deletes the claim, then its value node; a node already gone is fine.
+    /// Deletes the claim, then its value node; a node already gone is fine, and so is a
+    /// session given up (its ephemeral nodes go with it).
     pub(crate) async fn delete(&self) -> Result<()> {
+        let Ok(client) = self.client.get() else {
+            return Ok(());
+        };
         for path in [Some(self.path()), self.layout.value_of(&self.name)]
             .into_iter()
             .flatten()
         {
-            match error::call(&format!("delete {path}"), self.client.delete(&path, None)).await {
+            match error::call(&format!("delete {path}"), client.delete(&path, None)).await {
                 Ok(()) => {}
                 Err(Error::Backend { ref source, .. }) if is(source, &zk::Error::NoNode) => {}
                 Err(e) => return Err(e),
@@ -85,9 +98,9 @@ impl ZkClaim {
     /// Writes `path` = `value` only while our claim exists (one `multi` with a check).
     async fn write_checked(&self, path: &str, value: &[u8], mode: zk::CreateMode) -> Result<()> {
         let claim = self.path();
+        let client = self.client()?;
         for create in [false, true] {
-            let mut writer = self
-                .client
+            let mut writer = client
                 .new_check_writer(&claim, None)
                 .map_err(|e| error::map("fenced write", e))?;
             let added = if create {
@@ -156,7 +169,11 @@ impl Claim for ZkClaim {
 
     async fn fenced_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let path = self.data_path(key)?;
-        match self.client.get_data(&path).await {
+        let client = self
+            .client
+            .get()
+            .map_err(|e| error::map(format!("get {path}"), e))?;
+        match client.get_data(&path).await {
             Ok((data, _)) => Ok(Some(data)),
             Err(zk::Error::NoNode) => Ok(None),
             Err(e) => Err(error::map(format!("get {path}"), e)),
@@ -172,11 +189,15 @@ pub(crate) async fn watch_own_node(
 ) {
     let path = claim.path();
     loop {
+        let Ok(client) = claim.client.get() else {
+            return;
+        };
         let watched = tokio::select! {
             _ = term.ended() => return,
             _ = elect_core::clock::lease_ended(&mut lease) => return,
-            watched = claim.client.check_and_watch_stat(&path) => watched,
+            watched = client.check_and_watch_stat(&path) => watched,
         };
+        drop(client);
         match watched {
             Ok((None, _)) => {
                 tracing::warn!(path = path.as_str(), "our claim was deleted");

@@ -39,7 +39,7 @@ use zookeeper_client as zk;
 use claim::{Acls, ZkClaim};
 use error::BACKEND;
 use layout::{claim_prefix, sorted_claims, uuid_v4, Layout};
-use session::Session;
+use session::{Session, SessionClient};
 
 pub use session::DEFAULT_PORT;
 
@@ -61,7 +61,7 @@ pub use session::DEFAULT_PORT;
 pub struct ZookeeperElector {
     config: ZookeeperConfig,
     acls: Acls,
-    state: ElectorState<Session, ZkClaim>,
+    state: Arc<ElectorState<Session, ZkClaim>>,
 }
 
 /// How a wait for our turn ended.
@@ -88,7 +88,7 @@ impl ZookeeperElector {
             } else {
                 Acls::Open
             },
-            state: ElectorState::new(BACKEND, session),
+            state: Arc::new(ElectorState::new(BACKEND, session)),
         }
     }
 
@@ -111,7 +111,8 @@ impl ZookeeperElector {
         self.state
             .current()
             .await
-            .map(|s| s.client.session_timeout())
+            .and_then(|s| s.client().ok())
+            .map(|client| client.session_timeout())
     }
 
     /// The current session's id, if one is open.
@@ -121,6 +122,14 @@ impl ZookeeperElector {
 
     async fn session(&self) -> Result<Arc<Session>> {
         self.state.session(|| Session::connect(&self.config)).await
+    }
+
+    /// The live session's client, for one request.
+    async fn client(&self) -> Result<zk::Client> {
+        self.session()
+            .await?
+            .client()
+            .map_err(|e| error::map("session", e))
     }
 
     fn layout(&self, election: &ElectionName) -> Layout {
@@ -136,7 +145,10 @@ impl ZookeeperElector {
         uuid: &str,
         candidate: &Candidate,
     ) -> Result<Option<(String, i64)>> {
-        let client = &session.client;
+        let Ok(client) = session.client() else {
+            return Ok(None);
+        };
+        let client = &client;
         let prefix = layout.claim(&claim_prefix(uuid));
         let options = self.acls.options(zk::CreateMode::EphemeralSequential);
         let dir_options = self.acls.options(zk::CreateMode::Persistent);
@@ -190,8 +202,11 @@ impl ZookeeperElector {
     ) -> Result<Option<(String, i64)>> {
         // A listing that failed is not "not there": the first create may still be queued in
         // the client. Ask until the ensemble answers (or the session is over).
+        let Ok(client) = session.client() else {
+            return Ok(None);
+        };
         let children = loop {
-            match error::call("list claims", session.client.list_children(&layout.dir)).await {
+            match error::call("list claims", client.list_children(&layout.dir)).await {
                 Ok(children) => break children,
                 Err(Error::Backend { ref source, .. }) if claim::is(source, &zk::Error::NoNode) => {
                     return Ok(None)
@@ -206,12 +221,7 @@ impl ZookeeperElector {
         let Some(name) = children.into_iter().find(|c| c.contains(uuid)) else {
             return Ok(None);
         };
-        match error::call(
-            "stat own claim",
-            session.client.check_stat(&layout.claim(&name)),
-        )
-        .await?
-        {
+        match error::call("stat own claim", client.check_stat(&layout.claim(&name))).await? {
             Some(stat) if stat.ephemeral_owner == session.id => Ok(Some((name, stat.czxid))),
             _ => Ok(None),
         }
@@ -230,10 +240,13 @@ impl ZookeeperElector {
         }
         let options = self.acls.options(zk::CreateMode::Ephemeral);
         let path = layout.value(uuid);
+        let client = session
+            .client()
+            .map_err(|e| error::map(format!("create {path}"), e))?;
         for _ in 0..2 {
             match error::call(
                 &format!("create {path}"),
-                session.client.create(&path, candidate.value(), &options),
+                client.create(&path, candidate.value(), &options),
             )
             .await
             {
@@ -242,7 +255,7 @@ impl ZookeeperElector {
                     let dir_options = self.acls.options(zk::CreateMode::Persistent);
                     error::call(
                         "create values directory",
-                        session.client.mkdir(&layout.values, &dir_options),
+                        client.mkdir(&layout.values, &dir_options),
                     )
                     .await?;
                 }
@@ -282,9 +295,12 @@ impl ZookeeperElector {
                 return Ok(Turn::Lead);
             }
             let predecessor = layout.claim(&children[position - 1]);
+            let Ok(client) = session.client() else {
+                return Ok(Turn::SessionOver);
+            };
             let watched = tokio::select! {
                 _ = elect_core::clock::lease_ended(&mut lease) => return Ok(Turn::SessionOver),
-                watched = session.client.check_and_watch_stat(&predecessor) => watched,
+                watched = client.check_and_watch_stat(&predecessor) => watched,
             };
             match watched {
                 Ok((None, _)) => continue,
@@ -298,7 +314,7 @@ impl ZookeeperElector {
                     );
                     match error::call(
                         "delete stray claim",
-                        session.client.delete(&predecessor, Some(stat.version)),
+                        client.delete(&predecessor, Some(stat.version)),
                     )
                     .await
                     {
@@ -330,7 +346,8 @@ impl ZookeeperElector {
         layout: &Layout,
         name: &str,
     ) -> std::result::Result<(Vec<String>, Option<zk::Stat>), zk::Error> {
-        let mut reader = session.client.new_multi_reader();
+        let client = session.client()?;
+        let mut reader = client.new_multi_reader();
         reader.add_get_children(&layout.dir)?;
         reader.add_get_data(&layout.claim(name))?;
         let mut results = reader.commit().await?.into_iter();
@@ -360,7 +377,7 @@ impl ZookeeperElector {
         czxid: i64,
     ) -> Leadership {
         let claim = Arc::new(ZkClaim {
-            client: session.client.clone(),
+            client: session.shared_client(),
             election: election.clone(),
             layout,
             name,
@@ -392,7 +409,7 @@ impl ZookeeperElector {
         name: &str,
     ) -> ZkClaim {
         ZkClaim {
-            client: session.client.clone(),
+            client: session.shared_client(),
             election: election.clone(),
             layout: layout.clone(),
             name: name.to_owned(),
@@ -418,7 +435,7 @@ fn withdraw_on_drop(
     layout: &Layout,
     uuid: &str,
 ) -> OnDrop {
-    let (client, layout, uuid) = (session.client.clone(), layout.clone(), uuid.to_owned());
+    let (client, layout, uuid) = (session.shared_client(), layout.clone(), uuid.to_owned());
     let lease = session.clock.watch();
     candidacy.withdraw_on_drop(async move {
         elect_core::clock::retry_until_session_ends("withdraw claim", lease, || {
@@ -429,8 +446,12 @@ fn withdraw_on_drop(
     })
 }
 
-/// Deletes the claim and value znode named by `uuid`; a node already gone is fine.
-async fn withdraw(client: &zk::Client, layout: &Layout, uuid: &str) -> Result<()> {
+/// Deletes the claim and value znode named by `uuid`; a node already gone is fine, and so is
+/// a session given up (its ephemeral nodes go with it).
+async fn withdraw(client: &SessionClient, layout: &Layout, uuid: &str) -> Result<()> {
+    let Ok(client) = client.get() else {
+        return Ok(());
+    };
     let claims = match error::call("list claims", client.list_children(&layout.dir)).await {
         Ok(claims) => claims,
         Err(Error::Backend { ref source, .. }) if claim::is(source, &zk::Error::NoNode) => {
@@ -508,7 +529,7 @@ impl Elector for ZookeeperElector {
         let candidacy = self.state.candidacies.enter(election).await?;
         let layout = self.layout(election);
         // Someone already leads: no claim at all.
-        if observe::read_leader(&self.session().await?.client, &layout)
+        if observe::read_leader(&self.client().await?, &layout)
             .await?
             .is_some()
         {
@@ -530,7 +551,14 @@ impl Elector for ZookeeperElector {
         };
         let claim = self.claim_of(&session, election, &layout, &name);
         let children = sorted_claims(
-            error::call("list claims", session.client.list_children(&layout.dir)).await?,
+            error::call(
+                "list claims",
+                session
+                    .client()
+                    .map_err(|e| error::map("list claims", e))?
+                    .list_children(&layout.dir),
+            )
+            .await?,
         );
         if children.first() != Some(&name) {
             claim.delete().await?;
@@ -545,9 +573,8 @@ impl Elector for ZookeeperElector {
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {
         self.state.check_open()?;
-        let session = self.session().await?;
         Ok(
-            observe::read_leader(&session.client, &self.layout(election))
+            observe::read_leader(&self.client().await?, &self.layout(election))
                 .await?
                 .map(|(info, _)| info),
         )
@@ -555,15 +582,21 @@ impl Elector for ZookeeperElector {
 
     async fn candidates(&self, election: &ElectionName) -> Result<Vec<CandidateInfo>> {
         self.state.check_open()?;
-        let session = self.session().await?;
-        observe::read_candidates(&session.client, &self.layout(election)).await
+        observe::read_candidates(&self.client().await?, &self.layout(election)).await
     }
 
     async fn observe(&self, election: &ElectionName) -> Result<LeaderStream> {
         self.state.check_open()?;
-        let session = self.session().await?;
+        self.session().await?;
+        // The observer takes the elector's live session each time it reads, so that it never
+        // keeps a session the elector gave up, and goes on with the next one.
+        let (state, config) = (self.state.clone(), self.config.clone());
+        let sessions: observe::Sessions = Arc::new(move || {
+            let (state, config) = (state.clone(), config.clone());
+            Box::pin(async move { state.session(|| Session::connect(&config)).await })
+        });
         Ok(observe::observe(
-            session.client.clone(),
+            sessions,
             self.layout(election),
             self.state.closed(),
         ))

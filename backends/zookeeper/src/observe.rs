@@ -3,7 +3,10 @@
 //! with nobody leading, the election's children — and re-reads after every event, error or
 //! reconnection, so its last item is the truth.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use elect_core::{CandidateInfo, Error, FencingToken, LeaderInfo, LeaderStream, Result};
 use tokio::sync::{mpsc, watch};
@@ -11,6 +14,10 @@ use zookeeper_client as zk;
 
 use crate::error;
 use crate::layout::{sorted_claims, Layout};
+use crate::session::Session;
+
+/// The elector's live session, made again once it is over.
+pub(crate) type Sessions = Arc<dyn Fn() -> BoxFuture<'static, Result<Arc<Session>>> + Send + Sync>;
 
 /// The leader and its claim's name.
 pub(crate) async fn read_leader(
@@ -81,17 +88,17 @@ pub(crate) async fn read_candidates(
 }
 
 pub(crate) fn observe(
-    client: zk::Client,
+    sessions: Sessions,
     layout: Layout,
     closed: watch::Receiver<bool>,
 ) -> LeaderStream {
     elect_core::backend::leader_stream(closed, move |tx| async move {
-        follow(&client, &layout, &tx).await
+        follow(&sessions, &layout, &tx).await
     })
 }
 
 async fn follow(
-    client: &zk::Client,
+    sessions: &Sessions,
     layout: &Layout,
     tx: &mpsc::Sender<Result<Option<LeaderInfo>>>,
 ) {
@@ -99,8 +106,20 @@ async fn follow(
     let mut failing = false;
     loop {
         // Set the watches first, then read: a change in between fires them.
-        let watches = arm(client, layout).await;
-        let read = read_leader(client, layout).await;
+        let (watches, read, mut lease) = match sessions().await {
+            Ok(session) => match session.client() {
+                Ok(client) => (
+                    arm(&client, layout).await,
+                    read_leader(&client, layout).await,
+                    Some(session.clock.watch()),
+                ),
+                Err(e) => {
+                    let error = error::map("session", e);
+                    (Err(error.clone_kind()), Err(error), None)
+                }
+            },
+            Err(error) => (Err(error.clone_kind()), Err(error), None),
+        };
         let failure = match (&watches, &read) {
             (Err(e), _) | (_, Err(e)) => Some(e.clone_kind()),
             _ => None,
@@ -126,8 +145,12 @@ async fn follow(
             }
             last = Some(now);
         }
-        if let Ok(watches) = watches {
-            futures::future::select_all(watches.into_iter().map(|w| Box::pin(w.changed()))).await;
+        if let (Ok(watches), Some(lease)) = (watches, lease.as_mut()) {
+            // Until a change, or the session is over (given up, expired): then the next one.
+            tokio::select! {
+                _ = futures::future::select_all(watches.into_iter().map(|w| Box::pin(w.changed()))) => {}
+                _ = elect_core::clock::lease_ended(lease) => {}
+            }
         }
     }
 }

@@ -38,7 +38,7 @@ pub const DEFAULT_PORT: u16 = 2181;
 
 #[derive(Debug)]
 pub(crate) struct Session {
-    pub(crate) client: zk::Client,
+    client: SessionClient,
     pub(crate) clock: LeaseClock,
     pub(crate) id: i64,
     tasks: Vec<JoinHandle<()>>,
@@ -47,7 +47,37 @@ pub(crate) struct Session {
 impl elect_core::backend::Session for Session {
     fn is_over(&self) -> bool {
         matches!(self.clock.status().phase, LeasePhase::Ended(_))
-            || self.client.state().is_terminated()
+            || self
+                .client
+                .get()
+                .map_or(true, |client| client.state().is_terminated())
+    }
+}
+
+/// The session's client as everything long-lived holds it (claims, withdrawals, watchers,
+/// observers): let go of everywhere at once when the elector gives the session up (its
+/// deadline clock ended). zookeeper-client closes a session when its last clone is dropped,
+/// and pings it on its own until then: a session we no longer renew must not keep our claims
+/// standing by those pings. A caller's own clone (`ZookeeperElector::with_client`) is theirs.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionClient(Arc<std::sync::RwLock<Option<zk::Client>>>);
+
+impl SessionClient {
+    fn new(client: zk::Client) -> Self {
+        SessionClient(Arc::new(std::sync::RwLock::new(Some(client))))
+    }
+
+    /// A clone for one request; `SessionExpired` once the session was given up.
+    pub(crate) fn get(&self) -> Result<zk::Client, zk::Error> {
+        self.0
+            .read()
+            .expect("session client poisoned")
+            .clone()
+            .ok_or(zk::Error::SessionExpired)
+    }
+
+    fn close(&self) {
+        self.0.write().expect("session client poisoned").take();
     }
 }
 
@@ -100,9 +130,17 @@ impl Session {
         let clock = LeaseClock::new(sent_at, negotiated, margin, renew_every(negotiated) + lag);
         let id = client.session_id().0;
         let confirmations = Arc::new(Confirmations::new(sent_at, negotiated, lag));
+        let states = client.state_watcher();
+        let client = SessionClient::new(client);
         let tasks = vec![
             tokio::spawn(ping(client.clone(), clock.clone(), confirmations.clone())),
-            tokio::spawn(follow_state(client.clone(), clock.clone(), confirmations)),
+            tokio::spawn(follow_state(
+                states,
+                client.clone(),
+                clock.clone(),
+                confirmations,
+            )),
+            tokio::spawn(close_when_given_up(client.clone(), clock.clone())),
         ];
         tracing::debug!(
             session = format!("{id:x}"),
@@ -116,6 +154,23 @@ impl Session {
             tasks,
         }
     }
+
+    /// The client, for one request; `SessionExpired` once the session was given up.
+    pub(crate) fn client(&self) -> Result<zk::Client, zk::Error> {
+        self.client.get()
+    }
+
+    /// The handle long-lived holders keep (see [`SessionClient`]).
+    pub(crate) fn shared_client(&self) -> SessionClient {
+        self.client.clone()
+    }
+}
+
+/// Lets the client go everywhere once the deadline clock ended: given up (or closed).
+async fn close_when_given_up(client: SessionClient, clock: LeaseClock) {
+    let reason = elect_core::clock::lease_ended(&mut clock.watch()).await;
+    tracing::debug!(%reason, "zookeeper session given up: letting its client go");
+    client.close();
 }
 
 /// How often the session is confirmed: a third of the negotiated timeout.
@@ -186,13 +241,14 @@ impl Confirmations {
     }
 }
 
-async fn ping(client: zk::Client, clock: LeaseClock, confirmations: Arc<Confirmations>) {
+async fn ping(client: SessionClient, clock: LeaseClock, confirmations: Arc<Confirmations>) {
     let mut ended = clock.watch();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(renew_every(confirmations.negotiated)) => {}
             _ = elect_core::clock::lease_ended(&mut ended) => return,
         }
+        let Ok(client) = client.get() else { return };
         confirmations.confirm(&client, &clock).await;
     }
 }
@@ -206,10 +262,20 @@ async fn resume(client: &zk::Client, clock: &LeaseClock, confirmations: &Confirm
     confirmations.confirm(client, clock).await;
 }
 
-async fn follow_state(client: zk::Client, clock: LeaseClock, confirmations: Arc<Confirmations>) {
-    let mut states = client.state_watcher();
+async fn follow_state(
+    mut states: zk::StateWatcher,
+    client: SessionClient,
+    clock: LeaseClock,
+    confirmations: Arc<Confirmations>,
+) {
+    let mut ended = clock.watch();
     loop {
-        match states.changed().await {
+        let state = tokio::select! {
+            state = states.changed() => state,
+            _ = elect_core::clock::lease_ended(&mut ended) => return,
+        };
+        let Ok(client) = client.get() else { return };
+        match state {
             zk::SessionState::Disconnected | zk::SessionState::ConnectedReadOnly => {
                 tracing::warn!(
                     session = format!("{:x}", client.session_id().0),

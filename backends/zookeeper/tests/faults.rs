@@ -189,3 +189,46 @@ async fn a_stray_claim_of_our_own_session_is_not_waited_for() {
     );
     leadership.resign().await.unwrap();
 }
+
+/// A session the elector has given up on — its deadline passed while the client still talks
+/// to the ensemble (here: a stated tickTime of half the session, which leaves no headroom) —
+/// is let go for real: the client pings it on its own, so a term lost but never resigned would
+/// otherwise keep its claim ahead of every rival for as long as the elector lives.
+#[tokio::test]
+async fn a_session_the_elector_gave_up_is_closed_and_its_claim_goes() {
+    let _serial = SERIAL.lock().await;
+    let mut config = config();
+    config.session_timeout = Duration::from_secs(4);
+    config.tick_time = Some(Duration::from_secs(2));
+    let elector = ZookeeperElector::connect(&config).await.unwrap();
+    let rival = connect().await;
+    let election = election("given-up");
+    let held = elector.campaign(&election, &me()).await.unwrap();
+    let waiting = {
+        let election = election.clone();
+        tokio::spawn(async move {
+            let leadership = rival
+                .campaign(&election, &Candidate::new("rival", "rival").unwrap())
+                .await;
+            (leadership, rival)
+        })
+    };
+    let reason = tokio::time::timeout(Duration::from_secs(10), held.lost())
+        .await
+        .expect("the term runs out of headroom within 10 s");
+    assert_eq!(reason, LossReason::DeadlinePassed);
+    let lost_at = Instant::now();
+    // No resign: the term's handle is kept, as a careless caller would.
+    let (won, _rival) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the rival leads within 10 s of the loss: the given-up session was closed")
+        .unwrap();
+    let won = won.unwrap();
+    eprintln!(
+        "given-up session: rival led {:?} after the loss",
+        lost_at.elapsed()
+    );
+    assert!(won.token() > held.token());
+    won.resign().await.unwrap();
+    drop(held);
+}
