@@ -11,10 +11,11 @@ use std::time::Duration;
 use elect::run::{run, RunExit, RunOptions, Signals};
 use elect::settings::Settings;
 use elect::{
-    Candidate, CandidateInfo, Claim, Config, ElectionName, Elector, FencingToken, LeaderInfo,
+    Candidate, CandidateInfo, Config, ElectionName, Elector, FencingToken, LeaderInfo,
     LeaderStream, Leadership, LossReason, Result,
 };
 use elect_core::clock::LeaseClock;
+use elect_core::testkit::{capture_logs, AcceptingClaim};
 use tokio::time::Instant;
 
 const GRACE: Duration = Duration::from_secs(1);
@@ -24,25 +25,6 @@ const GRACE: Duration = Duration::from_secs(1);
 struct Granting {
     clock: LeaseClock,
     granted: Mutex<Option<Leadership>>,
-}
-
-#[derive(Debug)]
-struct NoStore;
-
-#[async_trait::async_trait]
-impl Claim for NoStore {
-    async fn proclaim(&self, _: &[u8]) -> Result<()> {
-        Ok(())
-    }
-    async fn release(&self) -> Result<()> {
-        Ok(())
-    }
-    async fn fenced_put(&self, _: &str, _: &[u8]) -> Result<()> {
-        Ok(())
-    }
-    async fn fenced_get(&self, _: &str) -> Result<Option<Vec<u8>>> {
-        Ok(None)
-    }
 }
 
 #[async_trait::async_trait]
@@ -62,7 +44,7 @@ impl Elector for Granting {
             candidate.id().to_owned(),
             FencingToken(7),
             self.clock.watch(),
-            Arc::new(NoStore),
+            Arc::new(AcceptingClaim::default()),
         );
         *self.granted.lock().unwrap() = Some(leadership.clone());
         Ok(leadership)
@@ -118,33 +100,12 @@ async fn run_once(elector: &Granting, options: &RunOptions) -> RunExit {
     .expect("run")
 }
 
-/// What `elect run` logged, for the one event that says a command was spawned.
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Log {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Granted with 300 ms left (TTL 5 s, so the stop window is the whole grace): no room to
 /// stop the command in time, and no renewal comes: the command is never spawned. (A spawned
 /// command would be stopped at once, but may have acted by then.)
 #[tokio::test]
 async fn a_term_granted_too_close_to_its_deadline_never_starts_the_command() {
-    let log = Log::default();
-    let writer = log.clone();
-    let _logging = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish(),
-    );
+    let (_logging, logs) = capture_logs();
     let dir = tempfile::tempdir().unwrap();
     let mark = dir.path().join("mark");
     let ttl = Duration::from_secs(5);
@@ -154,7 +115,7 @@ async fn a_term_granted_too_close_to_its_deadline_never_starts_the_command() {
         granted: Mutex::new(None),
     };
     let exit = run_once(&elector, &marking(&mark)).await;
-    let logged = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    let logged = logs.text();
     assert!(
         !logged.contains("command started") && !mark.exists(),
         "the command was started on a term with 300 ms left and a {GRACE:?} grace:\n{logged}"

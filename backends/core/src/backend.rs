@@ -385,78 +385,34 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
     use crate::clock::LeaseClock;
-    use crate::Claim;
-
-    #[derive(Debug)]
-    struct NoStore;
-
-    #[async_trait::async_trait]
-    impl Claim for NoStore {
-        async fn proclaim(&self, _: &[u8]) -> Result<()> {
-            Ok(())
-        }
-        async fn release(&self) -> Result<()> {
-            Ok(())
-        }
-        async fn fenced_put(&self, _: &str, _: &[u8]) -> Result<()> {
-            Ok(())
-        }
-        async fn fenced_get(&self, _: &str) -> Result<Option<Vec<u8>>> {
-            Ok(None)
-        }
-    }
-
-    #[derive(Clone, Default)]
-    struct Log(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Log {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::testkit::{accepted_term, capture_logs};
 
     /// A store restored from an old snapshot grants a token lower than one this elector was
-    /// granted before: that is logged as an error (issue: tokens after a restore).
+    /// granted before: that is logged as an error.
     #[tokio::test]
     async fn a_token_lower_than_an_earlier_one_is_logged_as_an_error() {
-        let log = Log::default();
-        let writer = log.clone();
-        let _logging = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_writer(move || writer.clone())
-                .with_ansi(false)
-                .finish(),
-        );
+        let (_logging, logs) = capture_logs();
         let candidacies = Candidacies::default();
-        let election: ElectionName = "restored".parse().unwrap();
         let clock = LeaseClock::unbounded();
         for token in [40, 41, 12] {
-            let (term, _control) = Leadership::new(
-                "test",
-                election.clone(),
-                "me".to_owned(),
-                FencingToken(token),
-                clock.watch(),
-                Arc::new(NoStore),
-            );
-            candidacies.enter(&election).await.unwrap().lead(&term);
+            let (term, _control, _claim) = accepted_term(&clock, token);
+            candidacies
+                .enter(term.election())
+                .await
+                .unwrap()
+                .lead(&term);
             term.resign().await.unwrap();
         }
-        let logged = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+        let logged = logs.text();
         let errors: Vec<&str> = logged.lines().filter(|l| l.contains("ERROR")).collect();
         assert_eq!(errors.len(), 1, "{logged}");
         assert!(
             errors[0].contains("token=12") && errors[0].contains("earlier=41"),
             "{logged}"
         );
+        let election: ElectionName = "e".parse().unwrap();
         assert_eq!(candidacies.last_token(&election), Some(FencingToken(41)));
     }
 }

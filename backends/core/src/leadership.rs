@@ -429,46 +429,14 @@ impl LeadershipWatch {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
 
     use super::*;
     use crate::clock::LeaseClock;
+    use crate::testkit::{accepted_term, AcceptingClaim};
 
-    /// A store that accepts everything and counts what reaches it.
-    #[derive(Debug, Default)]
-    struct AcceptingStore {
-        calls: AtomicUsize,
-    }
-
-    #[async_trait::async_trait]
-    impl Claim for AcceptingStore {
-        async fn proclaim(&self, _: &[u8]) -> Result<()> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            Ok(())
-        }
-        async fn release(&self) -> Result<()> {
-            Ok(())
-        }
-        async fn fenced_put(&self, _: &str, _: &[u8]) -> Result<()> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            Ok(())
-        }
-        async fn fenced_get(&self, _: &str) -> Result<Option<Vec<u8>>> {
-            Ok(None)
-        }
-    }
-
-    fn term(clock: &LeaseClock) -> (Leadership, TermControl, Arc<AcceptingStore>) {
-        let store = Arc::new(AcceptingStore::default());
-        let (leadership, control) = Leadership::new(
-            "test",
-            "e".parse().unwrap(),
-            "me".to_owned(),
-            FencingToken(7),
-            clock.watch(),
-            store.clone(),
-        );
-        (leadership, control, store)
+    fn term(clock: &LeaseClock) -> (Leadership, TermControl, Arc<AcceptingClaim>) {
+        accepted_term(clock, 7)
     }
 
     #[tokio::test]
@@ -476,7 +444,7 @@ mod tests {
         let clock = LeaseClock::unbounded();
         let (leadership, _control, store) = term(&clock);
         leadership.fenced_put("k", "v").await.unwrap();
-        assert_eq!(store.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(store.writes.load(Ordering::SeqCst), 1);
         leadership.resign().await.unwrap();
         for refused in [
             leadership.fenced_put("k", "v").await,
@@ -494,7 +462,7 @@ mod tests {
             );
         }
         assert_eq!(
-            store.calls.load(Ordering::SeqCst),
+            store.writes.load(Ordering::SeqCst),
             1,
             "an ended term's write reached the store"
         );
@@ -522,7 +490,7 @@ mod tests {
             leadership.fenced_put("k", "v").await,
             Err(Error::NotLeader { .. })
         ));
-        assert_eq!(store.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(store.writes.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

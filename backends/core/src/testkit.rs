@@ -19,6 +19,89 @@ use crate::{
     LossReason, Result,
 };
 
+/// A claim whose store takes everything and counts the writes that reach it: for tests of
+/// what a term decides before it asks the store (its state, its deadline, its token).
+#[derive(Debug, Default)]
+pub struct AcceptingClaim {
+    /// Proclaims and fenced writes that reached the store.
+    pub writes: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl crate::Claim for AcceptingClaim {
+    async fn proclaim(&self, _: &[u8]) -> Result<()> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+    async fn release(&self) -> Result<()> {
+        Ok(())
+    }
+    async fn fenced_put(&self, _: &str, _: &[u8]) -> Result<()> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+    async fn fenced_get(&self, _: &str) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+}
+
+/// A term of election `e` with `token`, on `clock`, its claim an [`AcceptingClaim`].
+pub fn accepted_term(
+    clock: &crate::clock::LeaseClock,
+    token: u64,
+) -> (Leadership, crate::TermControl, Arc<AcceptingClaim>) {
+    let claim = Arc::new(AcceptingClaim::default());
+    let (leadership, control) = Leadership::new(
+        "test",
+        "e".parse().expect("a valid name"),
+        "me".to_owned(),
+        crate::FencingToken(token),
+        clock.watch(),
+        claim.clone(),
+    );
+    (leadership, control, claim)
+}
+
+/// What `tracing` logged on this thread while the guard of [`capture_logs`] lived.
+#[derive(Debug, Clone, Default)]
+pub struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Everything logged so far, one event a line.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("logs poisoned")).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .expect("logs poisoned")
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures what `tracing` logs on this thread (a current-thread runtime's tasks included)
+/// until the guard is dropped.
+pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, CapturedLogs) {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    (guard, logs)
+}
+
 /// Makes a fresh client (one session) of the store under test.
 pub type Connect = Arc<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn Elector>>> + Send + Sync>;
 /// Deletes every claim of an election by hand, as an operator with the store's own tool would.

@@ -4,43 +4,17 @@
 //! The suspension is simulated through the clock source (`elect_core::clock::simulate_suspend`,
 //! feature `testkit`); it is global to the process, so this file holds one test.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use elect_core::clock::{self, LeaseClock};
-use elect_core::{Claim, FencingToken, Leadership, LeadershipState, LossReason, Result};
-
-#[derive(Debug)]
-struct NoStore;
-
-#[async_trait::async_trait]
-impl Claim for NoStore {
-    async fn proclaim(&self, _: &[u8]) -> Result<()> {
-        Ok(())
-    }
-    async fn release(&self) -> Result<()> {
-        Ok(())
-    }
-    async fn fenced_put(&self, _: &str, _: &[u8]) -> Result<()> {
-        Ok(())
-    }
-    async fn fenced_get(&self, _: &str) -> Result<Option<Vec<u8>>> {
-        Ok(None)
-    }
-}
+use elect_core::testkit::accepted_term;
+use elect_core::{LeadershipState, LossReason};
 
 #[tokio::test]
 async fn a_deadline_that_passed_while_the_host_was_suspended_is_past_on_waking() {
     let ttl = Duration::from_secs(10);
     let clock = LeaseClock::new(clock::now(), ttl, Duration::from_secs(1), ttl / 3);
-    let (leadership, _control) = Leadership::new(
-        "test",
-        "suspended".parse().unwrap(),
-        "me".to_owned(),
-        FencingToken(1),
-        clock.watch(),
-        Arc::new(NoStore),
-    );
+    let (leadership, _control, _claim) = accepted_term(&clock, 1);
     assert!(leadership.is_leader());
     let watching = leadership.clone();
     let lost = tokio::spawn(async move { watching.lost().await });

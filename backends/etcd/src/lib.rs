@@ -440,7 +440,8 @@ enum Turn {
 
 /// Deletes our key (and id key) if the campaign is dropped before it wins — armed before the
 /// create is sent, since a dropped request may still have been applied (cancel safety). Once
-/// the create's revision is known (`created`, 0 until then) only that term's key goes; before,
+/// the create's revision is stored in the returned cell (0 until then) only that term's key
+/// goes; before,
 /// the key is ours by its lease's name, and the candidacy holds this elector's next campaign
 /// in the election back until the withdrawal is done. Tried until it lands or the lease ends:
 /// our own keep-alive would otherwise keep the orphan ahead of every later candidate.
@@ -448,17 +449,18 @@ fn withdraw_on_drop(
     candidacy: &Candidacy,
     client: &Client,
     keys: &Keys,
-    created: &Arc<AtomicI64>,
-    lease: tokio::sync::watch::Receiver<elect_core::clock::LeaseStatus>,
-) -> OnDrop {
-    let (client, keys, created) = (client.clone(), keys.clone(), created.clone());
-    candidacy.withdraw_on_drop(async move {
+    session: &Session,
+) -> (OnDrop, Arc<AtomicI64>) {
+    let created = Arc::new(AtomicI64::new(0));
+    let lease = session.clock.watch();
+    let (client, keys, revision) = (client.clone(), keys.clone(), created.clone());
+    let guard = candidacy.withdraw_on_drop(async move {
         elect_core::clock::retry_until_session_ends("withdraw claim", lease, || {
             let deletes = [
                 TxnOp::delete(keys.key.as_str(), None),
                 TxnOp::delete(keys.id_key.as_str(), None),
             ];
-            let txn = match created.load(Ordering::SeqCst) {
+            let txn = match revision.load(Ordering::SeqCst) {
                 0 => Txn::new().and_then(deletes),
                 revision => Txn::new()
                     .when([Compare::create_revision(
@@ -476,7 +478,8 @@ fn withdraw_on_drop(
             }
         })
         .await
-    })
+    });
+    (guard, created)
 }
 
 fn tls_options(tls: &TlsConfig) -> Result<etcd_client::TlsOptions> {
@@ -516,14 +519,7 @@ impl Elector for EtcdElector {
             self.state.check_open()?;
             let session = self.session().await?;
             let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
-            let created = Arc::new(AtomicI64::new(0));
-            let guard = withdraw_on_drop(
-                &candidacy,
-                &self.client,
-                &keys,
-                &created,
-                session.clock.watch(),
-            );
+            let (guard, created) = withdraw_on_drop(&candidacy, &self.client, &keys, &session);
             let Some(revision) = self.create_claim(&session, &keys, candidate).await? else {
                 guard.disarm();
                 continue;
@@ -563,14 +559,7 @@ impl Elector for EtcdElector {
         let (session, keys, revision, guard) = loop {
             let session = self.session().await?;
             let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
-            let created = Arc::new(AtomicI64::new(0));
-            let guard = withdraw_on_drop(
-                &candidacy,
-                &self.client,
-                &keys,
-                &created,
-                session.clock.watch(),
-            );
+            let (guard, created) = withdraw_on_drop(&candidacy, &self.client, &keys, &session);
             if let Some(revision) = self.create_claim(&session, &keys, candidate).await? {
                 created.store(revision, Ordering::SeqCst);
                 break (session, keys, revision, guard);
