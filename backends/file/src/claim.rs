@@ -10,7 +10,8 @@ use elect_core::{
 };
 use nix::fcntl::Flock;
 
-use crate::layout::{io_error, same_file, write_durably, Layout};
+use crate::error::io_error;
+use crate::layout::{same_file, write_durably, Layout};
 
 #[derive(Debug)]
 pub(crate) struct FileClaim {

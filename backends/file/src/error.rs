@@ -1,7 +1,10 @@
 //! The file backend's own errors, kept as the `source` of an
 //! [`elect_core::Error::Backend`]. Each carries the path it is about.
 
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use elect_core::Error;
 
 /// What can be wrong with the files of an election (beyond I/O errors, which keep their
 /// `std::io::Error`).
@@ -34,4 +37,21 @@ pub enum FileError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+pub(crate) const BACKEND: &str = "file";
+
+/// An I/O error on `path` as an `elect` error: permission denied as such, the rest as a
+/// backend failure naming the operation and the path.
+pub(crate) fn io_error(operation: &str, path: &Path, error: io::Error) -> Error {
+    let operation = format!("{operation} {}", path.display());
+    if error.kind() == io::ErrorKind::PermissionDenied {
+        Error::PermissionDenied {
+            backend: BACKEND,
+            operation,
+            source: error.into(),
+        }
+    } else {
+        Error::backend(BACKEND, operation, error)
+    }
 }

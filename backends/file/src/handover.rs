@@ -88,7 +88,7 @@ pub(crate) fn old_terms(
 ) -> Result<Vec<OldTerm>, Error> {
     let meta = ours
         .metadata()
-        .map_err(|e| crate::layout::io_error("stat lock file", &layout.lock, e))?;
+        .map_err(|e| crate::error::io_error("stat lock file", &layout.lock, e))?;
     let our_key = procfs::file_key(&meta);
     let record = match layout.read_leader() {
         Ok(record) => record,

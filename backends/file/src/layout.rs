@@ -24,10 +24,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use elect_core::{ElectionName, Error, FencingToken, LeaderInfo};
 use serde::{Deserialize, Serialize};
 
-use crate::error::FileError;
+pub(crate) use crate::error::BACKEND;
+use crate::error::{io_error, FileError};
 use crate::procfs;
-
-pub(crate) const BACKEND: &str = "file";
 
 /// The paths of one election.
 #[derive(Debug, Clone)]
@@ -310,19 +309,6 @@ pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Opt
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error("read", path, e)),
-    }
-}
-
-pub(crate) fn io_error(operation: &str, path: &Path, error: io::Error) -> Error {
-    let operation = format!("{operation} {}", path.display());
-    if error.kind() == io::ErrorKind::PermissionDenied {
-        Error::PermissionDenied {
-            backend: BACKEND,
-            operation,
-            source: error.into(),
-        }
-    } else {
-        Error::backend(BACKEND, operation, error)
     }
 }
 

@@ -56,9 +56,8 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::{oneshot, watch};
 
 use claim::FileClaim;
-use layout::{
-    holder_of, io_error, read_json, same_file, CandidateRecord, Layout, LeaderRecord, BACKEND,
-};
+use error::io_error;
+use layout::{holder_of, read_json, same_file, CandidateRecord, Layout, LeaderRecord, BACKEND};
 
 /// How often the file backend looks for a deleted lock file and for leader changes.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);

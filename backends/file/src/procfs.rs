@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use elect_core::Error;
 
-use crate::layout::io_error;
+use crate::error::io_error;
 
 /// A granted (not waited-for) `flock` from `/proc/locks`.
 #[derive(Debug, Clone, PartialEq, Eq)]
