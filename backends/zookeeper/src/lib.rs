@@ -38,7 +38,7 @@ use zookeeper_client as zk;
 
 use claim::{Acls, ZkClaim};
 use error::BACKEND;
-use layout::{claim_prefix, sorted_claims, uuid_v4, Layout};
+use layout::{claim_prefix, sorted_claims, uuid_of, uuid_v4, Layout};
 use session::{Session, SessionClient};
 
 pub use session::DEFAULT_PORT;
@@ -115,6 +115,12 @@ impl ZookeeperElector {
             .map(|client| client.session_timeout())
     }
 
+    /// The client of the current session, if one is open (for tools and tests). A clone you
+    /// keep keeps the session open after the elector gives it up: drop it.
+    pub async fn client(&self) -> Option<zk::Client> {
+        self.state.current().await.and_then(|s| s.client().ok())
+    }
+
     /// The current session's id, if one is open.
     pub async fn session_id(&self) -> Option<i64> {
         self.state.current().await.map(|s| s.id)
@@ -125,7 +131,7 @@ impl ZookeeperElector {
     }
 
     /// The live session's client, for one request.
-    async fn client(&self) -> Result<zk::Client> {
+    async fn live_client(&self) -> Result<zk::Client> {
         self.session()
             .await?
             .client()
@@ -305,9 +311,14 @@ impl ZookeeperElector {
             match watched {
                 Ok((None, _)) => continue,
                 // Ours too: a create of this campaign that was still queued when a lookup
-                // gave up (see `find_own`). Nothing else of our session stands in this
-                // election (one candidacy per election), so it goes.
-                Ok((Some(stat), _)) if stat.ephemeral_owner == session.id => {
+                // gave up (see `find_own`): it carries our UUID, or — on a session this
+                // elector made alone, where one candidacy per election leaves nothing else of
+                // ours standing — any claim of our session. (Electors on a shared client
+                // campaign side by side on one session.)
+                Ok((Some(stat), _))
+                    if stat.ephemeral_owner == session.id
+                        && (session.owned || uuid_of(&children[position - 1]) == uuid_of(name)) =>
+                {
                     tracing::info!(
                         path = predecessor.as_str(),
                         "a stray claim of our own session is ahead of us: deleting it"
@@ -529,7 +540,7 @@ impl Elector for ZookeeperElector {
         let candidacy = self.state.candidacies.enter(election).await?;
         let layout = self.layout(election);
         // Someone already leads: no claim at all.
-        if observe::read_leader(&self.client().await?, &layout)
+        if observe::read_leader(&self.live_client().await?, &layout)
             .await?
             .is_some()
         {
@@ -574,7 +585,7 @@ impl Elector for ZookeeperElector {
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {
         self.state.check_open()?;
         Ok(
-            observe::read_leader(&self.client().await?, &self.layout(election))
+            observe::read_leader(&self.live_client().await?, &self.layout(election))
                 .await?
                 .map(|(info, _)| info),
         )
@@ -582,7 +593,7 @@ impl Elector for ZookeeperElector {
 
     async fn candidates(&self, election: &ElectionName) -> Result<Vec<CandidateInfo>> {
         self.state.check_open()?;
-        observe::read_candidates(&self.client().await?, &self.layout(election)).await
+        observe::read_candidates(&self.live_client().await?, &self.layout(election)).await
     }
 
     async fn observe(&self, election: &ElectionName) -> Result<LeaderStream> {

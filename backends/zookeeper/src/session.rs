@@ -41,6 +41,9 @@ pub(crate) struct Session {
     client: SessionClient,
     pub(crate) clock: LeaseClock,
     pub(crate) id: i64,
+    /// Made by this elector alone (not a caller's client, which other electors may share):
+    /// every claim of the session in an election is then this elector's.
+    pub(crate) owned: bool,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -113,7 +116,9 @@ impl Session {
         }
         let sent_at = elect_core::clock::now();
         let client = error::call("connect", connector.connect(&hosts.join(","))).await?;
-        Ok(Session::from_client(client, sent_at, config))
+        let mut session = Session::from_client(client, sent_at, config);
+        session.owned = true;
+        Ok(session)
     }
 
     /// Wraps a connected client; `sent_at` is when its connection request was sent.
@@ -151,6 +156,7 @@ impl Session {
             client,
             clock,
             id,
+            owned: false,
             tasks,
         }
     }
@@ -241,15 +247,19 @@ impl Confirmations {
     }
 }
 
+/// Confirms at once, then every renewal period: a renewal counts from an earlier answered
+/// request, so the chain must start early — a session wrapped from a caller's client starts
+/// with only half a timeout of deadline.
 async fn ping(client: SessionClient, clock: LeaseClock, confirmations: Arc<Confirmations>) {
     let mut ended = clock.watch();
     loop {
+        let Ok(live) = client.get() else { return };
+        confirmations.confirm(&live, &clock).await;
+        drop(live);
         tokio::select! {
             _ = tokio::time::sleep(renew_every(confirmations.negotiated)) => {}
             _ = elect_core::clock::lease_ended(&mut ended) => return,
         }
-        let Ok(client) = client.get() else { return };
-        confirmations.confirm(&client, &clock).await;
     }
 }
 

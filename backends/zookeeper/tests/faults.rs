@@ -149,12 +149,8 @@ async fn a_create_whose_answer_is_lost_leaves_no_ghost_claim() {
 #[tokio::test]
 async fn a_stray_claim_of_our_own_session_is_not_waited_for() {
     let _serial = SERIAL.lock().await;
-    let config = config();
-    let client = zookeeper_client::Client::connector()
-        .with_session_timeout(config.session_timeout)
-        .connect(&support::connect_string())
-        .await
-        .expect("connect");
+    let elector = connect().await;
+    let client = elector.client().await.expect("a session");
     let election = election("stray");
     let dir = format!("/{election}");
     let open = zookeeper_client::Acls::anyone_all();
@@ -164,7 +160,7 @@ async fn a_stray_claim_of_our_own_session_is_not_waited_for() {
             &zookeeper_client::CreateMode::Persistent.with_acls(open),
         )
         .await;
-    // The stray: a Curator-named claim under our session, with a UUID of its own.
+    // The stray: a Curator-named claim under the elector's session, with a UUID of its own.
     let stray_name = "_c_00000000-0000-4000-8000-000000000000-latch-";
     let (_, sequence) = client
         .create(
@@ -175,7 +171,6 @@ async fn a_stray_claim_of_our_own_session_is_not_waited_for() {
         .await
         .expect("create the stray claim");
     let stray = format!("{dir}/{stray_name}{sequence}");
-    let elector = ZookeeperElector::with_client(client.clone(), &config);
     let leadership =
         tokio::time::timeout(Duration::from_secs(3), elector.campaign(&election, &me()))
             .await
