@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! billing --url etcd://127.0.0.1:2379/billing --ledger ledger.db      # campaigns itself
+//! billing --url … --ledger ledger.db --twice                          # …twice, on one elector
 //! elect run --url … -- billing --under-elect --ledger ledger.db      # led by `elect run`
 //! ```
 
@@ -52,7 +53,15 @@ struct Args {
     /// stopped when the term ends.
     #[arg(long)]
     under_elect: bool,
+    /// Campaign twice in the election on one elector, the second time as `<id>.twin`: the
+    /// elector must refuse the second candidacy while the first campaigns or leads (the fault
+    /// suite checks that no two terms of this process ever overlap).
+    #[arg(long, conflicts_with = "under_elect")]
+    twice: bool,
 }
+
+/// How soon a candidacy refused because the other one of this elector is running asks again.
+const TWIN_RETRY: Duration = Duration::from_millis(250);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -117,6 +126,7 @@ async fn under_elect(args: &Args) -> Result<u8, AnyError> {
 }
 
 /// Campaigns, charges while leading, campaigns again after a loss; SIGTERM or SIGINT resign.
+/// With `--twice`, two candidacies on one elector do so side by side.
 async fn campaigning(args: &Args) -> Result<u8, AnyError> {
     let flags = Flags {
         config: args.config.clone(),
@@ -128,6 +138,28 @@ async fn campaigning(args: &Args) -> Result<u8, AnyError> {
         id: args.id.clone(),
     };
     let settings = Settings::resolve(&flags, std::env::vars())?;
+    let elector: Arc<dyn elect::Elector> = Arc::from(elect::connect(&settings.config).await?);
+    if !args.twice {
+        return candidacy(args, &settings, &*elector).await;
+    }
+    let mut twin = settings.clone();
+    twin.candidate = elect::Candidate::new(
+        format!("{}.twin", settings.candidate.id()),
+        settings.candidate.value().to_vec(),
+    )?;
+    let (first, second) = tokio::join!(
+        candidacy(args, &settings, &*elector),
+        candidacy(args, &twin, &*elector)
+    );
+    first.and(second)
+}
+
+/// One candidacy's loop; see [`campaigning`].
+async fn candidacy(
+    args: &Args,
+    settings: &Settings,
+    elector: &dyn elect::Elector,
+) -> Result<u8, AnyError> {
     let who = settings.candidate.id().to_owned();
     let history = args
         .history
@@ -136,12 +168,11 @@ async fn campaigning(args: &Args) -> Result<u8, AnyError> {
         .transpose()?
         .map(Arc::new);
     let mut ledger = open_ledger(args)?;
-    let elector = elect::connect(&settings.config).await?;
     let mut stop = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     loop {
         let leadership = tokio::select! {
-            won = campaign_logged(&*elector, &settings.election, &settings.candidate) => won?,
+            won = campaign_when_free(elector, settings) => won?,
             _ = stop.recv() => return Ok(0),
             _ = interrupt.recv() => return Ok(0),
         };
@@ -204,6 +235,20 @@ async fn campaigning(args: &Args) -> Result<u8, AnyError> {
         watcher.abort();
         if stopping {
             return Ok(0);
+        }
+    }
+}
+
+/// Campaigns; while the elector's other candidacy in the election runs (`--twice`), asks
+/// again every [`TWIN_RETRY`].
+async fn campaign_when_free(
+    elector: &dyn elect::Elector,
+    settings: &Settings,
+) -> elect::Result<elect::Leadership> {
+    loop {
+        match campaign_logged(elector, &settings.election, &settings.candidate).await {
+            Err(elect::Error::AlreadyCampaigning { .. }) => tokio::time::sleep(TWIN_RETRY).await,
+            won => return won,
         }
     }
 }

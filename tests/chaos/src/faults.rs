@@ -30,11 +30,28 @@ pub enum Fault {
     RestartCluster,
     /// Every candidate's network gets 50 ms of delay each way, for one TTL.
     SlowNetwork,
+    /// The member the leader's client talks to most is cut from its peers for two TTLs, its
+    /// clients still reaching it (a ZooKeeper follower then answers reads alone; an etcd
+    /// member cancels watches that require a leader).
+    IsolateMemberOfLeader,
+    /// The cluster's own raft/zab leader is cut from its peers for two TTLs.
+    IsolateClusterLeader,
+    /// A member is cut from its peers for two TTLs, and the candidates are split too: the
+    /// leader and one other reach only that member (the minority), the third only the two
+    /// others (the majority).
+    Split,
+    /// Jepsen's bridge for two TTLs: two members cannot see each other, the third sees both.
+    Bridge,
+    /// The leader's member's peer links are cut and healed every 300 ms for two TTLs.
+    Flap,
+    /// What the leader's member sends to its peers is dropped (it still hears them) for
+    /// two TTLs.
+    OneWay,
 }
 
 impl Fault {
     /// Every fault, in the order rounds cycle through them.
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 15] = [
         Fault::Resign,
         Fault::KillLeader,
         Fault::FreezeLeader,
@@ -44,6 +61,22 @@ impl Fault {
         Fault::KillClusterLeader,
         Fault::RestartCluster,
         Fault::SlowNetwork,
+        Fault::IsolateMemberOfLeader,
+        Fault::IsolateClusterLeader,
+        Fault::Split,
+        Fault::Bridge,
+        Fault::Flap,
+        Fault::OneWay,
+    ];
+
+    /// The partitions between the members (network namespaces).
+    pub const BETWEEN_MEMBERS: [Fault; 6] = [
+        Fault::IsolateMemberOfLeader,
+        Fault::IsolateClusterLeader,
+        Fault::Split,
+        Fault::Bridge,
+        Fault::Flap,
+        Fault::OneWay,
     ];
 
     /// The name in histories and reports.
@@ -58,6 +91,12 @@ impl Fault {
             Fault::KillClusterLeader => "kill-cluster-leader",
             Fault::RestartCluster => "restart-cluster",
             Fault::SlowNetwork => "slow-network",
+            Fault::IsolateMemberOfLeader => "isolate-member-of-leader",
+            Fault::IsolateClusterLeader => "isolate-cluster-leader",
+            Fault::Split => "split",
+            Fault::Bridge => "bridge",
+            Fault::Flap => "flap",
+            Fault::OneWay => "one-way",
         }
     }
 
@@ -74,7 +113,7 @@ impl Fault {
                 | Fault::KillClusterLeader
                 | Fault::RestartCluster
                 | Fault::SlowNetwork
-        )
+        ) || Fault::BETWEEN_MEMBERS.contains(&self)
     }
 
     /// Whether the fault targets the leading candidate (and a successor must take over).

@@ -1,5 +1,5 @@
-//! `chaos`: rounds of faults against the real clusters, then the checker's verdict and a
-//! summary table. The bounded suite (`cargo test -p elect-chaos`) runs a few rounds; the
+//! `chaos`: rounds of faults against real clusters (a fresh 3-member cluster per backend, in
+//! network namespaces: needs root), then the checker's verdict and a summary table. The bounded suite (`cargo test -p elect-chaos`) runs a few rounds; the
 //! soak is `tests/chaos/soak` (hundreds).
 
 use std::path::PathBuf;
@@ -12,7 +12,9 @@ use elect_chaos::summary::table;
 use elect_chaos::target::Backend;
 
 #[derive(Debug, Parser)]
-#[command(about = "Inject faults into elections on the real clusters and check the histories.")]
+#[command(
+    about = "Inject faults into elections on real clusters (in network namespaces: needs root) and check the histories."
+)]
 struct Args {
     /// Backends, comma-separated (etcd, zookeeper, consul); each runs at the same time.
     #[arg(long, default_value = "etcd,zookeeper,consul", value_delimiter = ',')]

@@ -1,6 +1,8 @@
-//! One fault run against one backend: three replicas of the billing example (two that
-//! campaign themselves, one wrapped by `elect run`), each behind its own [`Proxy`], a shared
-//! history and ledger, and rounds of faults; then the checker's verdict.
+//! One fault run against one backend: a fresh 3-member cluster with every member in its own
+//! network namespace ([`NetnsCluster`], so that members can be cut from each other), three
+//! replicas of the billing example (two that campaign themselves — one of them campaigning
+//! twice on one elector — and one wrapped by `elect run`), each behind its own [`Proxy`], a
+//! shared history and ledger, and rounds of faults; then the checker's verdict.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -18,14 +20,19 @@ use crate::check::{check, Report};
 use crate::faults::{operator_revoke, Fault};
 use crate::target::Backend;
 use elect_test_support::proxy::{Link, Proxy};
+use elect_test_support::NetnsCluster;
 
 /// How many replicas run.
 pub const REPLICAS: usize = 3;
+/// The replica that campaigns twice on one elector (`billing --twice`).
+const TWICE: usize = 1;
 /// How long a frozen or cut-off leader stays so after its successor has logged its
 /// election, so that the successor has opened its term and charged before the old one wakes.
 const HOLD_AFTER_SUCCESSOR: Duration = Duration::from_secs(1);
 /// The delay each way of [`Fault::SlowNetwork`].
 const SLOW_LINK: Duration = Duration::from_millis(50);
+/// How long [`Fault::Flap`] keeps a state before switching.
+const FLAP_EVERY: Duration = Duration::from_millis(300);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -105,6 +112,8 @@ struct Replica {
     index: usize,
     generation: usize,
     supervised: bool,
+    /// Campaigns twice on one elector, the second time as `<id>.twin`.
+    twice: bool,
     proxy: Proxy,
     id: String,
     child: Option<Child>,
@@ -112,10 +121,22 @@ struct Replica {
     stopped_by_fault: bool,
 }
 
+impl Replica {
+    /// The candidate ids this replica campaigns as.
+    fn ids(&self) -> Vec<String> {
+        let mut ids = vec![self.id.clone()];
+        if self.twice {
+            ids.push(format!("{}.twin", self.id));
+        }
+        ids
+    }
+}
+
 struct Run<'a> {
     config: &'a RunConfig,
     election: ElectionName,
     dir: PathBuf,
+    cluster: std::sync::Arc<NetnsCluster>,
     members: Vec<std::net::SocketAddr>,
     history: History,
     replicas: Vec<Replica>,
@@ -207,7 +228,15 @@ pub async fn run(config: &RunConfig) -> Result<RunOutcome, String> {
     let election = ElectionName::parse_field("election", &name).map_err(|e| e.to_string())?;
     let dir = config.out.join(&name);
     std::fs::create_dir_all(dir.join("logs")).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let members = backend.members();
+    let cluster = tokio::task::spawn_blocking(move || NetnsCluster::up(backend.name()))
+        .await
+        .map_err(|e| format!("{}: the netns cluster did not come up: {e}", backend.name()))?;
+    let members = cluster
+        .endpoints()
+        .iter()
+        .map(|e| e.parse().map_err(|_| format!("member address {e:?}")))
+        .collect::<Result<Vec<std::net::SocketAddr>, String>>()?;
+    let cluster = std::sync::Arc::new(cluster);
     let history = History::open(dir.join("history.jsonl"), "chaos").map_err(|e| e.to_string())?;
     let (leader, observer) = observe(backend, &members, &election).await?;
     let elected = ElectedTail::open(&dir.join("history.jsonl"))?;
@@ -217,6 +246,7 @@ pub async fn run(config: &RunConfig) -> Result<RunOutcome, String> {
             index,
             generation: 0,
             supervised: index == REPLICAS - 1,
+            twice: index == TWICE,
             proxy: Proxy::start(&members)
                 .await
                 .map_err(|e| format!("proxy: {e}"))?,
@@ -229,6 +259,7 @@ pub async fn run(config: &RunConfig) -> Result<RunOutcome, String> {
         config,
         election,
         dir,
+        cluster,
         members,
         history,
         replicas,
@@ -275,13 +306,9 @@ async fn observe(
 > {
     let config =
         Config::from_url(&backend.url(members, election.as_str())).map_err(|e| e.to_string())?;
-    let elector = elect::connect(&config).await.map_err(|e| {
-        format!(
-            "no {} cluster at {members:?}: {e}; start it with `tests/cluster/cluster up {}`",
-            backend.name(),
-            backend.name()
-        )
-    })?;
+    let elector = elect::connect(&config)
+        .await
+        .map_err(|e| format!("no {} cluster at {members:?}: {e}", backend.name()))?;
     let (tx, rx) = watch::channel(None);
     let election = election.clone();
     let task = tokio::spawn(async move {
@@ -364,7 +391,7 @@ impl Run<'_> {
                     self.spawn(index)?;
                 }
             }
-            let ids: Vec<String> = self.replicas.iter().map(|r| r.id.clone()).collect();
+            let ids: Vec<String> = self.replicas.iter().flat_map(Replica::ids).collect();
             let leader = tokio::time::timeout_at(
                 deadline,
                 self.leader
@@ -429,6 +456,9 @@ impl Run<'_> {
             command
                 .args(["--url", &url, "--id", &replica.id])
                 .args(billing_args);
+            if replica.twice {
+                command.arg("--twice");
+            }
             command
         };
         command
@@ -447,7 +477,7 @@ impl Run<'_> {
     fn replica_of(&self, leader: &LeaderInfo) -> Result<usize, String> {
         self.replicas
             .iter()
-            .position(|r| r.id == leader.id)
+            .position(|r| r.ids().contains(&leader.id))
             .ok_or_else(|| format!("the leader {} is no replica", leader.id))
     }
 
@@ -519,25 +549,55 @@ impl Run<'_> {
         )
     }
 
+    /// Runs `f` on the cluster, off the runtime (the script blocks).
+    async fn with_cluster<T, F>(&self, f: F) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: FnOnce(&NetnsCluster) -> T + Send + 'static,
+    {
+        let cluster = self.cluster.clone();
+        tokio::task::spawn_blocking(move || f(&cluster))
+            .await
+            .map_err(|e| format!("the cluster script failed: {e}"))
+    }
+
+    /// The cluster script with `args` (`kill B N`, `start B N`, `wait B all 60`, …).
     async fn cluster(&self, args: Vec<String>) -> Result<(), String> {
-        tokio::task::spawn_blocking(move || {
+        self.with_cluster(move |c| {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            elect_test_support::cluster(&args);
+            c.script(&args);
         })
         .await
-        .map_err(|e| format!("the cluster script failed: {e}"))
     }
 
     async fn cluster_leader(&self) -> Result<usize, String> {
-        let backend = self.config.backend.name();
-        let output =
-            tokio::task::spawn_blocking(move || elect_test_support::cluster(&["leader", backend]))
-                .await
-                .map_err(|e| format!("cluster leader: {e}"))?;
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .map_err(|e| format!("cluster leader printed no index: {e}"))
+        self.with_cluster(NetnsCluster::leader).await
+    }
+
+    /// Heals every cut between the members and waits until all three are whole again.
+    async fn heal(&self) -> Result<(), String> {
+        self.with_cluster(|c| {
+            c.heal();
+            c.wait_all(Duration::from_secs(60));
+        })
+        .await
+    }
+
+    /// The member (1..=3) replica `index`'s client talks to most: its proxy's busiest link
+    /// over one renewal period (or so far, when that period carried nothing).
+    async fn member_of(&self, index: usize) -> usize {
+        let proxy = &self.replicas[index].proxy;
+        let before = proxy.carried();
+        tokio::time::sleep(self.config.backend.ttl() / 2).await;
+        let after = proxy.carried();
+        let recent: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        let counts = if recent.iter().any(|&c| c > 0) {
+            recent
+        } else {
+            after
+        };
+        let busiest = (0..counts.len()).max_by_key(|&i| counts[i]).unwrap_or(0);
+        busiest + 1
     }
 
     async fn inject(
@@ -665,6 +725,107 @@ impl Run<'_> {
                     .await?;
                 self.record(Event::Healed { kind, target: None });
                 Ok("restarted every member".to_owned())
+            }
+            Fault::IsolateMemberOfLeader | Fault::Flap | Fault::OneWay => {
+                let member = self.member_of(index).await;
+                let target = Some(format!("n{member}"));
+                self.record(Event::Fault {
+                    kind: kind.clone(),
+                    target: target.clone(),
+                });
+                let hold = backend.ttl() * 2;
+                match fault {
+                    Fault::IsolateMemberOfLeader => {
+                        self.with_cluster(move |c| c.isolate(member)).await?;
+                        tokio::time::sleep(hold).await;
+                    }
+                    Fault::OneWay => {
+                        self.with_cluster(move |c| {
+                            for other in c.others(member) {
+                                c.cut_one_way(member, other);
+                            }
+                        })
+                        .await?;
+                        tokio::time::sleep(hold).await;
+                    }
+                    _ => {
+                        let end = tokio::time::Instant::now() + hold;
+                        while tokio::time::Instant::now() < end {
+                            self.with_cluster(move |c| c.isolate(member)).await?;
+                            tokio::time::sleep(FLAP_EVERY).await;
+                            self.with_cluster(NetnsCluster::heal).await?;
+                            tokio::time::sleep(FLAP_EVERY).await;
+                        }
+                    }
+                }
+                self.heal().await?;
+                self.record(Event::Healed { kind, target });
+                Ok(format!(
+                    "{} n{member}, the member {} talked to most, for {hold:?}",
+                    fault.kind(),
+                    leader.id
+                ))
+            }
+            Fault::IsolateClusterLeader | Fault::Bridge => {
+                let raft_leader = self.cluster_leader().await?;
+                // Bridge: Jepsen picks the bridging member at random; we take turns.
+                let member = if fault == Fault::Bridge {
+                    round % 3 + 1
+                } else {
+                    raft_leader
+                };
+                let target = Some(format!("n{member}"));
+                self.record(Event::Fault {
+                    kind: kind.clone(),
+                    target: target.clone(),
+                });
+                if fault == Fault::Bridge {
+                    self.with_cluster(move |c| c.bridge(member)).await?;
+                } else {
+                    self.with_cluster(move |c| c.isolate(member)).await?;
+                }
+                tokio::time::sleep(backend.ttl() * 2).await;
+                self.heal().await?;
+                self.record(Event::Healed { kind, target });
+                Ok(format!(
+                    "{} n{member} for {:?} (raft/zab leader: n{raft_leader})",
+                    fault.kind(),
+                    backend.ttl() * 2
+                ))
+            }
+            Fault::Split => {
+                // The minority: one member, reached by the leader and the next replica; the
+                // majority: the two others, reached by the third replica.
+                let minority = self.member_of(index).await;
+                let target = Some(format!("n{minority}"));
+                self.record(Event::Fault {
+                    kind: kind.clone(),
+                    target: target.clone(),
+                });
+                self.with_cluster(move |c| c.isolate(minority)).await?;
+                let with_minority = [index, (index + 1) % self.replicas.len()];
+                for (i, replica) in self.replicas.iter().enumerate() {
+                    for member in 1..=3 {
+                        let same_side = (member == minority) == with_minority.contains(&i);
+                        if !same_side {
+                            replica.proxy.set_one(member - 1, Link::Cut);
+                        }
+                    }
+                }
+                tokio::time::sleep(backend.ttl() * 2).await;
+                for replica in &self.replicas {
+                    replica.proxy.set(Link::Up);
+                }
+                self.heal().await?;
+                self.record(Event::Healed { kind, target });
+                let minority_ids: Vec<&str> = with_minority
+                    .iter()
+                    .map(|&i| self.replicas[i].id.as_str())
+                    .collect();
+                Ok(format!(
+                    "split for {:?}: n{minority} with {minority_ids:?}, the others with the rest",
+                    backend.ttl() * 2
+                ))
             }
             Fault::SlowNetwork => {
                 self.record(Event::Fault {

@@ -1,12 +1,12 @@
-//! The clusters under test: where they listen, the TTL the candidates use there, and the
-//! bounds SPEC.md's L1 and L2 give for that TTL.
+//! The stores under test: the TTL the candidates use, their URLs, and the bounds SPEC.md's
+//! L1 and L2 give for that TTL.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::check::Bounds;
 
-/// A backend with a real 3-node cluster (`tests/cluster/cluster up`).
+/// A backend with a real 3-member cluster (the runner starts one in network namespaces).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Backend {
     /// etcd leases.
@@ -38,32 +38,6 @@ impl Backend {
             "consul" => Some(Backend::Consul),
             _ => None,
         }
-    }
-
-    /// The members' client addresses, from the variables `tests/cluster/cluster env` prints.
-    pub fn members(self) -> Vec<SocketAddr> {
-        let (var, default) = match self {
-            Backend::Etcd => (
-                "ELECT_TEST_ETCD_ENDPOINTS",
-                "127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379",
-            ),
-            Backend::Zookeeper => (
-                "ELECT_TEST_ZK_CONNECT",
-                "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183",
-            ),
-            Backend::Consul => (
-                "ELECT_TEST_CONSUL_ADDRS",
-                "127.0.0.1:8500,127.0.0.1:8510,127.0.0.1:8520",
-            ),
-        };
-        let list = std::env::var(var).unwrap_or_else(|_| default.to_owned());
-        list.split(',')
-            .map(|a| {
-                a.trim()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("{var}: {a:?} is not an ip:port address"))
-            })
-            .collect()
     }
 
     /// The TTL (session timeout) candidates use: the shortest each store allows here.

@@ -9,6 +9,8 @@
 //! that went away: requests fail fast, and nothing sent meanwhile arrives later.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,10 +31,12 @@ pub enum Link {
     Down,
 }
 
-/// Proxies from local ports to each of `upstreams`, sharing one [`Link`] setting.
+/// Proxies from local ports to each of `upstreams`, each with its own [`Link`] setting, and
+/// counting the bytes each carries (which member a client really talks to).
 #[derive(Debug)]
 pub struct Proxy {
-    link: watch::Sender<Link>,
+    links: Vec<watch::Sender<Link>>,
+    carried: Vec<Arc<AtomicU64>>,
     addresses: Vec<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -40,20 +44,27 @@ pub struct Proxy {
 impl Proxy {
     /// Listens on a free loopback port for each upstream.
     pub async fn start(upstreams: &[SocketAddr]) -> std::io::Result<Proxy> {
-        let (link, _) = watch::channel(Link::Up);
-        let mut addresses = Vec::new();
-        let mut tasks = Vec::new();
+        let mut proxy = Proxy {
+            links: Vec::new(),
+            carried: Vec::new(),
+            addresses: Vec::new(),
+            tasks: Vec::new(),
+        };
         for &upstream in upstreams {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
-            addresses.push(listener.local_addr()?);
-            let link = link.subscribe();
-            tasks.push(tokio::spawn(accept(listener, upstream, link)));
+            proxy.addresses.push(listener.local_addr()?);
+            let (link, watching) = watch::channel(Link::Up);
+            let carried = Arc::new(AtomicU64::new(0));
+            proxy.tasks.push(tokio::spawn(accept(
+                listener,
+                upstream,
+                watching,
+                carried.clone(),
+            )));
+            proxy.links.push(link);
+            proxy.carried.push(carried);
         }
-        Ok(Proxy {
-            link,
-            addresses,
-            tasks,
-        })
+        Ok(proxy)
     }
 
     /// Proxies in front of a comma-separated list of `host:port` upstreams, as the test
@@ -81,9 +92,24 @@ impl Proxy {
         &self.addresses
     }
 
-    /// Sets what the link does from now on, for open and new connections alike.
+    /// Sets what every link does from now on, for open and new connections alike.
     pub fn set(&self, link: Link) {
-        self.link.send_replace(link);
+        for each in &self.links {
+            each.send_replace(link);
+        }
+    }
+
+    /// Sets what the link to upstream `index` (in the order given) does from now on.
+    pub fn set_one(&self, index: usize, link: Link) {
+        self.links[index].send_replace(link);
+    }
+
+    /// Bytes carried so far to and from each upstream, in the order given.
+    pub fn carried(&self) -> Vec<u64> {
+        self.carried
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
     }
 }
 
@@ -95,14 +121,19 @@ impl Drop for Proxy {
     }
 }
 
-async fn accept(listener: TcpListener, upstream: SocketAddr, link: watch::Receiver<Link>) {
+async fn accept(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    link: watch::Receiver<Link>,
+    carried: Arc<AtomicU64>,
+) {
     // Connections end with the listener's task: they are its children.
     let mut connections = tokio::task::JoinSet::new();
     while let Ok((client, _)) = listener.accept().await {
         if *link.borrow() == Link::Down {
             continue; // dropped: closed at once
         }
-        let link = link.clone();
+        let (link, carried) = (link.clone(), carried.clone());
         connections.spawn(async move {
             let Ok(server) = TcpStream::connect(upstream).await else {
                 return;
@@ -113,8 +144,8 @@ async fn accept(listener: TcpListener, upstream: SocketAddr, link: watch::Receiv
             let (server_read, server_write) = server.into_split();
             let mut down = link.clone();
             tokio::select! {
-                _ = pump(client_read, server_write, link.clone()) => {}
-                _ = pump(server_read, client_write, link) => {}
+                _ = pump(client_read, server_write, link.clone(), carried.clone()) => {}
+                _ = pump(server_read, client_write, link, carried) => {}
                 _ = down.wait_for(|l| *l == Link::Down) => {}
             }
         });
@@ -128,6 +159,7 @@ async fn pump(
     mut from: impl AsyncReadExt + Unpin,
     mut to: impl AsyncWriteExt + Unpin,
     link: watch::Receiver<Link>,
+    carried: Arc<AtomicU64>,
 ) {
     let (chunks, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
     let mut reading = link.clone();
@@ -142,6 +174,7 @@ async fn pump(
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            carried.fetch_add(n as u64, Ordering::Relaxed);
             let due = match *reading.borrow() {
                 Link::Slow(delay) => tokio::time::Instant::now() + delay,
                 _ => tokio::time::Instant::now(),
@@ -252,5 +285,6 @@ mod tests {
             round_trip(&mut fresh).await.is_some(),
             "no traffic after the link came back"
         );
+        assert!(proxy.carried()[0] >= 8, "bytes: {:?}", proxy.carried());
     }
 }
