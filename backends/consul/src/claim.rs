@@ -7,12 +7,16 @@ use elect_core::{Claim, ElectionName, Error, LossReason, NotLeaderReason, Result
 
 use crate::agent::{b64, Agent, LOCK_FLAGS};
 
-/// Where one election lives: `<prefix><election>/` with `.lock` and `.value` in it.
+/// Where one election lives: `<prefix><election>/` with `.lock`, `.value` and `.id` in it.
+/// `.id` holds the holder's candidate id, written in the acquire's own transaction (so its
+/// `ModifyIndex` is the lock's): one session serves every campaign of an elector, so the
+/// session's name cannot tell which candidate holds the lock.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     pub(crate) dir: String,
     pub(crate) lock: String,
     pub(crate) value: String,
+    pub(crate) id: String,
 }
 
 impl Keys {
@@ -21,6 +25,7 @@ impl Keys {
         Keys {
             lock: format!("{dir}.lock"),
             value: format!("{dir}.value"),
+            id: format!("{dir}.id"),
             dir,
         }
     }
@@ -80,6 +85,7 @@ impl Claim for ConsulClaim {
         let txn = serde_json::json!([
             index,
             {"KV": {"Verb": "delete", "Key": self.keys.value}},
+            {"KV": {"Verb": "delete", "Key": self.keys.id}},
             {"KV": {"Verb": "unlock", "Key": self.keys.lock, "Flags": LOCK_FLAGS, "Session": self.session}},
         ]);
         self.agent.txn(txn).await?;

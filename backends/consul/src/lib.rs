@@ -105,13 +105,16 @@ impl ConsulElector {
         session: &Session,
         candidate: &Candidate,
     ) -> Result<Option<u64>> {
-        let txn = serde_json::json!([{"KV": {
-            "Verb": "lock",
-            "Key": keys.lock,
-            "Value": agent::b64(candidate.value()),
-            "Flags": LOCK_FLAGS,
-            "Session": session.id,
-        }}]);
+        let txn = serde_json::json!([
+            {"KV": {
+                "Verb": "lock",
+                "Key": keys.lock,
+                "Value": agent::b64(candidate.value()),
+                "Flags": LOCK_FLAGS,
+                "Session": session.id,
+            }},
+            {"KV": {"Verb": "set", "Key": keys.id, "Value": agent::b64(candidate.id().as_bytes())}},
+        ]);
         let Some(entries) = self.agent.txn_entries(txn).await? else {
             return Ok(None);
         };

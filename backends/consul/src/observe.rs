@@ -11,8 +11,9 @@ use tokio::sync::{mpsc, watch};
 use crate::agent::{Agent, KvEntry, BACKEND};
 use crate::claim::Keys;
 
-/// The leader shown by `entries` (the election's keys). The id is the holder session's name
-/// (`elect` names sessions after their candidate); `names` caches it.
+/// The leader shown by `entries` (the election's keys). The id is `.id`'s when it was written
+/// with the lock (same `ModifyIndex`), else the holder session's name (`consul lock`, and
+/// `elect` before `.id`, name sessions after their candidate); `names` caches those.
 pub(crate) async fn leader_of(
     agent: &Agent,
     keys: &Keys,
@@ -25,9 +26,13 @@ pub(crate) async fn leader_of(
     let Some(holder) = lock.holder() else {
         return Ok(None);
     };
-    let id = match names.get(holder) {
-        Some(name) => name.clone(),
-        None => {
+    let written_with_lock = entries
+        .iter()
+        .find(|e| e.key == keys.id && e.modify_index == lock.modify_index);
+    let id = match (written_with_lock, names.get(holder)) {
+        (Some(entry), _) => String::from_utf8_lossy(&entry.bytes()).into_owned(),
+        (None, Some(name)) => name.clone(),
+        (None, None) => {
             let name = agent
                 .session_name(holder)
                 .await?

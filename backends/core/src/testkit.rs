@@ -567,6 +567,33 @@ pub async fn cancelled_campaign_leaves_nothing_behind(h: &Harness) {
     c.resign().await.expect("resign");
 }
 
+/// One elector campaigning as two candidates, one after the other and in two elections: the
+/// store names whichever candidate leads each (one session serves both, so its name cannot).
+pub async fn leader_names_the_candidate_of_each_campaign(h: &Harness) {
+    let elector = h.elector().await;
+    let (first, second) = (h.election("names-1"), h.election("names-2"));
+    let a = campaign(h, &elector, &first, &candidate("a")).await;
+    let b = campaign(h, &elector, &second, &candidate("b")).await;
+    assert_eq!(
+        leader(&elector, &first).await.map(|l| l.id).as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        leader(&elector, &second).await.map(|l| l.id).as_deref(),
+        Some("b"),
+        "the second election's leader is named after the elector's first candidate"
+    );
+    a.resign().await.expect("resign");
+    let c = campaign(h, &elector, &first, &candidate("c")).await;
+    assert_eq!(
+        leader(&elector, &first).await.map(|l| l.id).as_deref(),
+        Some("c"),
+        "a later candidate of the same elector is named after an earlier one"
+    );
+    c.resign().await.expect("resign");
+    b.resign().await.expect("resign");
+}
+
 /// One elector, two campaigns in one election: the second is refused with
 /// [`Error::AlreadyCampaigning`] — while the first waits behind another leader, while it
 /// races the first, and while the first's term leads — so one elector never holds two
@@ -1042,6 +1069,7 @@ macro_rules! conformance_suite {
             cancelled_campaign_leaves_nothing_behind,
             resign_is_idempotent,
             one_candidacy_per_election_per_elector,
+            leader_names_the_candidate_of_each_campaign,
             proclaim_is_visible_to_observers,
             try_campaign_does_not_wait,
             tokens_strictly_increase_over_20_terms,

@@ -73,9 +73,13 @@ async fn main_result(args: Args) -> Result<bool, String> {
         let [backend] = backends[..] else {
             return Err("--check needs exactly one --backend".to_owned());
         };
-        let report = elect_chaos::run::check_dir(dir, backend)?;
-        println!("{report}");
-        return Ok(report.is_clean());
+        let outcome = elect_chaos::run::outcome_of_dir(dir, backend)?;
+        println!(
+            "{}\n\n{}",
+            outcome.report,
+            table(std::slice::from_ref(&outcome))
+        );
+        return Ok(outcome.report.is_clean());
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let bins = Bins::in_dir(exe.parent().ok_or("no folder for this binary")?)?;

@@ -282,6 +282,37 @@ pub async fn run(config: &RunConfig) -> Result<RunOutcome, String> {
     })
 }
 
+/// A finished run read back from the directory it left (`chaos --check`): the rounds from the
+/// history's fault records (each until the next), and the checker's verdict.
+pub fn outcome_of_dir(dir: &Path, backend: Backend) -> Result<RunOutcome, String> {
+    let records = history::read(dir.join("history.jsonl")).map_err(|e| e.to_string())?;
+    let mut faults: Vec<(u64, Fault)> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Fault { kind, .. } => Fault::parse(kind).map(|f| (r.t, f)),
+            _ => None,
+        })
+        .collect();
+    faults.sort_by_key(|(t, _)| *t);
+    let rounds = faults
+        .iter()
+        .enumerate()
+        .map(|(i, &(from, fault))| Round {
+            fault,
+            from,
+            to: faults.get(i + 1).map_or(u64::MAX, |(next, _)| next - 1),
+            note: String::new(),
+        })
+        .collect();
+    Ok(RunOutcome {
+        backend,
+        dir: dir.to_path_buf(),
+        rounds,
+        report: check_dir(dir, backend)?,
+        crashes: Vec::new(),
+    })
+}
+
 /// Checks the history and ledger a run left in `dir`, against `backend`'s bounds.
 pub fn check_dir(dir: &Path, backend: Backend) -> Result<Report, String> {
     let records = history::read(dir.join("history.jsonl")).map_err(|e| e.to_string())?;
