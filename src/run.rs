@@ -39,6 +39,9 @@ pub mod exit_code {
     pub const SOFTWARE: i32 = 70;
     /// The backend cannot be reached.
     pub const UNAVAILABLE: i32 = 69;
+    /// The store cannot be used and trying again will not help (e.g. a read-only or corrupt
+    /// lock directory).
+    pub const IO_ERROR: i32 = 74;
     /// Leadership was lost and `--once` was given.
     pub const LOST: i32 = 75;
     /// The backend refused our credentials or the ACL forbids the operation.
@@ -59,6 +62,7 @@ pub fn error_exit_code(error: &Error) -> i32 {
             exit_code::UNAVAILABLE
         }
         Error::PermissionDenied { .. } => exit_code::NO_PERMISSION,
+        Error::Unusable { .. } => exit_code::IO_ERROR,
         _ => exit_code::SOFTWARE,
     }
 }

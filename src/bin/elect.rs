@@ -20,6 +20,8 @@ Exit codes:
   2        wrong command-line usage
   69       the backend cannot be reached
   70       internal error
+  74       the store cannot be used, and trying again will not help (e.g. the lock
+           directory is read-only or not a directory, or its token file is corrupt)
   75       run --once: leadership was lost (the command was stopped)
   77       the backend refused the credentials or the operation
   78       a configuration value is invalid, or the backend is not compiled in
@@ -34,7 +36,7 @@ The command gets ELECT_FENCING_TOKEN, ELECT_ELECTION, ELECT_CANDIDATE_ID and ELE
 /// Leader election through etcd, Consul, ZooKeeper or a local file lock.
 ///
 /// With neither --config nor --url, elections live in lock files on this host
-/// ($TMPDIR/elect, or ELECT_FILE_DIR).
+/// (/run/elect for root, $XDG_RUNTIME_DIR/elect for others, or ELECT_FILE_DIR).
 #[derive(Debug, Parser)]
 #[command(name = "elect", version, after_help = EXIT_CODES)]
 struct Cli {
@@ -241,7 +243,11 @@ fn fail(error: &dyn std::error::Error, code: i32) -> i32 {
     let mut message = format!("elect: {error}");
     let mut source = error.source();
     while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
+        // Most of our errors show their source already.
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message.push_str(&format!(": {cause_text}"));
+        }
         source = cause.source();
     }
     eprintln!("{message}");

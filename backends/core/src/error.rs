@@ -86,6 +86,20 @@ pub enum Error {
         election: ElectionName,
     },
 
+    /// The store refuses the operation for good: trying again cannot help (a path the file
+    /// system cannot hold, a read-only file system, a record that does not parse). Unlike
+    /// [`Error::Backend`], never retried.
+    #[error("{backend}: {operation}: {source}")]
+    Unusable {
+        /// The backend that failed.
+        backend: &'static str,
+        /// What was being done, with the key or path involved.
+        operation: String,
+        /// Why it cannot be done.
+        #[source]
+        source: BoxError,
+    },
+
     /// The elector was closed; nothing more can be done with it.
     #[error("the {backend} elector is closed")]
     Closed {
@@ -121,7 +135,8 @@ impl Error {
     }
 
     /// True for errors that may pass if the call is tried again (the store was unreachable or
-    /// slow), false for errors that will repeat (bad config, permission, not leader, closed).
+    /// slow), false for errors that will repeat (bad config, permission, an unusable store,
+    /// not leader, closed).
     pub fn is_transient(&self) -> bool {
         matches!(
             self,

@@ -113,8 +113,9 @@ where
 }
 
 /// Campaigns until elected, logging `campaigning` and `elected`; errors that may pass (the
-/// store unreachable) are logged and the campaign is tried again after a short pause.
-/// Other errors (bad config, permission, closed elector) are returned.
+/// store unreachable) are logged and the campaign is tried again after a jittered pause that
+/// doubles up to 8 s. Other errors (bad config, permission, an unusable
+/// store, closed elector) are returned at once: retrying them would only repeat them.
 pub async fn campaign_logged(
     elector: &dyn Elector,
     election: &ElectionName,
@@ -126,6 +127,7 @@ pub async fn campaign_logged(
         backend = elector.backend(),
         "campaigning"
     );
+    let mut pause = FIRST_RETRY_PAUSE;
     loop {
         match elector.campaign(election, candidate).await {
             Ok(leadership) => {
@@ -133,8 +135,15 @@ pub async fn campaign_logged(
                 return Ok(leadership);
             }
             Err(error) if error.is_transient() => {
-                tracing::warn!(election = election.as_str(), %error, "campaign failed; retrying");
-                tokio::time::sleep(RETRY_PAUSE).await;
+                let wait = jittered(pause);
+                tracing::warn!(
+                    election = election.as_str(),
+                    %error,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "campaign failed; retrying"
+                );
+                tokio::time::sleep(wait).await;
+                pause = (pause * 2).min(MAX_RETRY_PAUSE);
             }
             Err(error) => return Err(error),
         }
@@ -162,5 +171,14 @@ pub async fn resign_or_let_expire(leadership: &Leadership) {
 /// How long a supervisor waits for the store to confirm a resign.
 pub const RESIGN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Pause before campaigning again after a transient error.
-const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// Pause before campaigning again after a first transient error.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// The longest pause between campaigns that failed with transient errors.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(8);
+
+/// A pause drawn evenly from `[pause/2, pause]`, so that replicas that failed together do
+/// not retry together.
+fn jittered(pause: Duration) -> Duration {
+    pause.mul_f64(rand::random_range(0.5..=1.0))
+}

@@ -37,21 +37,78 @@ pub enum FileError {
         #[source]
         source: serde_json::Error,
     },
+    /// The lock directory (or one above it) could be changed by someone other than this user
+    /// and root, so its files cannot be trusted.
+    #[error("{}: {problem}", path.display())]
+    UntrustedDirectory {
+        /// The directory refused.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 pub(crate) const BACKEND: &str = "file";
 
-/// An I/O error on `path` as an `elect` error: permission denied as such, the rest as a
-/// backend failure naming the operation and the path.
+/// An I/O error on `path` as an `elect` error: permission denied as such; errors that may
+/// pass (no space, interrupted, out of descriptors, an I/O error) as a backend failure, which
+/// is retried; the rest (a name too long, a read-only file system, not a directory, …)
+/// repeat on a local file system, so they are [`Error::Unusable`] and never retried.
 pub(crate) fn io_error(operation: &str, path: &Path, error: io::Error) -> Error {
     let operation = format!("{operation} {}", path.display());
     if error.kind() == io::ErrorKind::PermissionDenied {
-        Error::PermissionDenied {
+        return Error::PermissionDenied {
+            backend: BACKEND,
+            operation,
+            source: error.into(),
+        };
+    }
+    if may_pass(&error) {
+        Error::backend(BACKEND, operation, error)
+    } else {
+        Error::Unusable {
             backend: BACKEND,
             operation,
             source: error.into(),
         }
-    } else {
-        Error::backend(BACKEND, operation, error)
+    }
+}
+
+/// Errors of a local file system that trying again may mend. A file not found is one: an
+/// operator may have deleted the directory between two of our calls.
+fn may_pass(error: &io::Error) -> bool {
+    use nix::errno::Errno;
+    if matches!(
+        error.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+    ) {
+        return true;
+    }
+    let Some(code) = error.raw_os_error() else {
+        return false;
+    };
+    matches!(
+        Errno::from_raw(code),
+        Errno::ENOSPC
+            | Errno::EDQUOT
+            | Errno::EIO
+            | Errno::ENOMEM
+            | Errno::EMFILE
+            | Errno::ENFILE
+            | Errno::EBUSY
+            | Errno::ESTALE
+            | Errno::ETIMEDOUT
+            | Errno::ENOLCK
+            | Errno::EDEADLK
+            | Errno::EAGAIN
+    )
+}
+
+/// A file of the election holds what `elect` never writes: trying again will not help.
+pub(crate) fn corrupt(operation: String, error: FileError) -> Error {
+    Error::Unusable {
+        backend: BACKEND,
+        operation,
+        source: Box::new(error),
     }
 }

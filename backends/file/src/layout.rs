@@ -16,7 +16,7 @@
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,8 +25,11 @@ use elect_core::{ElectionName, Error, FencingToken, LeaderInfo};
 use serde::{Deserialize, Serialize};
 
 pub(crate) use crate::error::BACKEND;
-use crate::error::{io_error, FileError};
-use crate::procfs;
+use crate::error::{corrupt, io_error, FileError};
+use crate::{directory, procfs};
+
+/// Mode of the files `elect` creates.
+const FILE_MODE: u32 = 0o600;
 
 /// The paths of one election.
 #[derive(Debug, Clone)]
@@ -52,9 +55,11 @@ impl Layout {
         }
     }
 
+    /// Opens (creates) the lock file, in a directory checked to be private (see
+    /// [`directory`]).
     pub(crate) fn open_lock(&self) -> Result<File, Error> {
-        fs::create_dir_all(&self.dir).map_err(|e| io_error("create directory", &self.dir, e))?;
-        OpenOptions::new()
+        directory::prepare(&self.dir)?;
+        private_file()
             .read(true)
             .write(true)
             .create(true)
@@ -83,22 +88,21 @@ impl Layout {
     /// [`Layout::next_token`] with the floor given.
     pub(crate) fn next_token_above(&self, floor: u64) -> Result<FencingToken, Error> {
         let operation = || format!("read token counter {}", self.token.display());
-        let last = match fs::read_to_string(&self.token) {
-            Ok(text) => text.trim().parse::<u64>().map_err(|source| {
-                let text = text.trim().chars().take(64).collect();
-                let path = self.token.clone();
-                Error::backend(
-                    BACKEND,
-                    operation(),
-                    FileError::BadCounter { path, text, source },
-                )
-            })?,
+        let last = match read_small(&self.token) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                text.trim().parse::<u64>().map_err(|source| {
+                    let text = text.trim().chars().take(64).collect();
+                    let path = self.token.clone();
+                    corrupt(operation(), FileError::BadCounter { path, text, source })
+                })?
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(io_error("read token counter", &self.token, e)),
         };
         let after_last = last.checked_add(1).ok_or_else(|| {
             let path = self.token.clone();
-            Error::backend(BACKEND, operation(), FileError::CounterOverflow { path })
+            corrupt(operation(), FileError::CounterOverflow { path })
         })?;
         let next = after_last.max(floor);
         write_durably(&self.token, format!("{next}\n").as_bytes())?;
@@ -138,6 +142,9 @@ impl Layout {
 
     /// The leader as the directory shows it: the record, if the lock is held by its writer.
     pub(crate) fn leader(&self) -> Result<Option<LeaderInfo>, Error> {
+        if !directory::check_existing(&self.dir)? {
+            return Ok(None);
+        }
         let Some(holder) = self.lock_holder()? else {
             return Ok(None);
         };
@@ -280,14 +287,46 @@ fn wall_clock_floor() -> u64 {
         })
 }
 
+/// Options that create a file 0600 and never follow a symlink at its name.
+pub(crate) fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options
+        .mode(FILE_MODE)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC);
+    options
+}
+
+/// The largest file of an election `elect` reads (records and the counter are far smaller).
+const MAX_READ: u64 = 1 << 20;
+
+/// Reads a small file without following a symlink, at most [`MAX_READ`] bytes.
+fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    private_file()
+        .read(true)
+        .open(path)?
+        .take(MAX_READ)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Writes `path` through a temporary file, fsync and rename, then fsyncs the directory, so
-/// a crash leaves either the old or the new content.
+/// a crash leaves either the old or the new content. `path`'s directory is one of an election
+/// (checked when its lock file was opened).
 pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| io_error("create directory", dir, e))?;
+    directory::create_sub(dir)?;
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let create_tmp = || private_file().write(true).create_new(true).open(&tmp);
     let write = || -> io::Result<()> {
-        let mut file = File::create(&tmp)?;
+        // A temporary file of ours left by a crash (same pid after a reboot) goes first.
+        let mut file = match create_tmp() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp)?;
+                create_tmp()?
+            }
+            other => other?,
+        };
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -300,12 +339,11 @@ pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 }
 
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Error> {
-    let mut text = String::new();
-    match File::open(path).and_then(|mut f| f.read_to_string(&mut text)) {
-        Ok(_) => serde_json::from_str(&text).map(Some).map_err(|source| {
+    match read_small(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| {
             let path = path.to_path_buf();
             let operation = format!("parse {}", path.display());
-            Error::backend(BACKEND, operation, FileError::BadRecord { path, source })
+            corrupt(operation, FileError::BadRecord { path, source })
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error("read", path, e)),

@@ -7,7 +7,13 @@
 //! cluster at all; for more than one machine, use etcd, Consul or ZooKeeper.
 //!
 //! Because `elect` uses plain `flock(2)`, `flock(1)` takes part too:
-//! `flock /tmp/elect/demo.lock cmd` holds the same lock (without a token).
+//! `flock /run/elect/demo.lock cmd` holds the same lock (without a token).
+//!
+//! The directory is trusted only if no one but the running user and root can change it or any
+//! directory above it (see the `directory` module); otherwise every call fails with
+//! [`Error::PermissionDenied`] naming it. Files are created 0600, directories 0700, and no
+//! symlink is followed at a file's name. I/O errors that trying again cannot mend (a name too
+//! long, a read-only file system, a corrupt token file) are [`Error::Unusable`], never retried.
 //!
 //! The file layout is described in the `layout` module; loss is noticed by polling (default
 //! every 100 ms) whether the lock file was deleted or replaced by hand.
@@ -29,6 +35,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod claim;
+mod directory;
 mod error;
 mod handover;
 mod layout;
@@ -36,7 +43,7 @@ mod procfs;
 
 pub use error::FileError;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -57,7 +64,9 @@ use tokio::sync::{oneshot, watch};
 
 use claim::FileClaim;
 use error::io_error;
-use layout::{holder_of, read_json, same_file, CandidateRecord, Layout, LeaderRecord, BACKEND};
+use layout::{
+    holder_of, private_file, read_json, same_file, CandidateRecord, Layout, LeaderRecord, BACKEND,
+};
 
 /// How often the file backend looks for a deleted lock file and for leader changes.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -67,6 +76,10 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// when a successor stops waiting for it. The wait normally ends long before: as soon as the
 /// old term is resigned.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(3600);
+
+/// The longest candidate id the file backend takes, in bytes: a waiting candidate's record is
+/// named after its id in hex, and a file name has at most 255 bytes.
+pub const MAX_ID_LEN: usize = 127;
 
 /// The longest stop grace [`FileElector::with_stop_grace`] takes.
 pub const MAX_STOP_GRACE: Duration = Duration::from_secs(24 * 3600);
@@ -319,6 +332,23 @@ async fn lock_blocking(layout: &Layout) -> Result<Flock<File>> {
     }
 }
 
+/// Refuses an id too long for the name of a candidate record.
+fn check_id(candidate: &Candidate) -> Result<()> {
+    if candidate.id().len() > MAX_ID_LEN {
+        return Err(elect_core::ConfigError::new(
+            "id",
+            candidate.id(),
+            format!(
+                "the file backend takes candidate ids of at most {MAX_ID_LEN} bytes, this one \
+                 has {}",
+                candidate.id().len()
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// A waiting candidate's record, locked while it waits so that listings can tell it lives.
 struct Registration {
     path: PathBuf,
@@ -327,10 +357,10 @@ struct Registration {
 
 impl Registration {
     fn create(layout: &Layout, candidate: &Candidate) -> Result<Self> {
-        fs::create_dir_all(&layout.candidates)
-            .map_err(|e| io_error("create directory", &layout.candidates, e))?;
+        directory::prepare(&layout.dir)?;
+        directory::create_sub(&layout.candidates)?;
         let path = layout.candidates.join(hex::encode(candidate.id()));
-        let file = OpenOptions::new()
+        let file = private_file()
             .write(true)
             .create(true)
             .truncate(false)
@@ -376,6 +406,7 @@ impl Elector for FileElector {
 
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
         self.check_open()?;
+        check_id(candidate)?;
         let candidacy = self.inner.candidacies.enter(election).await?;
         let layout = Layout::new(&self.dir, election);
         let registration = Registration::create(&layout, candidate)?;
@@ -405,6 +436,7 @@ impl Elector for FileElector {
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
         self.check_open()?;
+        check_id(candidate)?;
         let candidacy = self.inner.candidacies.enter(election).await?;
         let layout = Layout::new(&self.dir, election);
         match lock_exclusive(&layout, false)? {
@@ -452,7 +484,8 @@ impl Elector for FileElector {
             if holder_of(&meta)?.is_none() {
                 continue;
             }
-            let Some(record) = read_json::<CandidateRecord>(&path)? else {
+            // A record being rewritten may not parse yet; its candidate is listed next time.
+            let Ok(Some(record)) = read_json::<CandidateRecord>(&path) else {
                 continue;
             };
             if list.iter().any(|c| c.id == record.id) {

@@ -104,7 +104,8 @@ impl Default for BackendConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// Where the lock, token and leader files live. Default: `$TMPDIR/elect` (`/tmp/elect`).
+    /// Where the lock, token and leader files live. Default: [`default_file_dir`] (`/run/elect`
+    /// for root, `$XDG_RUNTIME_DIR/elect` for other users).
     #[serde(default = "default_file_dir")]
     pub dir: PathBuf,
     /// How long a leader may take to stop its work once its lock file was deleted: a
@@ -123,8 +124,19 @@ impl Default for FileConfig {
     }
 }
 
-fn default_file_dir() -> PathBuf {
-    std::env::temp_dir().join("elect")
+/// The default lock directory: private to the running user, never a shared `/tmp/elect`
+/// that another user could create first. `/run/elect` for root, `$XDG_RUNTIME_DIR/elect`
+/// for a user with a session, else `$TMPDIR/elect-<uid>` (which the file backend refuses
+/// if someone else made it).
+pub fn default_file_dir() -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/elect");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(runtime) if runtime.is_absolute() => runtime.join("elect"),
+        _ => std::env::temp_dir().join(format!("elect-{uid}")),
+    }
 }
 
 impl FileConfig {
