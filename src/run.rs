@@ -119,7 +119,16 @@ pub struct RunOptions {
     /// A [`history`](elect_core::history) file: one JSON line when a term starts and when
     /// the command is gone at its end (before the resign is sent).
     pub history: Option<std::path::PathBuf>,
+    /// Pass `elect`'s own credentials on to the command ([`CREDENTIAL_VARIABLES`], and
+    /// `ELECT_URL` if it holds a password or token). Off by default: the command gets them
+    /// only if asked for.
+    pub pass_credentials: bool,
 }
+
+/// The environment variables that carry `elect`'s credentials; the command does not see them
+/// unless [`RunOptions::pass_credentials`] is set.
+pub const CREDENTIAL_VARIABLES: [&str; 3] =
+    ["ELECT_ETCD_PASSWORD", "ELECT_CONSUL_TOKEN", "ELECT_ZK_AUTH"];
 
 /// How `elect run` ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -421,6 +430,15 @@ impl Term {
             .env("ELECT_CANDIDATE_ID", leadership.candidate_id())
             .env("ELECT_BACKEND", leadership.backend())
             .process_group(group as i32);
+        if !options.pass_credentials {
+            for name in CREDENTIAL_VARIABLES {
+                command.env_remove(name);
+            }
+            let url = std::env::var("ELECT_URL").unwrap_or_default();
+            if elect_core::config::redact_url(&url) != url {
+                command.env_remove("ELECT_URL");
+            }
+        }
         let parent = nix::unistd::getpid();
         // SAFETY: the closure runs in the forked child before exec and only makes
         // async-signal-safe system calls (prctl, getppid).

@@ -34,6 +34,7 @@ fn stubborn(pid_file: &Path) -> RunOptions {
         once: true,
         guardian: None,
         history: None,
+        pass_credentials: false,
     }
 }
 

@@ -86,6 +86,7 @@ fn marking(mark: &Path) -> RunOptions {
         once: true,
         guardian: None,
         history: None,
+        pass_credentials: false,
     }
 }
 

@@ -68,6 +68,10 @@ enum Command {
         /// nanoseconds; see elect_core::history), for audits and the fault suite.
         #[arg(long, value_name = "FILE")]
         history: Option<PathBuf>,
+        /// Pass elect's credentials on to CMD: ELECT_ETCD_PASSWORD, ELECT_CONSUL_TOKEN,
+        /// ELECT_ZK_AUTH and an ELECT_URL holding a password or token (removed by default).
+        #[arg(long, env = "ELECT_PASS_CREDENTIALS")]
+        pass_credentials: bool,
         /// The command and its arguments.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<OsString>,
@@ -133,7 +137,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> i32 {
     match command {
-        Command::Run { target, id, grace, once, history, command } => {
+        Command::Run { target, id, grace, once, history, pass_credentials, command } => {
             let flags = target.flags(id);
             let options = RunOptions {
                 command,
@@ -143,6 +147,7 @@ async fn dispatch(command: Command) -> i32 {
                     .ok()
                     .map(|exe| vec![exe.into_os_string(), "__guard".into()]),
                 history,
+                pass_credentials,
             };
             with_elector(&flags, Some(grace), |elector, settings| async move {
                 let mut signals = match Signals::install() {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use elect_core::config::ConsulConfig;
+use elect_core::config::{ConsulConfig, Secret};
 use elect_core::Error;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::{Method, StatusCode};
@@ -41,7 +41,7 @@ pub(crate) struct Agent {
     current: AtomicUsize,
     http: HttpClient,
     consuls: Vec<rs_consul::Consul>,
-    token: Option<String>,
+    token: Option<Secret>,
     datacenter: Option<String>,
 }
 
@@ -128,7 +128,7 @@ impl Agent {
             .map(|base| {
                 let config = rs_consul::Config {
                     address: base.clone(),
-                    token: config.token.clone(),
+                    token: config.token.as_ref().map(|t| t.expose().to_owned()),
                     ..Default::default()
                 };
                 rs_consul::ConsulBuilder::new(config)
@@ -188,7 +188,10 @@ impl Agent {
         let request = hyper::Request::builder()
             .method(method)
             .uri(&url)
-            .header("X-Consul-Token", self.token.clone().unwrap_or_default())
+            .header(
+                "X-Consul-Token",
+                self.token.as_ref().map_or("", Secret::expose),
+            )
             .body(body)
             .map_err(|e| Error::backend(BACKEND, format!("request {url}"), e))?;
         let exchange = async {

@@ -82,7 +82,7 @@ fn token(name: &str, rules: &str) -> String {
 
 fn config(token: Option<String>) -> ConsulConfig {
     let mut config = ConsulConfig::new(vec![HTTP.parse().unwrap()]);
-    config.token = token;
+    config.token = token.map(Into::into);
     config
 }
 
@@ -98,9 +98,11 @@ async fn tokens_without_rights_are_refused_clearly() {
     let election = "secured".parse().unwrap();
     let me = Candidate::new("a", "a").unwrap();
 
-    let elector = ConsulElector::connect(&config(Some(writer)))
+    let elector = ConsulElector::connect(&config(Some(writer.clone())))
         .await
         .expect("a token with rights connects");
+    let debug = format!("{elector:?}");
+    assert!(!debug.contains(&writer), "{debug}");
     let leadership = elector
         .campaign(&election, &me)
         .await

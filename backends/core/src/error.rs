@@ -196,7 +196,7 @@ impl ConfigError {
         let value = if is_secret(&field) {
             "<redacted>".to_owned()
         } else {
-            format!("{:?}", value.as_ref())
+            format!("{:?}", redact_url(value.as_ref()))
         };
         ConfigError {
             field,
@@ -204,11 +204,53 @@ impl ConfigError {
             problem: problem.into(),
         }
     }
+
+    /// An error about `field` whose value must not be shown (it may be a mistyped secret).
+    pub fn withheld(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            value: "<redacted>".to_owned(),
+            problem: problem.into(),
+        }
+    }
 }
 
+/// Whether a field holds a credential: any word of its name is one of these.
 fn is_secret(field: &str) -> bool {
-    let last = field.rsplit(['.', '_']).next().unwrap_or(field);
-    matches!(last, "password" | "token" | "auth" | "userinfo")
+    field
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|word| SECRET_WORDS.contains(&word.to_ascii_lowercase().as_str()))
+}
+
+const SECRET_WORDS: [&str; 5] = ["password", "token", "auth", "userinfo", "secret"];
+
+/// `text` with the user information of a URL in it, and the values of its parameters that
+/// name a credential, replaced by `<redacted>`.
+pub fn redact_url(text: &str) -> String {
+    let Some(scheme_end) = text.find("://") else {
+        return text.to_owned();
+    };
+    let (scheme, rest) = text.split_at(scheme_end + 3);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, hosts)) => format!("<redacted>@{hosts}"),
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if is_secret(key) => format!("{key}=<redacted>"),
+                    _ => param.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}{authority}{tail}")
 }
 
 #[cfg(test)]
@@ -225,5 +267,21 @@ mod tests {
         let secret = ConfigError::new("etcd.password", "hunter2", "must not be empty");
         assert!(!secret.to_string().contains("hunter2"), "{secret}");
         assert!(secret.to_string().contains("<redacted>"));
+        for (field, value) in [
+            ("url ?token", "hunter2"),
+            ("ELECT_CONSUL_TOKEN", "hunter2"),
+            ("zookeeper.auth", "u:hunter2"),
+            ("url", "etcdd://user:hunter2@h:2379/x"),
+            ("--url", "consul://h/x?ttl=5s&token=hunter2"),
+            ("url", "zk://u:hunter2@h1,h2/x?auth=hunter2"),
+        ] {
+            let error = ConfigError::new(field, value, "wrong");
+            assert!(!error.to_string().contains("hunter2"), "{error}");
+        }
+        assert!(
+            ConfigError::new("url", "consul://h/x?ttl=5s&token=t", "wrong")
+                .to_string()
+                .contains("consul://h/x?ttl=5s&token=<redacted>")
+        );
     }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use elect_core::config::{BackendConfig, Config, TlsConfig};
+use elect_core::config::{BackendConfig, Config, Secret, TlsConfig};
 use elect_core::ConfigError;
 
 enum Source {
@@ -330,7 +330,11 @@ fn defaults_follow_the_native_tools() {
         panic!()
     };
     assert_eq!(
-        (zk.root.as_str(), zk.session_timeout, zk.auth.as_deref()),
+        (
+            zk.root.as_str(),
+            zk.session_timeout,
+            zk.auth.as_ref().map(Secret::expose)
+        ),
         ("/", Duration::from_secs(6), Some("alice:pw"))
     );
 
@@ -369,6 +373,6 @@ fn environment_overrides_the_config_and_ignores_other_backends() {
         panic!()
     };
     assert_eq!(consul.ttl, Duration::from_secs(30));
-    assert_eq!(consul.token.as_deref(), Some("tok"));
+    assert_eq!(consul.token.as_ref().map(Secret::expose), Some("tok"));
     assert_eq!(consul.endpoints.len(), 2);
 }

@@ -116,7 +116,14 @@ impl EtcdElector {
             .with_require_leader(true);
         if let Some(user) = &config.username {
             options = options
-                .with_user(user.clone(), config.password.clone().unwrap_or_default())
+                .with_user(
+                    user.clone(),
+                    config
+                        .password
+                        .as_ref()
+                        .map(|p| p.expose().to_owned())
+                        .unwrap_or_default(),
+                )
                 .with_auto_token_refresh(true);
         }
         if let Some(tls) = &config.tls {

@@ -108,7 +108,7 @@ fn config(ca: Option<&Path>, user: Option<(&str, &str)>) -> EtcdConfig {
     });
     if let Some((name, password)) = user {
         config.username = Some(name.to_owned());
-        config.password = Some(password.to_owned());
+        config.password = Some(password.into());
     }
     config
 }
@@ -123,6 +123,8 @@ async fn tls_and_password_auth() {
     let elector = EtcdElector::connect(&config(Some(&ca), Some(("root", "root-pw"))))
         .await
         .expect("connect with TLS and a password");
+    let debug = format!("{elector:?}");
+    assert!(!debug.contains("root-pw"), "{debug}");
     let election = "secure".parse().unwrap();
     let leadership = elector
         .campaign(&election, &Candidate::new("a", "a").unwrap())

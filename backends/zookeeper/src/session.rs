@@ -112,7 +112,7 @@ impl Session {
             .with_session_timeout(config.session_timeout)
             .with_fail_eagerly();
         if let Some(auth) = &config.auth {
-            connector = connector.with_auth("digest", auth.as_bytes());
+            connector = connector.with_auth("digest", auth.expose().as_bytes());
         }
         let sent_at = elect_core::clock::now();
         let client = error::call("connect", connector.connect(&hosts.join(","))).await?;

@@ -12,8 +12,10 @@ use zookeeper_client as zk;
 async fn claims_of_an_identity_cannot_be_deleted_by_another() {
     let election: ElectionName = elect_test_support::unique_name("acl").parse().unwrap();
     let mut secured = config();
-    secured.auth = Some("billing:s3cret".to_owned());
+    secured.auth = Some("billing:s3cret".into());
     let elector = ZookeeperElector::connect(&secured).await.unwrap();
+    let debug = format!("{elector:?}");
+    assert!(!debug.contains("s3cret"), "{debug}");
     let leadership = elector
         .campaign(&election, &Candidate::new("a", "a").unwrap())
         .await

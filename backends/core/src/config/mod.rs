@@ -21,6 +21,7 @@
 //! ```
 
 mod duration;
+mod secret;
 mod url;
 
 use std::fmt;
@@ -35,6 +36,9 @@ use crate::names::{check_id, check_value};
 use crate::ElectionName;
 
 pub use duration::{format_duration, parse_duration};
+pub use secret::Secret;
+
+pub use crate::error::redact_url;
 
 /// TTL and session timeout of every distributed backend unless configured.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
@@ -173,7 +177,7 @@ pub struct EtcdConfig {
     pub username: Option<String>,
     /// Password for etcd authentication.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// TLS to the members (https).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -244,7 +248,7 @@ pub struct ConsulConfig {
     pub prefix: String,
     /// ACL token, sent as `X-Consul-Token`.
     #[serde(default)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Consul datacenter; the agent's own when absent.
     #[serde(default)]
     pub datacenter: Option<String>,
@@ -363,7 +367,7 @@ pub struct ZookeeperConfig {
     pub root: String,
     /// Digest authentication, `user:password`.
     #[serde(default)]
-    pub auth: Option<String>,
+    pub auth: Option<Secret>,
     /// TLS to the ensemble.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -430,12 +434,12 @@ impl ZookeeperConfig {
             ));
         }
         if let Some(auth) = &self.auth {
-            match auth.split_once(':') {
+            match auth.expose().split_once(':') {
                 Some((user, _)) if !user.is_empty() => {}
                 _ => {
                     return Err(ConfigError::new(
                         "zookeeper.auth",
-                        auth,
+                        "<redacted>",
                         "digest auth is written user:password",
                     ))
                 }
@@ -757,12 +761,14 @@ impl Config {
                 c.drift_margin = Some(duration(key)?)
             }
             ("ELECT_ETCD_USERNAME", BackendConfig::Etcd(c)) => c.username = Some(value.to_owned()),
-            ("ELECT_ETCD_PASSWORD", BackendConfig::Etcd(c)) => c.password = Some(value.to_owned()),
-            ("ELECT_CONSUL_TOKEN", BackendConfig::Consul(c)) => c.token = Some(value.to_owned()),
+            ("ELECT_ETCD_PASSWORD", BackendConfig::Etcd(c)) => {
+                c.password = Some(Secret::new(value))
+            }
+            ("ELECT_CONSUL_TOKEN", BackendConfig::Consul(c)) => c.token = Some(Secret::new(value)),
             ("ELECT_CONSUL_LOCK_DELAY", BackendConfig::Consul(c)) => {
                 c.lock_delay = Some(duration(key)?)
             }
-            ("ELECT_ZK_AUTH", BackendConfig::Zookeeper(c)) => c.auth = Some(value.to_owned()),
+            ("ELECT_ZK_AUTH", BackendConfig::Zookeeper(c)) => c.auth = Some(Secret::new(value)),
             ("ELECT_TLS_CA" | "ELECT_TLS_CERT" | "ELECT_TLS_KEY", backend) => {
                 let slot = match backend {
                     BackendConfig::Etcd(c) => &mut c.tls,
@@ -801,10 +807,15 @@ fn toml_error(text: &str, path: &str, error: &toml::de::Error) -> ConfigError {
     } else {
         path
     };
-    let snippet = error
+    // Where, not what: the text at fault may be an unquoted secret.
+    let place = error
         .span()
-        .and_then(|span| text.get(span))
-        .map(|s| s.chars().take(80).collect::<String>())
+        .and_then(|span| text.get(..span.start))
+        .map(|before| {
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("line {line}, column {column}")
+        })
         .unwrap_or_default();
-    ConfigError::new(field, snippet, error.message().trim_end())
+    ConfigError::new(field, place, error.message().trim_end())
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    parse_duration, BackendConfig, Config, ConsulConfig, Endpoint, EtcdConfig, FileConfig,
+    parse_duration, BackendConfig, Config, ConsulConfig, Endpoint, EtcdConfig, FileConfig, Secret,
     TlsConfig, ZookeeperConfig,
 };
 use crate::error::ConfigError;
@@ -140,7 +140,7 @@ fn etcd_config(
     }
     if let Some((user, password)) = split_userinfo(userinfo)? {
         etcd.username = Some(user);
-        etcd.password = password;
+        etcd.password = password.map(Secret::from);
     }
     etcd.tls = params.tls()?;
     Ok(BackendConfig::Etcd(etcd))
@@ -170,7 +170,7 @@ fn consul_config(
     if let Some(prefix) = params.take("prefix") {
         consul.prefix = prefix;
     }
-    consul.token = params.take("token");
+    consul.token = params.take("token").map(Secret::from);
     consul.datacenter = params.take("dc");
     consul.tls = params.tls()?;
     Ok(BackendConfig::Consul(consul))
@@ -191,7 +191,7 @@ fn zookeeper_config(
         zk.root = root;
     }
     if let Some((user, password)) = split_userinfo(userinfo)? {
-        zk.auth = Some(format!("{user}:{}", password.unwrap_or_default()));
+        zk.auth = Some(format!("{user}:{}", password.unwrap_or_default()).into());
     }
     zk.tls = params.tls()?;
     Ok(BackendConfig::Zookeeper(zk))
@@ -231,9 +231,8 @@ impl Params {
         let mut params: Vec<(String, String)> = Vec::new();
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             if params.iter().any(|(k, _)| *k == key) {
-                return Err(ConfigError::new(
+                return Err(ConfigError::withheld(
                     format!("url ?{key}"),
-                    value,
                     "this parameter is given twice",
                 ));
             }
@@ -280,9 +279,9 @@ impl Params {
     fn finish(self) -> Result<(), ConfigError> {
         match self.0.into_iter().next() {
             None => Ok(()),
-            Some((key, value)) => Err(ConfigError::new(
+            // Its value is not shown: a mistyped parameter may hold a credential.
+            Some((key, _)) => Err(ConfigError::withheld(
                 format!("url ?{key}"),
-                value,
                 "unknown parameter for this backend",
             )),
         }
