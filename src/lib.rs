@@ -26,7 +26,7 @@ pub use elect_zookeeper::ZookeeperElector;
 /// feature that adds it.
 pub async fn connect(config: &Config) -> Result<Box<dyn Elector>> {
     match &config.backend {
-        BackendConfig::File(file) => Ok(Box::new(FileElector::from_config(file))),
+        BackendConfig::File(file) => Ok(Box::new(FileElector::from_config(file)?)),
         #[cfg(feature = "etcd")]
         BackendConfig::Etcd(etcd) => Ok(Box::new(EtcdElector::connect(etcd).await?)),
         #[cfg(not(feature = "etcd"))]

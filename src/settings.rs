@@ -95,15 +95,43 @@ impl Settings {
     }
 }
 
-/// Reads and parses a TOML config file; an unreadable file names the path.
+/// The largest config file `elect` reads.
+pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
+
+/// Reads and parses a TOML config file; an unreadable file names the path. Only a regular
+/// file of at most [`MAX_CONFIG_SIZE`] is read: `/dev/zero` would never end, a FIFO would
+/// block.
 pub fn read_config_file(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::new(
-            "--config",
-            path.display().to_string(),
-            format!("cannot read it: {e}"),
-        )
-    })?;
+    let refuse =
+        |problem: String| ConfigError::new("--config", path.display().to_string(), problem);
+    let read = || -> Result<String, ConfigError> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Non-blocking, so that opening a FIFO returns at once (and is then refused).
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| refuse(format!("cannot read it: {e}")))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| refuse(format!("cannot read it: {e}")))?;
+        if !meta.is_file() {
+            return Err(refuse("not a regular file".to_owned()));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_CONFIG_SIZE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| refuse(format!("cannot read it: {e}")))?;
+        if bytes.len() as u64 > MAX_CONFIG_SIZE {
+            return Err(refuse(format!(
+                "larger than {} KiB: not a config file",
+                MAX_CONFIG_SIZE / 1024
+            )));
+        }
+        String::from_utf8(bytes).map_err(|_| refuse("not UTF-8 text".to_owned()))
+    };
+    let text = read()?;
     Config::from_toml(&text).map_err(|mut e| {
         e.problem = format!("{} (in {})", e.problem, path.display());
         e

@@ -284,6 +284,50 @@ fn status_shows_the_leader_and_the_waiting_candidates() {
     );
 }
 
+/// Issue 14, item 5: a value (or id) from the store cannot forge lines or send escape codes.
+#[test]
+fn status_and_observe_escape_what_the_store_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("starts.log");
+    let forged = "x\nleader    forged\ntoken     1\x1b[2J\u{202e}";
+    let mut run = elect(dir.path());
+    run.env("ELECT_VALUE", forged)
+        .args(["run", "--election", "esc", "--id", "alpha", "--"])
+        .args(worker(&log))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _runs = KillOnDrop(vec![run.spawn().unwrap()]);
+    wait_for(Duration::from_secs(10), "alpha leading", || {
+        starts(&log).first().cloned()
+    });
+    let human = elect(dir.path())
+        .args(["status", "--election", "esc"])
+        .output()
+        .unwrap();
+    let human = String::from_utf8(human.stdout).unwrap();
+    let lines: Vec<&str> = human.lines().collect();
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("leader")).count(),
+        1,
+        "{human}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("token")).count(),
+        1,
+        "{human}"
+    );
+    assert!(
+        !human.contains('\x1b') && !human.contains('\u{202e}'),
+        "{human:?}"
+    );
+    assert!(
+        human.contains("value     x\\nleader    forged\\ntoken     1\\u{1b}[2J\\u{202e}"),
+        "{human}"
+    );
+    // JSON keeps the value exact.
+    assert_eq!(status_json(dir.path(), "esc")["leader"]["value"], forged);
+}
+
 #[test]
 fn observe_prints_one_line_per_change() {
     let dir = tempfile::tempdir().unwrap();
@@ -503,6 +547,35 @@ fn bad_input_gets_distinct_exit_codes_and_names_the_field() {
             stderr.contains(needle),
             "{args:?}: {stderr:?} should mention {needle:?}"
         );
+    }
+}
+
+/// Issue 14, item 6: only a regular file of at most 1 MiB is read as a config.
+#[test]
+fn a_config_that_is_not_a_small_regular_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let big = dir.path().join("big.toml");
+    fs::write(&big, format!("# {}\n", "x".repeat(2 << 20))).unwrap();
+    let cases = [
+        (Path::new("/dev/zero"), "not a regular file"),
+        (fifo.as_path(), "not a regular file"),
+        (big.as_path(), "larger than 1024 KiB"),
+    ];
+    for (path, problem) in cases {
+        let mut child = elect(dir.path())
+            .args(["status", "--config"])
+            .arg(path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_exit(&mut child, Duration::from_secs(5), "elect status");
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(78), "{}: {stderr}", path.display());
+        assert!(stderr.contains(problem), "{}: {stderr}", path.display());
     }
 }
 

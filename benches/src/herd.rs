@@ -146,7 +146,7 @@ pub async fn electors(
         BackendConfig::Etcd(etcd) => {
             let client = etcd_client::Client::connect(backend.members(), None).await?;
             for _ in 0..count {
-                electors.push(Arc::new(EtcdElector::with_client(client.clone(), etcd)));
+                electors.push(Arc::new(EtcdElector::with_client(client.clone(), etcd)?));
             }
         }
         BackendConfig::Zookeeper(zoo) => {
@@ -155,7 +155,10 @@ pub async fn electors(
                 .connect(&backend.hosts())
                 .await?;
             for _ in 0..count {
-                electors.push(Arc::new(ZookeeperElector::with_client(client.clone(), zoo)));
+                electors.push(Arc::new(ZookeeperElector::with_client(
+                    client.clone(),
+                    zoo,
+                )?));
             }
         }
         _ => {

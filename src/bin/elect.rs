@@ -290,6 +290,22 @@ fn leader_json(leader: Option<&LeaderInfo>) -> serde_json::Value {
     })
 }
 
+/// What a store holds, safe to print on a terminal: ids and values come from the store, where
+/// anyone who can write could put newlines (forging `leader` or `token` lines), escape codes
+/// or bidirectional overrides. Those are escaped as `\n`, `\u{1b}`, …; so is `\` itself.
+fn printable(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for c in String::from_utf8_lossy(bytes).chars() {
+        let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || c == '\\' || invisible {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn print_status(
     settings: &Settings,
     backend: &str,
@@ -321,9 +337,9 @@ fn print_status(
     let _ = writeln!(out, "backend   {backend}");
     match &leader {
         Some(l) => {
-            let _ = writeln!(out, "leader    {}", l.id);
+            let _ = writeln!(out, "leader    {}", printable(l.id.as_bytes()));
             let _ = writeln!(out, "token     {}", l.token);
-            let _ = writeln!(out, "value     {}", String::from_utf8_lossy(&l.value));
+            let _ = writeln!(out, "value     {}", printable(&l.value));
         }
         None => {
             let _ = writeln!(out, "leader    (none)");
@@ -332,7 +348,7 @@ fn print_status(
     let waiting: Vec<_> = candidates
         .iter()
         .filter(|c| !c.leading)
-        .map(|c| c.id.as_str())
+        .map(|c| printable(c.id.as_bytes()))
         .collect();
     let waiting = if waiting.is_empty() {
         "(none)".to_owned()
@@ -352,9 +368,9 @@ fn print_change(settings: &Settings, leader: Option<&LeaderInfo>, json: bool) {
             Some(l) => format!(
                 "{} leader {} token {} value {}",
                 settings.election,
-                l.id,
+                printable(l.id.as_bytes()),
                 l.token,
-                String::from_utf8_lossy(&l.value)
+                printable(&l.value)
             ),
             None => format!("{} no leader", settings.election),
         }

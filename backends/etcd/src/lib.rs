@@ -139,7 +139,7 @@ impl EtcdElector {
             Some(GetOptions::new().with_count_only()),
         )
         .await?;
-        Ok(EtcdElector::with_client(client, config))
+        EtcdElector::with_client(client, config)
     }
 
     /// An elector on a client you already have (its own lease, the client's connections):
@@ -147,12 +147,14 @@ impl EtcdElector {
     /// endpoints, credentials and TLS are the client's business. Build the client with
     /// `ConnectOptions::with_require_leader(true)`, as [`EtcdElector::connect`] does: without
     /// it, a waiter whose watch sits on a member cut off from the quorum never wakes.
-    pub fn with_client(client: Client, config: &EtcdConfig) -> Self {
-        EtcdElector {
+    /// The config is checked as [`EtcdConfig::validate`] does.
+    pub fn with_client(client: Client, config: &EtcdConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(EtcdElector {
             client,
             config: config.clone(),
             state: ElectorState::new(BACKEND, None),
-        }
+        })
     }
 
     /// The etcd client this elector uses (for tools and tests).

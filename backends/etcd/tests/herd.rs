@@ -44,7 +44,7 @@ async fn a_handover_among_200_waiting_candidates_wakes_only_the_successor() {
     let client = leader.client().clone();
     let mut waiting = Vec::new();
     for i in 0..WAITING {
-        let elector = EtcdElector::with_client(client.clone(), &config());
+        let elector = EtcdElector::with_client(client.clone(), &config()).unwrap();
         let name = election.clone();
         waiting.push(tokio::spawn(async move {
             let won = elector

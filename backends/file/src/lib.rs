@@ -131,13 +131,14 @@ impl FileElector {
         }
     }
 
-    /// An elector configured by `config`.
-    pub fn from_config(config: &FileConfig) -> Self {
+    /// An elector configured by `config`, checked as [`FileConfig::validate`] does.
+    pub fn from_config(config: &FileConfig) -> Result<Self> {
+        config.validate()?;
         let elector = FileElector::new(&config.dir);
-        match config.stop_grace {
+        Ok(match config.stop_grace {
             Some(grace) => elector.with_stop_grace(grace),
             None => elector,
-        }
+        })
     }
 
     /// Sets how often observers and leaders look at the files (default 100 ms).

@@ -97,13 +97,15 @@ impl ZookeeperElector {
     /// after this one expires. Many electors can share one client, but each checks the
     /// session on its own (a request every third of the timeout): for many elections, one
     /// elector serves them all with one check.
-    pub fn with_client(client: zk::Client, config: &ZookeeperConfig) -> Self {
+    /// The config is checked as [`ZookeeperConfig::validate`] does.
+    pub fn with_client(client: zk::Client, config: &ZookeeperConfig) -> Result<Self> {
+        config.validate()?;
         // When the server last heard this client is unknown; the library pings an idle
         // session every third of its timeout, so count from half a timeout ago.
         let now = elect_core::clock::now();
         let heard = now.checked_sub(client.session_timeout() / 2).unwrap_or(now);
         let session = Session::from_client(client, heard, config);
-        ZookeeperElector::new(config, Some(session))
+        Ok(ZookeeperElector::new(config, Some(session)))
     }
 
     /// The negotiated session timeout of the current session.

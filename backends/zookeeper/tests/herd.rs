@@ -29,7 +29,7 @@ async fn a_handover_among_200_waiting_candidates_notifies_only_the_successor() {
         .unwrap();
     let mut waiting = Vec::new();
     for i in 0..WAITING {
-        let elector = ZookeeperElector::with_client(client.clone(), &config());
+        let elector = ZookeeperElector::with_client(client.clone(), &config()).unwrap();
         let name = election.clone();
         waiting.push(tokio::spawn(async move {
             let won = elector
