@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod containment;
 pub mod run;
 pub mod settings;
+
+pub use containment::ContainMode;
 
 #[cfg(feature = "consul")]
 pub use elect_consul::ConsulElector;

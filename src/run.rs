@@ -27,6 +27,8 @@ use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::Instant;
 
+pub use crate::containment::ContainMode;
+use crate::containment::{end_cgroup, Containment, TermGroup};
 use crate::settings::Settings;
 
 /// Exit codes of `elect`, besides the command's own.
@@ -123,6 +125,8 @@ pub struct RunOptions {
     /// `ELECT_URL` if it holds a password or token). Off by default: the command gets them
     /// only if asked for.
     pub pass_credentials: bool,
+    /// How the command's descendants are kept from outliving the term (see [`ContainMode`]).
+    pub contain: ContainMode,
 }
 
 /// The environment variables that carry `elect`'s credentials; the command does not see them
@@ -257,6 +261,13 @@ pub async fn run(
         })?),
         None => None,
     };
+    let containment = Containment::start(options.contain).map_err(|e| {
+        Error::from(elect_core::ConfigError::new(
+            "--contain",
+            "cgroup",
+            format!("no cgroup v2 group can be made here: {e}"),
+        ))
+    })?;
     let record = |result: std::io::Result<()>| {
         if let Err(error) = result {
             tracing::warn!(election = election.as_str(), %error, "cannot write the history");
@@ -304,7 +315,7 @@ pub async fn run(
         if let Some(history) = &history {
             record(history.elected(&leadership));
         }
-        let term = match Term::start(&leadership, options) {
+        let term = match Term::start(&leadership, options, &containment) {
             Ok(term) => term,
             Err(error) => {
                 resign_or_let_expire(&leadership).await;
@@ -404,10 +415,16 @@ struct Term {
     child: Child,
     pgid: Pid,
     guardian: Option<Child>,
+    /// Where the command's descendants are kept (a cgroup, or the subreaper's list).
+    group: TermGroup,
 }
 
 impl Term {
-    fn start(leadership: &Leadership, options: &RunOptions) -> Result<Term, RunError> {
+    fn start(
+        leadership: &Leadership,
+        options: &RunOptions,
+        containment: &Containment,
+    ) -> Result<Term, RunError> {
         let (program, args) = options.command.split_first().ok_or_else(|| {
             Error::from(elect_core::ConfigError::new(
                 "command",
@@ -415,10 +432,17 @@ impl Term {
                 "no command to run",
             ))
         })?;
+        let term_group = containment
+            .term_group()
+            .map_err(|e| Error::backend("run", "make the command's cgroup", e))?;
         // The guardian comes first and leads the process group the command joins, so that
         // there is no moment when the command runs unguarded.
         let guardian = match &options.guardian {
-            Some(guardian) => Some(start_guardian(guardian)?),
+            Some(guardian) => {
+                let mut guardian = guardian.clone();
+                guardian.extend(term_group.guardian_args());
+                Some(start_guardian(&guardian)?)
+            }
             None => None,
         };
         let group = guardian.as_ref().and_then(Child::id).unwrap_or(0);
@@ -440,10 +464,16 @@ impl Term {
             }
         }
         let parent = nix::unistd::getpid();
+        let join_fd = term_group.join_fd();
         // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe system calls (prctl, getppid).
+        // async-signal-safe system calls (write, prctl, getppid); `join_fd` stays open in the
+        // parent's `term_group` until the spawn returns.
         unsafe {
             command.pre_exec(move || {
+                if let Some(fd) = join_fd {
+                    // Into the term's cgroup before exec: every descendant starts there.
+                    nix::unistd::write(std::os::fd::BorrowedFd::borrow_raw(fd), b"0")?;
+                }
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
                 // If elect died before prctl took effect, the signal will never come.
                 if nix::unistd::getppid() != parent {
@@ -479,6 +509,7 @@ impl Term {
             child,
             pgid,
             guardian,
+            group: term_group,
         })
     }
 
@@ -578,6 +609,9 @@ impl Term {
             drop(guardian.stdin.take());
             let _ = guardian.wait().await;
         }
+        // And so does whatever left the group (setsid, setpgid): the term is over only once
+        // nothing the command started runs.
+        self.group.kill_all().await;
         Ok(end)
     }
 
@@ -633,10 +667,11 @@ fn start_guardian(guardian: &[OsString]) -> Result<Child, RunError> {
         .map_err(|e| Error::backend("run", "start the guardian", e).into())
 }
 
-/// The guardian's whole job: wait until `elect` (our stdin's writer) is gone, then kill our
-/// own process group — the command's. Signals that `elect` forwards to the group do not end
-/// it. `elect` runs this as its hidden `__guard` subcommand.
-pub async fn guard_process_group() {
+/// The guardian's whole job: wait until `elect` (our stdin's writer) is gone, then kill the
+/// command's cgroup if it has one, and our own process group — the command's. Signals that
+/// `elect` forwards to the group do not end it. `elect` runs this as its hidden `__guard`
+/// subcommand.
+pub async fn guard_process_group(cgroup: Option<&std::path::Path>) {
     let ignored: Vec<_> = [
         SignalKind::terminate(),
         SignalKind::interrupt(),
@@ -656,6 +691,10 @@ pub async fn guard_process_group() {
         }
     }
     drop(ignored);
+    // The cgroup first: killing our own group kills us too.
+    if let Some(cgroup) = cgroup {
+        end_cgroup(cgroup).await;
+    }
     let _ = killpg(nix::unistd::getpgrp(), Signal::SIGKILL);
 }
 

@@ -35,6 +35,7 @@ fn stubborn(pid_file: &Path) -> RunOptions {
         guardian: None,
         history: None,
         pass_credentials: false,
+        contain: elect::ContainMode::Auto,
     }
 }
 

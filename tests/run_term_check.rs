@@ -87,6 +87,7 @@ fn marking(mark: &Path) -> RunOptions {
         guardian: None,
         history: None,
         pass_credentials: false,
+        contain: elect::ContainMode::Auto,
     }
 }
 

@@ -68,6 +68,17 @@ enum Command {
         /// nanoseconds; see elect_core::history), for audits and the fault suite.
         #[arg(long, value_name = "FILE")]
         history: Option<PathBuf>,
+        /// How CMD's descendants are kept from outliving the term: cgroup (a cgroup v2 group
+        /// per term, ended with cgroup.kill; needs root or a delegated cgroup), subreaper
+        /// (orphans re-parented to elect and killed at the term's end), or auto (cgroup if
+        /// possible).
+        #[arg(
+            long,
+            env = "ELECT_CONTAIN",
+            default_value = "auto",
+            value_name = "MODE"
+        )]
+        contain: elect::ContainMode,
         /// Pass elect's credentials on to CMD: ELECT_ETCD_PASSWORD, ELECT_CONSUL_TOKEN,
         /// ELECT_ZK_AUTH and an ELECT_URL holding a password or token (removed by default).
         #[arg(long, env = "ELECT_PASS_CREDENTIALS")]
@@ -96,7 +107,11 @@ enum Command {
     },
     /// Kill our own process group once stdin closes (elect's guardian; not for direct use).
     #[command(name = "__guard", hide = true)]
-    Guard,
+    Guard {
+        /// The command's cgroup, killed too.
+        #[arg(long)]
+        cgroup: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -137,7 +152,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> i32 {
     match command {
-        Command::Run { target, id, grace, once, history, pass_credentials, command } => {
+        Command::Run { target, id, grace, once, history, pass_credentials, contain, command } => {
             let flags = target.flags(id);
             let options = RunOptions {
                 command,
@@ -148,6 +163,7 @@ async fn dispatch(command: Command) -> i32 {
                     .map(|exe| vec![exe.into_os_string(), "__guard".into()]),
                 history,
                 pass_credentials,
+                contain,
             };
             with_elector(&flags, Some(grace), |elector, settings| async move {
                 let mut signals = match Signals::install() {
@@ -205,8 +221,8 @@ async fn dispatch(command: Command) -> i32 {
             })
             .await
         }
-        Command::Guard => {
-            elect::run::guard_process_group().await;
+        Command::Guard { cgroup } => {
+            elect::run::guard_process_group(cgroup.as_deref()).await;
             0
         }
     }

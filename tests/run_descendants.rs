@@ -1,0 +1,179 @@
+//! Issue 14, item 4: a descendant that leaves the command's process group (`setsid`) does not
+//! outlive the term — in either containment mode when the command ends, and in the cgroup
+//! mode even when `elect` itself is killed with SIGKILL. Needs root for the cgroup (CI is).
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+fn elect(dir: &Path, contain: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_elect"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ELECT_") {
+            command.env_remove(key);
+        }
+    }
+    command.env("ELECT_FILE_DIR", dir.join("locks")).args([
+        "run",
+        "--election",
+        "desc",
+        "--contain",
+        contain,
+        "--",
+    ]);
+    command
+}
+
+/// A command that starts a descendant in a session of its own, writes its pid to `pid_file`,
+/// waits until it runs, then `then` (a shell command).
+fn escaping(pid_file: &Path, then: &str) -> [String; 3] {
+    let file = pid_file.display();
+    [
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "setsid sh -c 'echo $$ > {file}.tmp; mv {file}.tmp {file}; exec sleep 1000' & \
+             while [ ! -s {file} ]; do sleep 0.01; done; {then}"
+        ),
+    ]
+}
+
+/// Alive and not a zombie.
+fn alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+        && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+}
+
+fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn read_pid(pid_file: &Path) -> i32 {
+    wait_for(
+        Duration::from_secs(10),
+        "the escaped descendant's pid",
+        || fs::read_to_string(pid_file).ok()?.trim().parse().ok(),
+    )
+}
+
+/// Kills a pid left alive by a failed test.
+struct Reap(i32);
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0), Signal::SIGKILL);
+    }
+}
+
+#[test]
+fn an_escaped_descendant_is_gone_when_elect_run_returns() {
+    for mode in ["cgroup", "subreaper"] {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("escaped.pid");
+        let out = elect(dir.path(), mode)
+            .args(escaping(&pid_file, "exit 0"))
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{mode}: {log}");
+        assert!(
+            log.contains(&format!(
+                "containment: {}",
+                if mode == "cgroup" {
+                    "each command runs in a cgroup"
+                } else {
+                    "subreaper"
+                }
+            )),
+            "{mode}: the mode is logged at start: {log}"
+        );
+        let pid = read_pid(&pid_file);
+        let _reap = Reap(pid);
+        assert!(
+            !alive(pid),
+            "{mode}: the descendant that left the process group (pid {pid}) outlived the term"
+        );
+    }
+}
+
+#[test]
+fn an_escaped_descendant_is_gone_after_kill_9_of_elect_in_a_cgroup() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("escaped.pid");
+    let mut run: Child = elect(dir.path(), "cgroup")
+        .args(escaping(&pid_file, "exec sleep 1000"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = read_pid(&pid_file);
+    let _reap = Reap(pid);
+    assert!(alive(pid));
+    run.kill().unwrap();
+    run.wait().unwrap();
+    wait_for(
+        Duration::from_secs(5),
+        "the escaped descendant gone",
+        || (!alive(pid)).then_some(()),
+    );
+}
+
+#[test]
+fn cgroup_mode_is_refused_where_no_cgroup_can_be_made() {
+    // As nobody, the cgroup tree is not writable: `--contain cgroup` is a config error;
+    // `auto` falls back to the subreaper and runs.
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    let run_as_nobody = |contain: &str| {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_elect"))
+            .env(
+                "ELECT_FILE_DIR",
+                dir.path().join(format!("locks-{contain}")),
+            )
+            .args([
+                "run",
+                "--election",
+                "desc",
+                "--contain",
+                contain,
+                "--",
+                "true",
+            ]);
+        command.output().unwrap()
+    };
+    let refused = run_as_nobody("cgroup");
+    assert_eq!(
+        refused.status.code(),
+        Some(78),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let fallback = run_as_nobody("auto");
+    let log = String::from_utf8_lossy(&fallback.stderr);
+    assert!(fallback.status.success(), "{log}");
+    assert!(log.contains("falling back to the subreaper"), "{log}");
+}
