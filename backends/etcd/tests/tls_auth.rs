@@ -1,6 +1,7 @@
-//! TLS and authentication: an etcd member of our own, started with client TLS (certificates
-//! made here) and with auth enabled; `elect` connects with the CA and a password, and the
-//! wrong or missing credentials are clear errors, never hangs.
+//! TLS and authentication: etcd members of our own, started with client TLS (certificates
+//! made here) and with auth enabled, or requiring client certificates; `elect` connects with
+//! the CA and a password, or with a client certificate, and the wrong or missing credentials
+//! are clear errors, never hangs.
 
 mod support;
 
@@ -17,6 +18,9 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
 const CLIENT: &str = "127.0.0.1:23790";
 const PEER: &str = "127.0.0.1:23800";
+/// The member that requires client certificates.
+const MTLS_CLIENT: &str = "127.0.0.1:23791";
+const MTLS_PEER: &str = "127.0.0.1:23801";
 
 /// A CA, and a server certificate for 127.0.0.1 signed by it, as PEM files in `dir`.
 fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -59,22 +63,36 @@ fn etcdctl(ca: &Path, user: Option<&str>, args: &[&str]) -> std::process::Output
     command.args(args).output().expect("run etcdctl")
 }
 
-fn start_member(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Member {
+/// An etcd member serving TLS on `client` with `cert`/`key`, plus `extra` flags.
+fn spawn_member(
+    dir: &Path,
+    (client, peer): (&str, &str),
+    (cert, key): (&Path, &Path),
+    extra: &[String],
+) -> Member {
     let child = Command::new(server_bin("etcd"))
         .args(["--name", "tls", "--log-level", "error"])
-        .arg(format!("--data-dir={}", dir.join("data").display()))
-        .arg(format!("--listen-client-urls=https://{CLIENT}"))
-        .arg(format!("--advertise-client-urls=https://{CLIENT}"))
-        .arg(format!("--listen-peer-urls=http://{PEER}"))
-        .arg(format!("--initial-advertise-peer-urls=http://{PEER}"))
-        .arg(format!("--initial-cluster=tls=http://{PEER}"))
+        .arg(format!(
+            "--data-dir={}",
+            dir.join(format!("data-{client}")).display()
+        ))
+        .arg(format!("--listen-client-urls=https://{client}"))
+        .arg(format!("--advertise-client-urls=https://{client}"))
+        .arg(format!("--listen-peer-urls=http://{peer}"))
+        .arg(format!("--initial-advertise-peer-urls=http://{peer}"))
+        .arg(format!("--initial-cluster=tls=http://{peer}"))
         .arg(format!("--cert-file={}", cert.display()))
         .arg(format!("--key-file={}", key.display()))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start etcd");
-    let member = Member(child);
+    Member(child)
+}
+
+fn start_member(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Member {
+    let member = spawn_member(dir, (CLIENT, PEER), (cert, key), &[]);
     let started = Instant::now();
     while !etcdctl(ca, None, &["endpoint", "health"]).status.success() {
         assert!(
@@ -178,5 +196,125 @@ async fn tls_and_password_auth() {
         let result = EtcdElector::connect(&bad).await;
         assert!(result.is_err(), "{what}: connected");
         eprintln!("{what}: {}", result.unwrap_err());
+    }
+}
+
+/// A client certificate and key signed by a new CA of its own (`name`), as PEM files in
+/// `dir`; with `signer`, signed by that CA instead. Returns (ca, cert, key).
+fn client_certificate(
+    dir: &Path,
+    name: &str,
+    signer: Option<(&rcgen::Certificate, &KeyPair)>,
+) -> (PathBuf, PathBuf, PathBuf) {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let own_ca_key = KeyPair::generate().unwrap();
+    let own_ca = ca_params.self_signed(&own_ca_key).unwrap();
+    let (ca, ca_key) = signer.unwrap_or((&own_ca, &own_ca_key));
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "root");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, ca, ca_key).unwrap();
+    let paths = (
+        dir.join(format!("{name}-ca.pem")),
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// Issue 14, item 8: etcd with client-certificate authentication (`--client-cert-auth`).
+#[tokio::test]
+async fn client_certificate_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    // One CA signs the server's certificate and the trusted client's.
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let ca_pem = dir.path().join("mtls-ca.pem");
+    let (server_pem, server_key_pem) = (dir.path().join("s.pem"), dir.path().join("s-key.pem"));
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&server_pem, server.pem()).unwrap();
+    std::fs::write(&server_key_pem, server_key.serialize_pem()).unwrap();
+    let (_, good_cert, good_key) = client_certificate(dir.path(), "good", Some((&ca, &ca_key)));
+    let (stranger_ca, bad_cert, bad_key) = client_certificate(dir.path(), "stranger", None);
+    let _member = spawn_member(
+        dir.path(),
+        (MTLS_CLIENT, MTLS_PEER),
+        (&server_pem, &server_key_pem),
+        &[
+            "--client-cert-auth".to_owned(),
+            format!("--trusted-ca-file={}", ca_pem.display()),
+        ],
+    );
+    let config = |ca: &Path, identity: Option<(&Path, &Path)>| {
+        let mut config = EtcdConfig::new(vec![MTLS_CLIENT.parse().unwrap()]);
+        config.ttl = Duration::from_secs(2);
+        config.tls = Some(TlsConfig {
+            ca: Some(ca.to_path_buf()),
+            cert: identity.map(|(cert, _)| cert.to_path_buf()),
+            key: identity.map(|(_, key)| key.to_path_buf()),
+        });
+        config
+    };
+
+    // The trusted client certificate: a full term (waiting for the member to come up).
+    let started = Instant::now();
+    let elector = loop {
+        match EtcdElector::connect(&config(&ca_pem, Some((&good_cert, &good_key)))).await {
+            Ok(elector) => break elector,
+            Err(error) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the member requiring client certificates did not accept ours: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let election = "mtls".parse().unwrap();
+    let leadership = elector
+        .campaign(&election, &Candidate::new("a", "a").unwrap())
+        .await
+        .unwrap();
+    leadership.fenced_put("mtls-data", "x").await.unwrap();
+    leadership.resign().await.unwrap();
+    elector.close().await.unwrap();
+
+    // No client certificate, one from a CA the member does not trust, our CA missing: errors
+    // within a bound.
+    let cases = [
+        (config(&ca_pem, None), "no client certificate"),
+        (
+            config(&ca_pem, Some((&bad_cert, &bad_key))),
+            "a client certificate of another CA",
+        ),
+        (
+            config(&stranger_ca, Some((&good_cert, &good_key))),
+            "a CA that did not sign the server's certificate",
+        ),
+    ];
+    for (config, what) in cases {
+        let started = Instant::now();
+        let result = EtcdElector::connect(&config).await;
+        let took = started.elapsed();
+        eprintln!(
+            "{what}: after {took:?}: {:?}",
+            result.as_ref().err().map(ToString::to_string)
+        );
+        assert!(result.is_err(), "{what}: connected");
+        assert!(took < Duration::from_secs(10), "{what}: took {took:?}");
     }
 }
