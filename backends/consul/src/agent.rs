@@ -10,13 +10,15 @@
 //!
 //! Several agent addresses may be given: a request that cannot reach one is tried on the next.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use elect_core::config::{ConsulConfig, Secret};
-use elect_core::Error;
+use elect_core::config::{ConsulConfig, Secret, TlsConfig};
+use elect_core::{ConfigError, Error};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::{Method, StatusCode};
 use serde::Deserialize;
@@ -82,6 +84,101 @@ impl KvEntry {
     }
 }
 
+/// The TLS client configuration: the CA given, else the system's trust store; the client
+/// certificate and key if given (mutual TLS). Without `tls`, plain HTTP: no roots needed.
+fn tls_config(tls: Option<&TlsConfig>) -> Result<rustls::ClientConfig, Error> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let unreadable = |field: &str, path: &Path, problem: String| -> Error {
+        ConfigError::new(field, path.display().to_string(), problem).into()
+    };
+    let certificates = |field: &str, path: &Path| -> Result<Vec<CertificateDer<'static>>, Error> {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| unreadable(field, path, format!("cannot read PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(unreadable(
+                field,
+                path,
+                "holds no PEM certificate".to_owned(),
+            ));
+        }
+        Ok(certs)
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    match tls {
+        None => {}
+        Some(TlsConfig { ca: Some(ca), .. }) => {
+            for cert in certificates("consul.tls.ca", ca)? {
+                roots.add(cert).map_err(|e| {
+                    unreadable(
+                        "consul.tls.ca",
+                        ca,
+                        format!("not a usable CA certificate: {e}"),
+                    )
+                })?;
+            }
+        }
+        Some(TlsConfig { ca: None, .. }) => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(ConfigError::new(
+                    "consul.tls.ca",
+                    "",
+                    format!(
+                        "no CA given and no usable certificate in the system's trust store ({} errors)",
+                        found.errors.len()
+                    ),
+                )
+                .into());
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::backend(BACKEND, "set up TLS", e))?
+        .with_root_certificates(roots);
+    match tls {
+        Some(TlsConfig {
+            cert: Some(cert),
+            key: Some(key),
+            ..
+        }) => {
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                unreadable(
+                    "consul.tls.key",
+                    key,
+                    format!("cannot read a PEM private key: {e}"),
+                )
+            })?;
+            builder
+                .with_client_auth_cert(certificates("consul.tls.cert", cert)?, key)
+                .map_err(|e| {
+                    unreadable(
+                        "consul.tls.cert",
+                        cert,
+                        format!("the certificate and key do not go together: {e}"),
+                    )
+                })
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// An error with every cause under it: hyper's own text ("client error (Connect)") hides
+/// the TLS or socket error that says what went wrong.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 /// A response: status, `X-Consul-Index`, body.
 struct Reply {
     status: StatusCode,
@@ -91,19 +188,6 @@ struct Reply {
 
 impl Agent {
     pub(crate) fn new(config: &ConsulConfig) -> Result<Self, Error> {
-        if config
-            .tls
-            .as_ref()
-            .is_some_and(|t| t.ca.is_some() || t.cert.is_some())
-        {
-            // Refuse rather than connect without the CA or certificate asked for.
-            return Err(elect_core::ConfigError::new(
-                "consul.tls",
-                "ca/cert",
-                "a custom CA or client certificate for Consul is not supported yet; https with the system's roots is",
-            )
-            .into());
-        }
         let scheme = if config.tls.is_some() {
             "https"
         } else {
@@ -115,7 +199,7 @@ impl Agent {
             .map(|e| format!("{scheme}://{}", e.with_default_port(DEFAULT_PORT)))
             .collect();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(tls_config(config.tls.as_ref())?)
             .https_or_http()
             .enable_http1()
             .build();
@@ -201,7 +285,7 @@ impl Agent {
                 .await
                 .map_err(|e| Error::Unavailable {
                     backend: BACKEND,
-                    source: format!("{url}: {e}").into(),
+                    source: format!("{url}: {}", with_causes(&e)).into(),
                 })?;
             let status = response.status();
             let index = response
@@ -215,7 +299,7 @@ impl Agent {
                 .await
                 .map_err(|e| Error::Unavailable {
                     backend: BACKEND,
-                    source: format!("{url}: {e}").into(),
+                    source: format!("{url}: {}", with_causes(&e)).into(),
                 })?
                 .to_bytes();
             Ok(Reply {

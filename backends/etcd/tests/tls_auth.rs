@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use elect_core::config::{EtcdConfig, TlsConfig};
 use elect_core::{Candidate, Elector, Error};
 use elect_etcd::EtcdElector;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use elect_test_support::pki::Ca;
 
 const CLIENT: &str = "127.0.0.1:23790";
 const PEER: &str = "127.0.0.1:23800";
@@ -22,26 +22,11 @@ const PEER: &str = "127.0.0.1:23800";
 const MTLS_CLIENT: &str = "127.0.0.1:23791";
 const MTLS_PEER: &str = "127.0.0.1:23801";
 
-/// A CA, and a server certificate for 127.0.0.1 signed by it, as PEM files in `dir`.
+/// A CA, and a server certificate for 127.0.0.1 signed by it: (ca, cert, key) PEM files.
 fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &ca, &ca_key)
-        .unwrap();
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server-key.pem"),
-    );
-    std::fs::write(&paths.0, ca.pem()).unwrap();
-    std::fs::write(&paths.1, server.pem()).unwrap();
-    std::fs::write(&paths.2, server_key.serialize_pem()).unwrap();
-    paths
+    let ca = Ca::new(dir, "etcd");
+    let server = ca.server("server");
+    (ca.pem, server.cert, server.key)
 }
 
 struct Member(Child);
@@ -180,10 +165,7 @@ async fn tls_and_password_auth() {
     // Plain HTTP/2 against a TLS listener, or TLS without our CA: the cluster is unreachable.
     for (tls, what) in [
         (None, "no TLS"),
-        (
-            Some(dir.path().join("server.pem")),
-            "the server's own certificate as CA",
-        ),
+        (Some(cert.clone()), "the server's own certificate as CA"),
     ] {
         let mut bad = config(None, Some(("root", "root-pw")));
         if let Some(path) = tls {
@@ -199,61 +181,23 @@ async fn tls_and_password_auth() {
     }
 }
 
-/// A client certificate and key signed by a new CA of its own (`name`), as PEM files in
-/// `dir`; with `signer`, signed by that CA instead. Returns (ca, cert, key).
-fn client_certificate(
-    dir: &Path,
-    name: &str,
-    signer: Option<(&rcgen::Certificate, &KeyPair)>,
-) -> (PathBuf, PathBuf, PathBuf) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let own_ca_key = KeyPair::generate().unwrap();
-    let own_ca = ca_params.self_signed(&own_ca_key).unwrap();
-    let (ca, ca_key) = signer.unwrap_or((&own_ca, &own_ca_key));
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "root");
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let cert = params.signed_by(&key, ca, ca_key).unwrap();
-    let paths = (
-        dir.join(format!("{name}-ca.pem")),
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}-key.pem")),
-    );
-    std::fs::write(&paths.0, ca.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
-}
-
 /// Issue 14, item 8: etcd with client-certificate authentication (`--client-cert-auth`).
 #[tokio::test]
 async fn client_certificate_authentication() {
     let dir = tempfile::tempdir().unwrap();
     // One CA signs the server's certificate and the trusted client's.
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &ca, &ca_key)
-        .unwrap();
-    let ca_pem = dir.path().join("mtls-ca.pem");
-    let (server_pem, server_key_pem) = (dir.path().join("s.pem"), dir.path().join("s-key.pem"));
-    std::fs::write(&ca_pem, ca.pem()).unwrap();
-    std::fs::write(&server_pem, server.pem()).unwrap();
-    std::fs::write(&server_key_pem, server_key.serialize_pem()).unwrap();
-    let (_, good_cert, good_key) = client_certificate(dir.path(), "good", Some((&ca, &ca_key)));
-    let (stranger_ca, bad_cert, bad_key) = client_certificate(dir.path(), "stranger", None);
+    let ca = Ca::new(dir.path(), "mtls");
+    let server = ca.server("server");
+    let client = ca.client("client", "root");
+    let stranger = Ca::new(dir.path(), "stranger");
+    let strangers_client = stranger.client("client", "root");
+    let (ca_pem, stranger_ca) = (ca.pem.clone(), stranger.pem.clone());
+    let (good_cert, good_key) = (client.cert.clone(), client.key.clone());
+    let (bad_cert, bad_key) = (strangers_client.cert, strangers_client.key);
     let _member = spawn_member(
         dir.path(),
         (MTLS_CLIENT, MTLS_PEER),
-        (&server_pem, &server_key_pem),
+        (&server.cert, &server.key),
         &[
             "--client-cert-auth".to_owned(),
             format!("--trusted-ca-file={}", ca_pem.display()),
