@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use elect_core::clock::{LeaseClock, LeasePhase};
-use elect_core::config::ZookeeperConfig;
-use elect_core::{Error, LossReason};
+use elect_core::config::{TlsConfig, ZookeeperConfig};
+use elect_core::{ConfigError, Error, LossReason};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use zookeeper_client as zk;
@@ -92,17 +92,74 @@ impl Drop for Session {
     }
 }
 
+/// TLS to the ensemble (its `secureClientPort`): the CA given, else the system's trust
+/// store; a client certificate if given (ZooKeeper's `ssl.clientAuth=need`).
+fn tls_options(tls: &TlsConfig) -> Result<zk::TlsOptions, Error> {
+    let read = |field: &str, path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                field,
+                path.display().to_string(),
+                format!("cannot read it: {e}"),
+            )
+        })
+    };
+    let ca = match &tls.ca {
+        Some(path) => read("zookeeper.tls.ca", path)?,
+        None => system_roots_pem()?,
+    };
+    let ca_field = tls
+        .ca
+        .as_ref()
+        .map_or(String::new(), |p| p.display().to_string());
+    let mut options = zk::TlsOptions::new().with_pem_ca(&ca).map_err(|e| {
+        ConfigError::new("zookeeper.tls.ca", &ca_field, format!("not a PEM CA: {e}"))
+    })?;
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        let (cert_pem, key_pem) = (
+            read("zookeeper.tls.cert", cert)?,
+            read("zookeeper.tls.key", key)?,
+        );
+        options = options
+            .with_pem_identity(&cert_pem, &key_pem)
+            .map_err(|e| {
+                ConfigError::new(
+                    "zookeeper.tls.cert",
+                    cert.display().to_string(),
+                    format!("not a usable PEM certificate and key: {e}"),
+                )
+            })?;
+    }
+    Ok(options)
+}
+
+/// The system's trust store (as `rustls-native-certs` finds it) as PEM text.
+fn system_roots_pem() -> Result<String, Error> {
+    use base64::Engine;
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        return Err(ConfigError::new(
+            "zookeeper.tls.ca",
+            "",
+            "no CA given and no certificate in the system's trust store",
+        )
+        .into());
+    }
+    let mut pem = String::new();
+    for cert in found.certs {
+        let text = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in text.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    Ok(pem)
+}
+
 impl Session {
     pub(crate) async fn connect(config: &ZookeeperConfig) -> Result<Self, Error> {
-        if config.tls.is_some() {
-            // Refuse rather than connect in the clear.
-            return Err(elect_core::ConfigError::new(
-                "zookeeper.tls",
-                "set",
-                "TLS to ZooKeeper is not supported yet; use a TLS tunnel or leave it out",
-            )
-            .into());
-        }
         let hosts: Vec<String> = config
             .endpoints
             .iter()
@@ -114,8 +171,30 @@ impl Session {
         if let Some(auth) = &config.auth {
             connector = connector.with_auth("digest", auth.expose().as_bytes());
         }
+        if let Some(tls) = &config.tls {
+            connector = connector.with_tls(tls_options(tls)?);
+        }
+        let cluster = hosts.join(",");
         let sent_at = elect_core::clock::now();
-        let client = error::call("connect", connector.connect(&hosts.join(","))).await?;
+        let client = if config.tls.is_some() {
+            // The client says only "no available hosts" when every TLS handshake failed.
+            error::call("connect", connector.secure_connect(&cluster))
+                .await
+                .map_err(|e| match e {
+                    Error::Unavailable { backend, source } => Error::Unavailable {
+                        backend,
+                        source: format!(
+                            "{source} (over TLS: if the servers listen, the handshake failed; \
+                             check zookeeper.tls.ca, .cert and .key against their \
+                             secureClientPort)"
+                        )
+                        .into(),
+                    },
+                    other => other,
+                })?
+        } else {
+            error::call("connect", connector.connect(&cluster)).await?
+        };
         let mut session = Session::from_client(client, sent_at, config);
         session.owned = true;
         Ok(session)

@@ -61,14 +61,3 @@ async fn claims_of_an_identity_cannot_be_deleted_by_another() {
     assert!(next.token() > leadership.token());
     next.resign().await.unwrap();
 }
-
-#[tokio::test]
-async fn tls_is_refused_rather_than_ignored() {
-    let mut with_tls = config();
-    with_tls.tls = Some(Default::default());
-    let refused = ZookeeperElector::connect(&with_tls).await;
-    assert!(
-        matches!(refused, Err(elect_core::Error::Config(ref e)) if e.field == "zookeeper.tls"),
-        "{refused:?}"
-    );
-}

@@ -120,6 +120,46 @@ pub fn server_bin(name: &str) -> PathBuf {
     path
 }
 
+/// A `java` command that runs ZooKeeper's server classes (`tests/cluster/cluster install`
+/// unpacked them), with the Netty jars its TLS listener needs besides.
+pub fn zookeeper_java() -> Command {
+    let bin = std::env::var("ELECT_TEST_SERVERS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join(".servers/root/usr/bin"));
+    // <servers>/root/usr/bin
+    let servers = bin
+        .ancestors()
+        .nth(3)
+        .expect("the servers' folder holds root/usr/bin")
+        .to_path_buf();
+    let classpath_file = servers.join("zookeeper.classpath");
+    let classpath = std::fs::read_to_string(&classpath_file).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: run `tests/cluster/cluster install`",
+            classpath_file.display()
+        )
+    });
+    let java = servers.join("root/usr/share/java");
+    let netty = [
+        "netty-codec.jar",
+        "netty-resolver.jar",
+        "netty-transport-native-unix-common.jar",
+    ]
+    .map(|jar| java.join(jar).display().to_string())
+    .join(":");
+    let mut command = Command::new("java");
+    command
+        .args([
+            "-Xms32m",
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            "-Djava.net.preferIPv4Stack=true",
+        ])
+        .arg("-cp")
+        .arg(format!("{}:{netty}", classpath.trim()));
+    command
+}
+
 /// The Python of `.servers/venv`, with kazoo.
 pub fn python() -> PathBuf {
     let python = std::env::var("ELECT_TEST_PYTHON")
