@@ -7,13 +7,13 @@
 //! whole directory) is deleted, the successor's first stamp must come after the old command's
 //! last one. Every wait polls under a deadline; nothing sleeps to synchronise.
 
+use elect_test_support::process::wait_for;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The old holder's grace period: the time its command runs on after the loss is noticed.
 const GRACE: &str = "2s";
@@ -33,18 +33,6 @@ fn elect(dir: &Path) -> Command {
 
 fn locks(dir: &Path) -> PathBuf {
     dir.join("locks")
-}
-
-/// Polls `check` every 5 ms until it returns `Some`, for at most `limit`.
-fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        sleep(Duration::from_millis(5));
-    }
 }
 
 fn now_ns() -> u128 {

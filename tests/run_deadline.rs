@@ -9,6 +9,7 @@ use std::time::Duration;
 use elect::run::{run, RunExit, RunOptions, Signals, KILL_MARGIN};
 use elect::settings::Settings;
 use elect::{Candidate, Config, LossReason, MemoryStore};
+use elect_test_support::process::alive;
 use tokio::time::Instant;
 
 const TTL: Duration = Duration::from_millis(2000);
@@ -53,19 +54,6 @@ async fn wait_for_pid(pid_file: &Path) -> i32 {
     })
     .await
     .expect("the command started")
-}
-
-fn alive(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            !stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
 }
 
 #[tokio::test(flavor = "current_thread")]

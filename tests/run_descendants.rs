@@ -5,8 +5,9 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use elect_test_support::process::{alive, wait_for};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -40,30 +41,6 @@ fn escaping(pid_file: &Path, then: &str) -> [String; 3] {
              while [ ! -s {file} ]; do sleep 0.01; done; {then}"
         ),
     ]
-}
-
-/// Alive and not a zombie.
-fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok()
-        && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            !stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-}
-
-fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn read_pid(pid_file: &Path) -> i32 {

@@ -8,24 +8,17 @@ use std::time::{Duration, Instant};
 use elect_consul::ConsulElector;
 use elect_core::config::ConsulConfig;
 use elect_core::{Candidate, Elector, Error};
+use elect_test_support::process::KillOnDrop;
 
 const HTTP: &str = "127.0.0.1:18500";
 const MASTER: &str = "acl-test-master";
-
-struct Agent(Child);
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One HTTP request with a token: `(status, body)`.
 fn http(method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
     elect_test_support::http(HTTP, method, path, &[("X-Consul-Token", token)], body)
 }
 
-fn start_agent(dir: &std::path::Path) -> Agent {
+fn start_agent(dir: &std::path::Path) -> KillOnDrop {
     let consul = elect_test_support::server_bin("consul");
     let config = dir.join("acl.hcl");
     std::fs::write(
@@ -52,7 +45,7 @@ fn start_agent(dir: &std::path::Path) -> Agent {
         .stderr(Stdio::null())
         .spawn()
         .expect("start a Consul agent with ACLs");
-    let agent = Agent(child);
+    let agent = KillOnDrop(child);
     let started = Instant::now();
     loop {
         let ready = std::net::TcpStream::connect(HTTP).is_ok()

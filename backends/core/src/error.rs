@@ -134,6 +134,23 @@ impl Error {
         }
     }
 
+    /// An [`Error::Unavailable`] from a TLS connection, with a hint at the settings to check
+    /// (`prefix` is the config's, e.g. `"etcd.tls"`): TLS clients often report a failed
+    /// handshake only as "connection closed" or "no available hosts". Other errors unchanged.
+    pub fn over_tls(self, prefix: &str) -> Self {
+        match self {
+            Error::Unavailable { backend, source } => Error::Unavailable {
+                backend,
+                source: format!(
+                    "{source} (over TLS: if the servers listen, the handshake may have failed; \
+                     check {prefix}.ca, {prefix}.cert and {prefix}.key)"
+                )
+                .into(),
+            },
+            other => other,
+        }
+    }
+
     /// True for errors that may pass if the call is tried again (the store was unreachable or
     /// slow), false for errors that will repeat (bad config, permission, an unusable store,
     /// not leader, closed).

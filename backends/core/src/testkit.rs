@@ -1088,3 +1088,101 @@ macro_rules! conformance_suite {
         )*
     };
 }
+
+/// The certificates of [`tls_cases`]: PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA that signed the server's certificate and `client`.
+    pub ca: std::path::PathBuf,
+    /// A CA that signed neither.
+    pub stranger_ca: std::path::PathBuf,
+    /// A client certificate and key signed by `ca`.
+    pub client: (std::path::PathBuf, std::path::PathBuf),
+    /// A client certificate and key signed by `stranger_ca`.
+    pub strangers_client: (std::path::PathBuf, std::path::PathBuf),
+}
+
+/// The TLS cases every backend runs against a server of its own that requires client
+/// certificates; `connect` makes an elector from a [`crate::config::TlsConfig`].
+///
+/// The right CA and client certificate lead a full term (waiting up to a minute for the
+/// server to come up); no client certificate, one of another CA, and a CA that did not sign
+/// the server's certificate each fail within 10 s with a message containing `says` (any
+/// case: what tells the user to look at certificates); with no CA given, the system's trust store is
+/// used (`SSL_CERT_FILE` points it at `files.ca` for that one connect — run this in a test
+/// binary of its own, as it sets the process's environment).
+pub async fn tls_cases<E, F, Fut>(files: &TlsFiles, says: &str, connect: F)
+where
+    E: Elector,
+    F: Fn(crate::config::TlsConfig) -> Fut,
+    Fut: Future<Output = Result<E>>,
+{
+    use crate::config::TlsConfig;
+    let tls = |ca: Option<&std::path::Path>,
+               client: Option<&(std::path::PathBuf, std::path::PathBuf)>| TlsConfig {
+        ca: ca.map(std::path::Path::to_path_buf),
+        cert: client.map(|(cert, _)| cert.clone()),
+        key: client.map(|(_, key)| key.clone()),
+    };
+    let started = Instant::now();
+    let elector = loop {
+        match connect(tls(Some(&files.ca), Some(&files.client))).await {
+            Ok(elector) => break elector,
+            Err(error) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "the TLS server did not accept the right CA and certificate: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let election: ElectionName = "tls".parse().expect("a valid name");
+    let leadership = elector
+        .campaign(
+            &election,
+            &Candidate::new("a", "a").expect("a valid candidate"),
+        )
+        .await
+        .expect("a campaign over TLS");
+    leadership
+        .fenced_put("tls-data", b"x")
+        .await
+        .expect("a fenced write over TLS");
+    leadership.resign().await.expect("a resign over TLS");
+    elector.close().await.expect("close");
+
+    let cases = [
+        (tls(Some(&files.ca), None), "no client certificate"),
+        (
+            tls(Some(&files.ca), Some(&files.strangers_client)),
+            "a client certificate of another CA",
+        ),
+        (
+            tls(Some(&files.stranger_ca), Some(&files.client)),
+            "a CA that did not sign the server's certificate",
+        ),
+    ];
+    for (config, what) in cases {
+        let started = Instant::now();
+        let result = connect(config).await;
+        let took = started.elapsed();
+        let message = result.as_ref().err().map(ToString::to_string);
+        eprintln!("{what}: after {took:?}: {message:?}");
+        let message = message.unwrap_or_else(|| panic!("{what}: connected"));
+        assert!(
+            message.to_lowercase().contains(&says.to_lowercase()),
+            "{what}: the error should say {says:?}: {message}"
+        );
+        assert!(took < Duration::from_secs(10), "{what}: took {took:?}");
+    }
+
+    std::env::set_var("SSL_CERT_FILE", &files.ca);
+    let system = connect(tls(None, Some(&files.client))).await;
+    std::env::remove_var("SSL_CERT_FILE");
+    system
+        .expect("no CA given: the system's trust store (SSL_CERT_FILE) is used")
+        .close()
+        .await
+        .expect("close");
+}

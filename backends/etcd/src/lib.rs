@@ -129,7 +129,13 @@ impl EtcdElector {
         if let Some(tls) = &config.tls {
             options = options.with_tls(tls_options(tls)?);
         }
-        let client = error::once("connect", Client::connect(endpoints, Some(options))).await?;
+        let tls_hint = |e: Error| match config.tls {
+            Some(_) => e.over_tls("etcd.tls"),
+            None => e,
+        };
+        let client = error::once("connect", Client::connect(endpoints, Some(options)))
+            .await
+            .map_err(tls_hint)?;
         // The client connects lazily: ask once, so that an unreachable cluster or wrong
         // credentials show up here.
         error::get(
@@ -138,7 +144,8 @@ impl EtcdElector {
             "elect/probe",
             Some(GetOptions::new().with_count_only()),
         )
-        .await?;
+        .await
+        .map_err(tls_hint)?;
         EtcdElector::with_client(client, config)
     }
 
@@ -501,11 +508,13 @@ fn tls_options(tls: &TlsConfig) -> Result<etcd_client::TlsOptions> {
             ))
         })
     };
-    let mut options = etcd_client::TlsOptions::new();
-    if let Some(ca) = &tls.ca {
-        options =
-            options.ca_certificate(etcd_client::Certificate::from_pem(read("etcd.tls.ca", ca)?));
-    }
+    // The CA given, else the system's trust store.
+    let ca = match &tls.ca {
+        Some(ca) => read("etcd.tls.ca", ca)?,
+        None => elect_core::config::system_roots_pem("etcd.tls.ca")?.into_bytes(),
+    };
+    let mut options =
+        etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(ca));
     if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
         options = options.identity(etcd_client::Identity::from_pem(
             read("etcd.tls.cert", cert)?,

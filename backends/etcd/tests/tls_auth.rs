@@ -15,6 +15,7 @@ use elect_core::config::{EtcdConfig, TlsConfig};
 use elect_core::{Candidate, Elector, Error};
 use elect_etcd::EtcdElector;
 use elect_test_support::pki::Ca;
+use elect_test_support::process::KillOnDrop;
 
 const CLIENT: &str = "127.0.0.1:23790";
 const PEER: &str = "127.0.0.1:23800";
@@ -27,14 +28,6 @@ fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let ca = Ca::new(dir, "etcd");
     let server = ca.server("server");
     (ca.pem, server.cert, server.key)
-}
-
-struct Member(Child);
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn etcdctl(ca: &Path, user: Option<&str>, args: &[&str]) -> std::process::Output {
@@ -54,7 +47,7 @@ fn spawn_member(
     (client, peer): (&str, &str),
     (cert, key): (&Path, &Path),
     extra: &[String],
-) -> Member {
+) -> KillOnDrop {
     let child = Command::new(server_bin("etcd"))
         .args(["--name", "tls", "--log-level", "error"])
         .arg(format!(
@@ -73,10 +66,10 @@ fn spawn_member(
         .stderr(Stdio::null())
         .spawn()
         .expect("start etcd");
-    Member(child)
+    KillOnDrop(child)
 }
 
-fn start_member(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Member {
+fn start_member(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> KillOnDrop {
     let member = spawn_member(dir, (CLIENT, PEER), (cert, key), &[]);
     let started = Instant::now();
     while !etcdctl(ca, None, &["endpoint", "health"]).status.success() {
@@ -185,80 +178,23 @@ async fn tls_and_password_auth() {
 #[tokio::test]
 async fn client_certificate_authentication() {
     let dir = tempfile::tempdir().unwrap();
-    // One CA signs the server's certificate and the trusted client's.
     let ca = Ca::new(dir.path(), "mtls");
     let server = ca.server("server");
-    let client = ca.client("client", "root");
-    let stranger = Ca::new(dir.path(), "stranger");
-    let strangers_client = stranger.client("client", "root");
-    let (ca_pem, stranger_ca) = (ca.pem.clone(), stranger.pem.clone());
-    let (good_cert, good_key) = (client.cert.clone(), client.key.clone());
-    let (bad_cert, bad_key) = (strangers_client.cert, strangers_client.key);
     let _member = spawn_member(
         dir.path(),
         (MTLS_CLIENT, MTLS_PEER),
         (&server.cert, &server.key),
         &[
             "--client-cert-auth".to_owned(),
-            format!("--trusted-ca-file={}", ca_pem.display()),
+            format!("--trusted-ca-file={}", ca.pem.display()),
         ],
     );
-    let config = |ca: &Path, identity: Option<(&Path, &Path)>| {
+    let files = ca.tls_files(dir.path());
+    elect_core::testkit::tls_cases(&files, "TLS", |tls| async move {
         let mut config = EtcdConfig::new(vec![MTLS_CLIENT.parse().unwrap()]);
         config.ttl = Duration::from_secs(2);
-        config.tls = Some(TlsConfig {
-            ca: Some(ca.to_path_buf()),
-            cert: identity.map(|(cert, _)| cert.to_path_buf()),
-            key: identity.map(|(_, key)| key.to_path_buf()),
-        });
-        config
-    };
-
-    // The trusted client certificate: a full term (waiting for the member to come up).
-    let started = Instant::now();
-    let elector = loop {
-        match EtcdElector::connect(&config(&ca_pem, Some((&good_cert, &good_key)))).await {
-            Ok(elector) => break elector,
-            Err(error) => {
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "the member requiring client certificates did not accept ours: {error}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-    let election = "mtls".parse().unwrap();
-    let leadership = elector
-        .campaign(&election, &Candidate::new("a", "a").unwrap())
-        .await
-        .unwrap();
-    leadership.fenced_put("mtls-data", "x").await.unwrap();
-    leadership.resign().await.unwrap();
-    elector.close().await.unwrap();
-
-    // No client certificate, one from a CA the member does not trust, our CA missing: errors
-    // within a bound.
-    let cases = [
-        (config(&ca_pem, None), "no client certificate"),
-        (
-            config(&ca_pem, Some((&bad_cert, &bad_key))),
-            "a client certificate of another CA",
-        ),
-        (
-            config(&stranger_ca, Some((&good_cert, &good_key))),
-            "a CA that did not sign the server's certificate",
-        ),
-    ];
-    for (config, what) in cases {
-        let started = Instant::now();
-        let result = EtcdElector::connect(&config).await;
-        let took = started.elapsed();
-        eprintln!(
-            "{what}: after {took:?}: {:?}",
-            result.as_ref().err().map(ToString::to_string)
-        );
-        assert!(result.is_err(), "{what}: connected");
-        assert!(took < Duration::from_secs(10), "{what}: took {took:?}");
-    }
+        config.tls = Some(tls);
+        EtcdElector::connect(&config).await
+    })
+    .await;
 }

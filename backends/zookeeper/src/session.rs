@@ -106,7 +106,7 @@ fn tls_options(tls: &TlsConfig) -> Result<zk::TlsOptions, Error> {
     };
     let ca = match &tls.ca {
         Some(path) => read("zookeeper.tls.ca", path)?,
-        None => system_roots_pem()?,
+        None => elect_core::config::system_roots_pem("zookeeper.tls.ca")?,
     };
     let ca_field = tls
         .ca
@@ -133,31 +133,6 @@ fn tls_options(tls: &TlsConfig) -> Result<zk::TlsOptions, Error> {
     Ok(options)
 }
 
-/// The system's trust store (as `rustls-native-certs` finds it) as PEM text.
-fn system_roots_pem() -> Result<String, Error> {
-    use base64::Engine;
-    let found = rustls_native_certs::load_native_certs();
-    if found.certs.is_empty() {
-        return Err(ConfigError::new(
-            "zookeeper.tls.ca",
-            "",
-            "no CA given and no certificate in the system's trust store",
-        )
-        .into());
-    }
-    let mut pem = String::new();
-    for cert in found.certs {
-        let text = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
-        pem.push_str("-----BEGIN CERTIFICATE-----\n");
-        for line in text.as_bytes().chunks(64) {
-            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-            pem.push('\n');
-        }
-        pem.push_str("-----END CERTIFICATE-----\n");
-    }
-    Ok(pem)
-}
-
 impl Session {
     pub(crate) async fn connect(config: &ZookeeperConfig) -> Result<Self, Error> {
         let hosts: Vec<String> = config
@@ -180,18 +155,7 @@ impl Session {
             // The client says only "no available hosts" when every TLS handshake failed.
             error::call("connect", connector.secure_connect(&cluster))
                 .await
-                .map_err(|e| match e {
-                    Error::Unavailable { backend, source } => Error::Unavailable {
-                        backend,
-                        source: format!(
-                            "{source} (over TLS: if the servers listen, the handshake failed; \
-                             check zookeeper.tls.ca, .cert and .key against their \
-                             secureClientPort)"
-                        )
-                        .into(),
-                    },
-                    other => other,
-                })?
+                .map_err(|e| e.over_tls("zookeeper.tls"))?
         } else {
             error::call("connect", connector.connect(&cluster)).await?
         };

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use elect_core::testkit::TlsFiles;
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
@@ -63,6 +64,20 @@ impl Ca {
             .push(DnType::CommonName, common_name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(name, params)
+    }
+
+    /// The files of `elect_core::testkit::tls_cases`: this CA, a client of it, and a stranger
+    /// CA (made in `dir`) with a client of its own.
+    pub fn tls_files(&self, dir: &Path) -> TlsFiles {
+        let client = self.client("client", "root");
+        let stranger = Ca::new(dir, &format!("{}-stranger", self.name));
+        let strangers_client = stranger.client("client", "root");
+        TlsFiles {
+            ca: self.pem.clone(),
+            stranger_ca: stranger.pem,
+            client: (client.cert, client.key),
+            strangers_client: (strangers_client.cert, strangers_client.key),
+        }
     }
 
     fn sign(&self, name: &str, params: CertificateParams) -> Pair {

@@ -40,6 +40,36 @@ pub use secret::Secret;
 
 pub use crate::error::redact_url;
 
+/// The system's trust store (as `rustls-native-certs` finds it: `SSL_CERT_FILE`,
+/// `SSL_CERT_DIR`, the distribution's bundle) as PEM text, for a TLS client given no CA.
+/// `field` names the config field the error is about.
+#[cfg(feature = "system-roots")]
+pub fn system_roots_pem(field: &str) -> Result<String, ConfigError> {
+    use base64::Engine;
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        return Err(ConfigError::new(
+            field,
+            "",
+            format!(
+                "no CA given and no certificate in the system's trust store ({} errors)",
+                found.errors.len()
+            ),
+        ));
+    }
+    let mut pem = String::new();
+    for cert in found.certs {
+        let text = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in text.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    Ok(pem)
+}
+
 /// TTL and session timeout of every distributed backend unless configured.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 /// Longest TTL, session timeout or grace period accepted anywhere.
