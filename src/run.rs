@@ -50,6 +50,8 @@ pub mod exit_code {
     pub const NO_PERMISSION: i32 = 77;
     /// A configuration value is invalid, or the backend is not compiled in.
     pub const CONFIG: i32 = 78;
+    /// Not elected within `--timeout` (the code of `timeout(1)`).
+    pub const NOT_ELECTED: i32 = 124;
     /// The command exists but cannot be executed.
     pub const CANNOT_EXECUTE: i32 = 126;
     /// The command was not found.
@@ -127,6 +129,8 @@ pub struct RunOptions {
     pub pass_credentials: bool,
     /// How the command's descendants are kept from outliving the term (see [`ContainMode`]).
     pub contain: ContainMode,
+    /// Give up a campaign not won within this long ([`RunExit::NotElected`]).
+    pub campaign_timeout: Option<Duration>,
 }
 
 /// The environment variables that carry `elect`'s credentials; the command does not see them
@@ -148,6 +152,8 @@ pub enum RunExit {
     },
     /// Leadership was lost and `--once` was given; the command was stopped.
     Lost(LossReason),
+    /// Not elected within [`RunOptions::campaign_timeout`]; the command never ran (this time).
+    NotElected,
 }
 
 impl RunExit {
@@ -162,6 +168,7 @@ impl RunExit {
                 None => exit_code::STOPPED,
             },
             RunExit::Lost(_) => exit_code::LOST,
+            RunExit::NotElected => exit_code::NOT_ELECTED,
         }
     }
 }
@@ -277,6 +284,9 @@ pub async fn run(
         // One campaign future for the whole wait: a forwarded signal must not restart it.
         let campaign = campaign_logged(elector, election, candidate);
         tokio::pin!(campaign);
+        let give_up = options
+            .campaign_timeout
+            .map(|t| elect_core::clock::now() + t);
         let leadership = loop {
             tokio::select! {
                 sig = signals.recv() => {
@@ -286,6 +296,14 @@ pub async fn run(
                     }
                 }
                 won = &mut campaign => break won?,
+                _ = sleep_until(give_up), if give_up.is_some() => {
+                    tracing::warn!(
+                        election = election.as_str(),
+                        timeout_ms = options.campaign_timeout.unwrap_or_default().as_millis() as u64,
+                        "not elected in time; giving up (--timeout)"
+                    );
+                    return Ok(RunExit::NotElected);
+                }
             }
         };
         // Start only while leading with room to stop the command before the deadline: a term

@@ -17,6 +17,12 @@ pub struct Flags {
     pub election: Option<String>,
     /// `--id ID`: this candidate's id.
     pub id: Option<String>,
+    /// `--value V`: what this candidate proclaims (default: its id).
+    pub value: Option<String>,
+    /// `--ttl D`: the lease TTL or session timeout of a distributed backend.
+    pub ttl: Option<String>,
+    /// `--lock-delay D`: Consul's lock delay.
+    pub lock_delay: Option<String>,
 }
 
 /// A configuration ready to use: the backend, the election, and who we are.
@@ -60,6 +66,7 @@ impl Settings {
             (None, None) => Config::file_default(),
         };
         config.apply_env(vars)?;
+        apply_flags(&mut config, flags)?;
         if let Some(name) = &flags.election {
             config.election = Some(ElectionName::parse_field("--election", name)?);
         }
@@ -93,6 +100,51 @@ impl Settings {
             candidate,
         })
     }
+}
+
+/// Applies `--value`, `--ttl` and `--lock-delay` as their `ELECT_*` variables would be, but
+/// naming the flag in errors, and refusing a flag the backend has no use for.
+fn apply_flags(config: &mut Config, flags: &Flags) -> Result<(), ConfigError> {
+    let backend = config.backend.name();
+    // Each flag, the variable it stands for, the config fields it sets, its value, whether
+    // the backend takes it.
+    type FlagUse<'a> = (&'a str, &'a str, &'a [&'a str], &'a Option<String>, bool);
+    let pairs: [FlagUse; 3] = [
+        ("--value", "ELECT_VALUE", &["value"], &flags.value, true),
+        (
+            "--ttl",
+            "ELECT_TTL",
+            &["etcd.ttl", "consul.ttl", "zookeeper.session_timeout"],
+            &flags.ttl,
+            backend != "file",
+        ),
+        (
+            "--lock-delay",
+            "ELECT_CONSUL_LOCK_DELAY",
+            &["consul.lock_delay"],
+            &flags.lock_delay,
+            backend == "consul",
+        ),
+    ];
+    for (flag, variable, fields, value, applies) in pairs {
+        let Some(value) = value else { continue };
+        if !applies {
+            return Err(ConfigError::new(
+                flag,
+                value,
+                format!("the {backend} backend has no use for it"),
+            ));
+        }
+        config.apply_env([(variable, value)]).map_err(|mut e| {
+            if e.field == variable {
+                e.field = flag.to_owned();
+            } else if fields.contains(&e.field.as_str()) {
+                e.field = format!("{flag} ({})", e.field);
+            }
+            e
+        })?;
+    }
+    Ok(())
 }
 
 /// The largest config file `elect` reads.

@@ -303,6 +303,66 @@ fn status_and_observe_escape_what_the_store_holds() {
     assert_eq!(status_json(dir.path(), "esc")["leader"]["value"], forged);
 }
 
+/// Issue 15, item 4: `--timeout` gives up a campaign not won in time (exit 124, the command
+/// never runs), `--value` is what the leader proclaims, `status --exit-code` is 1 when nobody
+/// leads.
+#[test]
+fn timeout_gives_up_and_value_is_proclaimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("starts.log");
+    let _leader = KillOnDrop(vec![spawn_run(
+        dir.path(),
+        "alpha",
+        "tmo",
+        &["--value", "alpha's value"],
+        &worker(&log),
+    )]);
+    wait_for(Duration::from_secs(10), "alpha leading", || {
+        starts(&log).first().cloned()
+    });
+    assert_eq!(
+        status_json(dir.path(), "tmo")["leader"]["value"],
+        "alpha's value"
+    );
+    let exit_code = |election: &str| {
+        elect(dir.path())
+            .args(["status", "--exit-code", "--election", election])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(exit_code("tmo"), Some(0), "someone leads");
+    assert_eq!(exit_code("nobody-here"), Some(1), "nobody leads");
+    let started = Instant::now();
+    let marker = dir.path().join("ran");
+    let out = elect(dir.path())
+        .args([
+            "run",
+            "--election",
+            "tmo",
+            "--timeout",
+            "1.5s",
+            "--",
+            "touch",
+        ])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(124),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+        "gave up after {took:?}"
+    );
+    assert!(!marker.exists(), "the command ran without leading");
+}
+
 #[test]
 fn observe_prints_one_line_per_change() {
     let dir = tempfile::tempdir().unwrap();
@@ -481,7 +541,51 @@ fn a_lost_claim_stops_the_command_and_once_exits_75() {
 #[test]
 fn bad_input_gets_distinct_exit_codes_and_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], i32, &str); 7] = [
+    let cases: [(&[&str], i32, &str); 11] = [
+        (
+            &["run", "--election", "e", "--ttl", "10s", "--", "true"],
+            78,
+            "--ttl",
+        ),
+        (
+            &[
+                "run",
+                "--url",
+                "etcd://127.0.0.1:1/e",
+                "--ttl",
+                "1.5s",
+                "--",
+                "true",
+            ],
+            78,
+            "--ttl",
+        ),
+        (
+            &[
+                "run",
+                "--url",
+                "etcd://127.0.0.1:1/e",
+                "--lock-delay",
+                "1s",
+                "--",
+                "true",
+            ],
+            78,
+            "--lock-delay",
+        ),
+        (
+            &[
+                "run",
+                "--url",
+                "consul://127.0.0.1:1/e",
+                "--lock-delay",
+                "61s",
+                "--",
+                "true",
+            ],
+            78,
+            "--lock-delay",
+        ),
         (
             &["run", "--url", "bogus://x/y", "--", "true"],
             78,

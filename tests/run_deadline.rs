@@ -37,6 +37,7 @@ fn stubborn(pid_file: &Path) -> RunOptions {
         history: None,
         pass_credentials: false,
         contain: elect::ContainMode::Auto,
+        campaign_timeout: None,
     }
 }
 

@@ -88,6 +88,7 @@ fn marking(mark: &Path) -> RunOptions {
         history: None,
         pass_credentials: false,
         contain: elect::ContainMode::Auto,
+        campaign_timeout: None,
     }
 }
 

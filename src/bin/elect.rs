@@ -17,12 +17,14 @@ const EXIT_CODES: &str = "\
 Exit codes:
   N        run: the command's own exit status when it exits by itself (128+S if killed by signal S)
   0        stopped by SIGTERM or SIGINT (forwarded to the command, which ended by it)
+  1        status --exit-code: nobody leads
   2        wrong command-line usage
   69       the backend cannot be reached
   70       internal error
   74       the store cannot be used, and trying again will not help (e.g. the lock
            directory is read-only or not a directory, or its token file is corrupt)
   75       run --once: leadership was lost (the command was stopped)
+  124      run --timeout: not elected in time
   77       the backend refused the credentials or the operation
   78       a configuration value is invalid, or the backend is not compiled in
   126/127  the command cannot be executed / was not found
@@ -57,6 +59,8 @@ enum Command {
         /// This candidate's id (default <hostname>-<pid>-<random>).
         #[arg(long)]
         id: Option<String>,
+        #[command(flatten)]
+        campaign: CampaignArgs,
         /// Time between SIGTERM and SIGKILL when CMD must stop (shortened so that SIGKILL
         /// lands before the leadership deadline).
         #[arg(long, default_value = "10s", value_parser = parse_grace)]
@@ -95,6 +99,9 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Exit with 1 when nobody leads (for scripts and health checks).
+        #[arg(long)]
+        exit_code: bool,
     },
     /// Print one line per leader change, until interrupted.
     #[command(after_help = EXIT_CODES)]
@@ -114,6 +121,24 @@ enum Command {
     },
 }
 
+/// How `run` campaigns (the flags of `consul lock` and `etcdctl lock` that people miss).
+#[derive(Debug, Args)]
+struct CampaignArgs {
+    /// What this candidate proclaims while it leads (default: its id).
+    #[arg(long)]
+    value: Option<String>,
+    /// The lease TTL or session timeout (etcd, Consul, ZooKeeper), e.g. 10s or 1m30s.
+    #[arg(long, value_name = "DURATION")]
+    ttl: Option<String>,
+    /// Consul's lock delay, 0s to 60s.
+    #[arg(long, value_name = "DURATION")]
+    lock_delay: Option<String>,
+    /// Give up if not elected within DURATION, with exit code 124 (`consul lock -timeout`);
+    /// 0s tries once.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
+}
+
 #[derive(Debug, Args)]
 struct Target {
     /// A TOML config file.
@@ -125,6 +150,10 @@ struct Target {
     /// The election (overrides the config's or the URL's).
     #[arg(long, value_name = "NAME")]
     election: Option<String>,
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, ConfigError> {
+    parse_duration(text).map_err(|problem| ConfigError::new("--timeout", text, problem))
 }
 
 fn parse_grace(text: &str) -> Result<Duration, ConfigError> {
@@ -152,8 +181,23 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> i32 {
     match command {
-        Command::Run { target, id, grace, once, history, pass_credentials, contain, command } => {
-            let flags = target.flags(id);
+        Command::Run {
+            target,
+            id,
+            campaign,
+            grace,
+            once,
+            history,
+            pass_credentials,
+            contain,
+            command,
+        } => {
+            let flags = Flags {
+                value: campaign.value,
+                ttl: campaign.ttl,
+                lock_delay: campaign.lock_delay,
+                ..target.flags(id)
+            };
             let options = RunOptions {
                 command,
                 grace,
@@ -164,6 +208,7 @@ async fn dispatch(command: Command) -> i32 {
                 history,
                 pass_credentials,
                 contain,
+                campaign_timeout: campaign.timeout,
             };
             with_elector(&flags, Some(grace), |elector, settings| async move {
                 let mut signals = match Signals::install() {
@@ -183,7 +228,11 @@ async fn dispatch(command: Command) -> i32 {
             })
             .await
         }
-        Command::Status { target, json } => {
+        Command::Status {
+            target,
+            json,
+            exit_code,
+        } => {
             with_elector(&target.flags(None), None, |elector, settings| async move {
                 let status = async {
                     let leader = elector.leader(&settings.election).await?;
@@ -192,8 +241,9 @@ async fn dispatch(command: Command) -> i32 {
                 };
                 match status.await {
                     Ok((leader, candidates)) => {
+                        let nobody = leader.is_none();
                         print_status(&settings, elector.backend(), leader, &candidates, json);
-                        0
+                        i32::from(exit_code && nobody)
                     }
                     Err(error) => fail(&error, error_exit_code(&error)),
                 }
@@ -235,6 +285,7 @@ impl Target {
             url: self.url,
             election: self.election,
             id,
+            ..Flags::default()
         }
     }
 }

@@ -2,7 +2,7 @@
 //! leads; a token without them, no token, or an unknown token is a clear permission error
 //! within seconds, never a silent hang.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use elect_consul::ConsulElector;

@@ -5,7 +5,7 @@
 //! points it at our CA here; the bundled roots `elect` used before would not know it).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use elect_consul::ConsulElector;
 use elect_core::config::ConsulConfig;

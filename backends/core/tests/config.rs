@@ -203,7 +203,7 @@ fn bad_inputs_are_refused_naming_the_field_and_the_value() {
         (
             Source::Env("etcd://h/e", "ELECT_TTL", "abc"),
             "ELECT_TTL",
-            "whole number",
+            "starts with a number",
         ),
         (
             Source::Env("etcd://h/e", "ELECT_ENDPOINTS", "h:0"),

@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use elect_test_support::server_bin;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use elect_core::config::{EtcdConfig, TlsConfig};

@@ -5,7 +5,7 @@
 //! system's trust store is used (`SSL_CERT_FILE` points it at our CA here).
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use elect_core::config::ZookeeperConfig;

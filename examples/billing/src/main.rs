@@ -136,6 +136,7 @@ async fn campaigning(args: &Args) -> Result<u8, AnyError> {
             (election, _, _) => election.clone(),
         },
         id: args.id.clone(),
+        ..Flags::default()
     };
     let settings = Settings::resolve(&flags, std::env::vars())?;
     let elector: Arc<dyn elect::Elector> = Arc::from(elect::connect(&settings.config).await?);
