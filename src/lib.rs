@@ -4,6 +4,7 @@
 mod containment;
 pub mod run;
 pub mod settings;
+mod systemd;
 
 pub use containment::ContainMode;
 

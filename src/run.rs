@@ -30,6 +30,7 @@ use tokio::time::Instant;
 pub use crate::containment::ContainMode;
 use crate::containment::{end_cgroup, Containment, TermGroup};
 use crate::settings::Settings;
+pub use crate::systemd::SystemdNotify;
 
 /// Exit codes of `elect`, besides the command's own.
 pub mod exit_code {
@@ -131,6 +132,8 @@ pub struct RunOptions {
     pub contain: ContainMode,
     /// Give up a campaign not won within this long ([`RunExit::NotElected`]).
     pub campaign_timeout: Option<Duration>,
+    /// systemd's notify protocol (`Type=notify`, `WatchdogSec=`), if `elect` runs under it.
+    pub systemd: Option<SystemdNotify>,
 }
 
 /// The environment variables that carry `elect`'s credentials; the command does not see them
@@ -256,6 +259,30 @@ pub async fn run(
     options: &RunOptions,
     signals: &mut Signals,
 ) -> Result<RunExit, RunError> {
+    let watchdog = async {
+        match &options.systemd {
+            Some(systemd) => systemd.watchdog().await,
+            None => std::future::pending().await,
+        }
+    };
+    let exit = tokio::select! {
+        exit = run_terms(elector, settings, options, signals) => exit,
+        () = watchdog => unreachable!("the watchdog runs until dropped"),
+    };
+    if let Some(systemd) = &options.systemd {
+        systemd.ended("stopped");
+    }
+    exit
+}
+
+/// [`run`] without the watchdog: campaign, run the command while leading, again.
+async fn run_terms(
+    elector: &dyn Elector,
+    settings: &Settings,
+    options: &RunOptions,
+    signals: &mut Signals,
+) -> Result<RunExit, RunError> {
+    let systemd = options.systemd.as_ref();
     let election = &settings.election;
     let candidate = &settings.candidate;
     let history = match &options.history {
@@ -281,6 +308,9 @@ pub async fn run(
         }
     };
     loop {
+        if let Some(systemd) = systemd {
+            systemd.campaigning(election.as_str());
+        }
         // One campaign future for the whole wait: a forwarded signal must not restart it.
         let campaign = campaign_logged(elector, election, candidate);
         tokio::pin!(campaign);
@@ -340,7 +370,16 @@ pub async fn run(
                 return Err(error);
             }
         };
+        if let Some(systemd) = systemd {
+            systemd.leading(&leadership);
+        }
         let outcome = term.supervise(&leadership, options, signals).await;
+        if let Some(systemd) = systemd {
+            systemd.ended(&format!(
+                "term with fencing token {} over",
+                leadership.token()
+            ));
+        }
         if let Some(history) = &history {
             let reason = match &outcome {
                 Ok(TermEnd::Exited(_)) => "command-exited",

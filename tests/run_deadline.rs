@@ -38,6 +38,7 @@ fn stubborn(pid_file: &Path) -> RunOptions {
         pass_credentials: false,
         contain: elect::ContainMode::Auto,
         campaign_timeout: None,
+        systemd: None,
     }
 }
 

@@ -89,6 +89,7 @@ fn marking(mark: &Path) -> RunOptions {
         pass_credentials: false,
         contain: elect::ContainMode::Auto,
         campaign_timeout: None,
+        systemd: None,
     }
 }
 

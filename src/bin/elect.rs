@@ -209,6 +209,7 @@ async fn dispatch(command: Command) -> i32 {
                 pass_credentials,
                 contain,
                 campaign_timeout: campaign.timeout,
+                systemd: elect::run::SystemdNotify::from_env(),
             };
             with_elector(&flags, Some(grace), |elector, settings| async move {
                 let mut signals = match Signals::install() {
