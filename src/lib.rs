@@ -2,8 +2,10 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod containment;
+mod endpoints;
 pub mod run;
 pub mod settings;
+mod status;
 mod systemd;
 
 pub use containment::ContainMode;

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 pub use crate::containment::ContainMode;
 use crate::containment::{end_cgroup, Containment, TermGroup};
 use crate::settings::Settings;
+use crate::status::RunStatus;
 pub use crate::systemd::SystemdNotify;
 
 /// Exit codes of `elect`, besides the command's own.
@@ -134,6 +135,8 @@ pub struct RunOptions {
     pub campaign_timeout: Option<Duration>,
     /// systemd's notify protocol (`Type=notify`, `WatchdogSec=`), if `elect` runs under it.
     pub systemd: Option<SystemdNotify>,
+    /// Serve `/healthz`, `/leader`, `/status` and `/metrics` here (`--metrics-addr`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The environment variables that carry `elect`'s credentials; the command does not see them
@@ -259,30 +262,54 @@ pub async fn run(
     options: &RunOptions,
     signals: &mut Signals,
 ) -> Result<RunExit, RunError> {
+    let status = RunStatus::default();
+    let listener = match options.metrics_addr {
+        Some(addr) => Some(crate::endpoints::bind(addr).await.map_err(|e| {
+            Error::from(elect_core::ConfigError::new(
+                "--metrics-addr",
+                addr.to_string(),
+                format!("cannot listen there: {e}"),
+            ))
+        })?),
+        None => None,
+    };
+    let serving = async {
+        match listener {
+            Some(listener) => crate::endpoints::serve(listener, status.clone()).await,
+            None => std::future::pending().await,
+        }
+    };
     let watchdog = async {
         match &options.systemd {
-            Some(systemd) => systemd.watchdog().await,
+            Some(systemd) => systemd.watchdog(&status).await,
             None => std::future::pending().await,
         }
     };
     let exit = tokio::select! {
-        exit = run_terms(elector, settings, options, signals) => exit,
+        exit = run_terms(elector, settings, options, signals, &status) => exit,
         () = watchdog => unreachable!("the watchdog runs until dropped"),
+        () = serving => unreachable!("the endpoints are served until dropped"),
     };
-    if let Some(systemd) = &options.systemd {
-        systemd.ended("stopped");
-    }
+    notify(options, "STATUS=stopped");
     exit
 }
 
-/// [`run`] without the watchdog: campaign, run the command while leading, again.
+/// Tells systemd, if `elect` runs under it.
+fn notify(options: &RunOptions, message: &str) {
+    if let Some(systemd) = &options.systemd {
+        systemd.send(message);
+    }
+}
+
+/// [`run`] without its watchers: campaign, run the command while leading, again; `status`
+/// tells the watchers where it stands.
 async fn run_terms(
     elector: &dyn Elector,
     settings: &Settings,
     options: &RunOptions,
     signals: &mut Signals,
+    status: &RunStatus,
 ) -> Result<RunExit, RunError> {
-    let systemd = options.systemd.as_ref();
     let election = &settings.election;
     let candidate = &settings.candidate;
     let history = match &options.history {
@@ -308,9 +335,11 @@ async fn run_terms(
         }
     };
     loop {
-        if let Some(systemd) = systemd {
-            systemd.campaigning(election.as_str());
-        }
+        status.campaigning(election.as_str(), candidate.id());
+        notify(
+            options,
+            &format!("READY=1\nSTATUS=campaigning in {election}"),
+        );
         // One campaign future for the whole wait: a forwarded signal must not restart it.
         let campaign = campaign_logged(elector, election, candidate);
         tokio::pin!(campaign);
@@ -370,16 +399,23 @@ async fn run_terms(
                 return Err(error);
             }
         };
-        if let Some(systemd) = systemd {
-            systemd.leading(&leadership);
-        }
-        let outcome = term.supervise(&leadership, options, signals).await;
-        if let Some(systemd) = systemd {
-            systemd.ended(&format!(
-                "term with fencing token {} over",
+        status.leading(&leadership);
+        notify(
+            options,
+            &format!(
+                "STATUS=leading {election} with fencing token {}",
                 leadership.token()
-            ));
-        }
+            ),
+        );
+        let outcome = term.supervise(&leadership, options, signals).await;
+        status.ended(match &outcome {
+            Ok(TermEnd::Lost(reason)) => Some(*reason),
+            _ => None,
+        });
+        notify(
+            options,
+            &format!("STATUS=term with fencing token {} over", leadership.token()),
+        );
         if let Some(history) = &history {
             let reason = match &outcome {
                 Ok(TermEnd::Exited(_)) => "command-exited",

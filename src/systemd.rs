@@ -13,27 +13,15 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use elect_core::{Leadership, LeadershipState};
+use crate::status::RunStatus;
 
 /// Where and how often to tell systemd (from `NOTIFY_SOCKET` and `WATCHDOG_USEC`).
 #[derive(Debug, Clone)]
 pub struct SystemdNotify {
     socket: PathBuf,
     watchdog: Option<Duration>,
-    state: Arc<Mutex<Watched>>,
-}
-
-/// What the watchdog looks at.
-#[derive(Debug, Default)]
-enum Watched {
-    /// Not campaigning yet, or stopping.
-    #[default]
-    Idle,
-    Campaigning,
-    Leading(Leadership),
 }
 
 impl SystemdNotify {
@@ -54,11 +42,7 @@ impl SystemdNotify {
 
     /// A notifier for `socket`, pinging every half `watchdog` if given.
     pub fn new(socket: PathBuf, watchdog: Option<Duration>) -> SystemdNotify {
-        SystemdNotify {
-            socket,
-            watchdog,
-            state: Arc::default(),
-        }
+        SystemdNotify { socket, watchdog }
     }
 
     /// Sends one message (`KEY=value` lines); failures are logged, never fatal.
@@ -83,90 +67,18 @@ impl SystemdNotify {
         Ok(())
     }
 
-    /// Campaigning: ready, and the watchdog pings.
-    pub(crate) fn campaigning(&self, election: &str) {
-        *self.state.lock().expect("notify state poisoned") = Watched::Campaigning;
-        self.send(&format!("READY=1\nSTATUS=campaigning in {election}"));
-    }
-
-    /// Leading: the watchdog pings while the term's deadline is confirmed.
-    pub(crate) fn leading(&self, leadership: &Leadership) {
-        *self.state.lock().expect("notify state poisoned") = Watched::Leading(leadership.clone());
-        self.send(&format!(
-            "STATUS=leading {} with fencing token {}",
-            leadership.election(),
-            leadership.token()
-        ));
-    }
-
-    /// The term is over (or `elect` is stopping): no more pings for it.
-    pub(crate) fn ended(&self, status: &str) {
-        *self.state.lock().expect("notify state poisoned") = Watched::Idle;
-        self.send(&format!("STATUS={status}"));
-    }
-
-    /// Pings `WATCHDOG=1` every half watchdog interval while [`SystemdNotify::healthy`]; runs
-    /// until dropped. Does nothing without a watchdog.
-    pub(crate) async fn watchdog(&self) {
+    /// Pings `WATCHDOG=1` every half watchdog interval while `status` is healthy (campaigning,
+    /// or leading with a confirmed deadline); runs until dropped. Does nothing without a
+    /// watchdog.
+    pub(crate) async fn watchdog(&self, status: &RunStatus) {
         let Some(interval) = self.watchdog else {
             return std::future::pending().await;
         };
         loop {
-            if self.healthy() {
+            if status.healthy() {
                 self.send("WATCHDOG=1");
             }
             tokio::time::sleep(interval / 2).await;
         }
-    }
-
-    /// Campaigning, or leading with a deadline that is confirmed and not yet past.
-    fn healthy(&self) -> bool {
-        match &*self.state.lock().expect("notify state poisoned") {
-            Watched::Idle => true,
-            Watched::Campaigning => true,
-            Watched::Leading(leadership) => {
-                leadership.state() == LeadershipState::Leading
-                    && leadership
-                        .deadline()
-                        .map_or(true, |deadline| deadline > elect_core::clock::now())
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use elect_core::clock::LeaseClock;
-
-    /// The watchdog pings while campaigning and while a term's deadline is confirmed; not while
-    /// the term is suspended (renewals unanswered) or past its deadline.
-    #[tokio::test]
-    async fn the_watchdog_pings_only_while_the_deadline_is_confirmed() {
-        let notify = SystemdNotify::new("/nonexistent".into(), Some(Duration::from_secs(1)));
-        assert!(notify.healthy(), "before campaigning");
-        *notify.state.lock().unwrap() = Watched::Campaigning;
-        assert!(notify.healthy(), "campaigning");
-
-        let ttl = Duration::from_secs(10);
-        let clock = LeaseClock::new(elect_core::clock::now(), ttl, ttl / 10, ttl / 3);
-        let (leadership, _term, _claim) = elect_core::testkit::accepted_term(&clock, 7);
-        *notify.state.lock().unwrap() = Watched::Leading(leadership.clone());
-        assert!(notify.healthy(), "leading, confirmed");
-        clock.suspend();
-        assert!(!notify.healthy(), "suspended: renewals unanswered");
-        clock.confirm(elect_core::clock::now(), ttl);
-        assert!(notify.healthy(), "confirmed again");
-
-        let short = LeaseClock::new(
-            elect_core::clock::now(),
-            Duration::from_millis(30),
-            Duration::from_millis(10),
-            Duration::from_millis(10),
-        );
-        let (late, _term, _claim) = elect_core::testkit::accepted_term(&short, 8);
-        *notify.state.lock().unwrap() = Watched::Leading(late);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!notify.healthy(), "past its deadline");
     }
 }

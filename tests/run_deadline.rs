@@ -39,6 +39,7 @@ fn stubborn(pid_file: &Path) -> RunOptions {
         contain: elect::ContainMode::Auto,
         campaign_timeout: None,
         systemd: None,
+        metrics_addr: None,
     }
 }
 

@@ -90,6 +90,7 @@ fn marking(mark: &Path) -> RunOptions {
         contain: elect::ContainMode::Auto,
         campaign_timeout: None,
         systemd: None,
+        metrics_addr: None,
     }
 }
 

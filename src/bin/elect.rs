@@ -49,6 +49,8 @@ struct Cli {
     log_json: bool,
 }
 
+// Parsed once per process: the size of `Run` costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Campaign, and run CMD only while leading; campaign again after a loss.
@@ -83,6 +85,10 @@ enum Command {
             value_name = "MODE"
         )]
         contain: elect::ContainMode,
+        /// Serve /healthz, /leader (200 while leading, else 503), /status (JSON) and /metrics
+        /// (Prometheus) on ADDR, e.g. 127.0.0.1:9464.
+        #[arg(long, env = "ELECT_METRICS_ADDR", value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
         /// Pass elect's credentials on to CMD: ELECT_ETCD_PASSWORD, ELECT_CONSUL_TOKEN,
         /// ELECT_ZK_AUTH and an ELECT_URL holding a password or token (removed by default).
         #[arg(long, env = "ELECT_PASS_CREDENTIALS")]
@@ -190,6 +196,7 @@ async fn dispatch(command: Command) -> i32 {
             history,
             pass_credentials,
             contain,
+            metrics_addr,
             command,
         } => {
             let flags = Flags {
@@ -210,6 +217,7 @@ async fn dispatch(command: Command) -> i32 {
                 contain,
                 campaign_timeout: campaign.timeout,
                 systemd: elect::run::SystemdNotify::from_env(),
+                metrics_addr,
             };
             with_elector(&flags, Some(grace), |elector, settings| async move {
                 let mut signals = match Signals::install() {
