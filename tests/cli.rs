@@ -700,3 +700,28 @@ fn log_json_has_election_candidate_and_token_on_every_state_change() {
     }
     assert_eq!(tokens[0], tokens[1], "elected and resigned name one term");
 }
+
+/// Issue 15, item 4: shell completions and the man page are generated from the CLI's own
+/// definition, so they cannot miss a flag.
+#[test]
+fn completions_and_the_man_page_know_every_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, needles) in [
+        (
+            &["completions", "bash"][..],
+            &["_elect", "--metrics-addr", "--timeout"][..],
+        ),
+        (
+            &["completions", "zsh"][..],
+            &["#compdef elect", "--contain"][..],
+        ),
+        (&["man"][..], &[".TH elect 1", "status", "observe"][..]),
+    ] {
+        let out = elect(dir.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for needle in needles {
+            assert!(text.contains(needle), "{args:?}: no {needle:?}");
+        }
+    }
+}

@@ -118,6 +118,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script: `elect completions bash > /etc/bash_completion.d/elect`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `elect man > /usr/local/share/man/man1/elect.1`.
+    Man,
     /// Kill our own process group once stdin closes (elect's guardian; not for direct use).
     #[command(name = "__guard", hide = true)]
     Guard {
@@ -279,6 +286,18 @@ async fn dispatch(command: Command) -> i32 {
                 }
             })
             .await
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "elect", &mut std::io::stdout());
+            0
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => 0,
+                Err(error) => fail(&error, exit_code::SOFTWARE),
+            }
         }
         Command::Guard { cgroup } => {
             elect::run::guard_process_group(cgroup.as_deref()).await;
