@@ -53,6 +53,10 @@ impl Settings {
         K: AsRef<str>,
         V: AsRef<str>,
     {
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+            .collect();
         let mut config = match (&flags.config, &flags.url) {
             (Some(_), Some(url)) => {
                 return Err(ConfigError::new(
@@ -65,7 +69,14 @@ impl Settings {
             (None, Some(url)) => Config::from_url(url)?,
             (None, None) => Config::file_default(),
         };
-        config.apply_env(vars)?;
+        config.apply_env(vars.iter().map(|(k, v)| (k, v)))?;
+        // The native tools' variables fill what no elect setting gave.
+        let hosts_given = flags
+            .url
+            .as_deref()
+            .map_or(true, elect_core::config::names_hosts)
+            || vars.iter().any(|(k, _)| k == "ELECT_ENDPOINTS");
+        config.apply_native_env(vars.iter().map(|(k, v)| (k, v)), hosts_given)?;
         apply_flags(&mut config, flags)?;
         if let Some(name) = &flags.election {
             config.election = Some(ElectionName::parse_field("--election", name)?);

@@ -725,3 +725,23 @@ fn completions_and_the_man_page_know_every_flag() {
         }
     }
 }
+
+/// Issue 15, item 4: a URL without hosts takes the native tools' variables, as `consul lock`
+/// and `etcdctl` would (here a closed port: the error names it).
+#[test]
+fn a_url_without_hosts_takes_the_native_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, variable, value) in [
+        ("consul:///e", "CONSUL_HTTP_ADDR", "127.0.0.1:1"),
+        ("etcd:///e", "ETCDCTL_ENDPOINTS", "http://127.0.0.1:1"),
+    ] {
+        let out = elect(dir.path())
+            .env(variable, value)
+            .args(["status", "--url", url])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(69), "{url}: {stderr}");
+        assert!(stderr.contains("127.0.0.1:1"), "{url}: {stderr}");
+    }
+}

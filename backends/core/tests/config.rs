@@ -161,7 +161,7 @@ fn bad_inputs_are_refused_naming_the_field_and_the_value() {
         ),
         (Source::Url("billing"), "url", "starts with file://"),
         (
-            Source::Url("etcd:///billing"),
+            Source::Url("etcd://h1,,h2/billing"),
             "url host",
             "host is missing",
         ),

@@ -21,6 +21,7 @@
 //! ```
 
 mod duration;
+mod native;
 mod secret;
 mod url;
 
@@ -37,6 +38,7 @@ use crate::ElectionName;
 
 pub use duration::{format_duration, parse_duration};
 pub use secret::Secret;
+pub use url::names_hosts;
 
 pub use crate::error::redact_url;
 

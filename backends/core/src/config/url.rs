@@ -43,10 +43,19 @@ pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
                 Some((userinfo, hosts)) => (Some(userinfo), hosts),
                 None => (None, authority),
             };
-            let endpoints = hosts
-                .split(',')
-                .map(|host| Endpoint::parse_field("url host", host))
-                .collect::<Result<Vec<_>, _>>()?;
+            // No host (`consul:///billing`): the tool's own default, this host on the backend's
+            // port, unless the native variables name one (see `Config::apply_native_env`).
+            let endpoints = if hosts.is_empty() {
+                vec![Endpoint {
+                    host: "127.0.0.1".to_owned(),
+                    port: None,
+                }]
+            } else {
+                hosts
+                    .split(',')
+                    .map(|host| Endpoint::parse_field("url host", host))
+                    .collect::<Result<Vec<_>, _>>()?
+            };
             let election = election_from_path(path)?;
             let backend = match scheme {
                 "etcd" => etcd_config(endpoints, userinfo, &mut params)?,
@@ -286,4 +295,16 @@ impl Params {
             )),
         }
     }
+}
+
+/// Whether a URL names its store's hosts (`etcd://h1,h2/e` does, `etcd:///e` does not).
+pub fn names_hosts(text: &str) -> bool {
+    let Some((_, rest)) = text.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let hosts = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, hosts)| hosts);
+    !hosts.is_empty()
 }
