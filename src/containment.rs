@@ -89,12 +89,7 @@ impl Containment {
     pub(crate) fn term_group(&self) -> std::io::Result<TermGroup> {
         match self {
             Containment::Cgroup(base) => {
-                static NEXT: AtomicU64 = AtomicU64::new(0);
-                let dir = base.join(format!(
-                    "elect-{}-{}",
-                    std::process::id(),
-                    NEXT.fetch_add(1, Ordering::Relaxed)
-                ));
+                let dir = base.join(unique_name("term"));
                 fs::create_dir(&dir)?;
                 let procs = OpenOptions::new()
                     .write(true)
@@ -147,7 +142,10 @@ impl TermGroup {
             TermGroup::Subreaper { before } => {
                 let gone = wait_until(|| {
                     let mut left = descendants(nix::unistd::getpid());
-                    left.retain(|pid| !before.contains(pid));
+                    // Not what was there before, nor another term's command (a second `run` in
+                    // this process) and what it started.
+                    let others = running_trees();
+                    left.retain(|pid| !before.contains(pid) && !others.contains(pid));
                     for pid in &left {
                         let _ = kill(*pid, Signal::SIGKILL);
                     }
@@ -171,6 +169,48 @@ impl Drop for TermGroup {
             let _ = fs::remove_dir(dir);
         }
     }
+}
+
+/// `elect-<pid>-<kind><n>`: a cgroup name no other call of this process uses (`sweep` reads
+/// the pid back).
+fn unique_name(kind: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "elect-{}-{kind}{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The commands (and guardians) of the terms running in this process: the subreaper leaves
+/// them and their descendants to their own terms.
+static RUNNING: std::sync::Mutex<Vec<Pid>> = std::sync::Mutex::new(Vec::new());
+
+/// Marks `pid` as a running term's process (see [`RUNNING`]).
+pub(crate) fn register(pid: u32) {
+    RUNNING
+        .lock()
+        .expect("running terms poisoned")
+        .push(Pid::from_raw(pid as i32));
+}
+
+/// `pid`'s term is over.
+pub(crate) fn unregister(pid: u32) {
+    let pid = Pid::from_raw(pid as i32);
+    RUNNING
+        .lock()
+        .expect("running terms poisoned")
+        .retain(|p| *p != pid);
+}
+
+/// The running terms' processes and their descendants.
+fn running_trees() -> Vec<Pid> {
+    let running = RUNNING.lock().expect("running terms poisoned").clone();
+    let mut trees = running.clone();
+    for pid in running {
+        trees.extend(descendants(pid));
+    }
+    trees
 }
 
 /// How long [`TermGroup::kill_all`] waits for the killed processes to be gone.
@@ -255,7 +295,8 @@ fn own_cgroup() -> std::io::Result<PathBuf> {
 
 /// Whether a child cgroup with `cgroup.kill` can be made in `dir`.
 fn probe(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(format!("elect-{}-probe", std::process::id()));
+    // Unique per call: two `run`s of one process probe at once.
+    let probe = dir.join(unique_name("probe"));
     fs::create_dir(&probe)?;
     let has_kill = probe.join("cgroup.kill").exists();
     fs::remove_dir(&probe)?;

@@ -510,6 +510,8 @@ struct Term {
     guardian: Option<Child>,
     /// Where the command's descendants are kept (a cgroup, or the subreaper's list).
     group: TermGroup,
+    /// The command's and the guardian's pids, registered as a running term's.
+    registered: Vec<u32>,
 }
 
 impl Term {
@@ -591,6 +593,11 @@ impl Term {
         };
         let pid = child.id().expect("a just-spawned child has a pid");
         let pgid = Pid::from_raw(if group != 0 { group } else { pid } as i32);
+        // Another term's subreaper (a second `run` in this process) leaves these alone.
+        let registered: Vec<u32> = [pid, group].into_iter().filter(|p| *p != 0).collect();
+        for pid in &registered {
+            crate::containment::register(*pid);
+        }
         tracing::info!(
             election = leadership.election().as_str(),
             candidate = leadership.candidate_id(),
@@ -603,6 +610,7 @@ impl Term {
             pgid,
             guardian,
             group: term_group,
+            registered,
         })
     }
 
@@ -704,6 +712,9 @@ impl Term {
         }
         // And so does whatever left the group (setsid, setpgid): the term is over only once
         // nothing the command started runs.
+        for pid in &self.registered {
+            crate::containment::unregister(*pid);
+        }
         self.group.kill_all().await;
         Ok(end)
     }

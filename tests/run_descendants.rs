@@ -154,3 +154,67 @@ fn cgroup_mode_is_refused_where_no_cgroup_can_be_made() {
     assert!(fallback.status.success(), "{log}");
     assert!(log.contains("falling back to the subreaper"), "{log}");
 }
+
+/// Two `run`s in one process (a library host), subreaper mode: the term that ends first kills
+/// what its own command left, not the other term's command, though both are descendants of
+/// the same process. (CI saw one run's cleanup reap the other's command.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_terms_cleanup_leaves_another_terms_command_alone() {
+    use elect::run::{run, RunOptions, Signals};
+    use elect::settings::Settings;
+    use elect::{Candidate, Config, MemoryStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryStore::new();
+    let options = |script: String| RunOptions {
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        grace: Duration::from_secs(1),
+        once: true,
+        guardian: None,
+        history: None,
+        pass_credentials: false,
+        contain: elect::ContainMode::Subreaper,
+        campaign_timeout: None,
+        systemd: None,
+        metrics_addr: None,
+    };
+    let settings = |election: &str| Settings {
+        config: Config::file_default(),
+        election: election.parse().unwrap(),
+        candidate: Candidate::new("me", "me").unwrap(),
+    };
+    let started = dir.path().join("short-started");
+    let long_pid = dir.path().join("long.pid");
+    // The short term starts first, so the long term's command is not in its "before".
+    let short = options(format!(
+        "touch {}; while [ ! -s {} ]; do sleep 0.01; done",
+        started.display(),
+        long_pid.display()
+    ));
+    let long = options(format!("echo $$ > {}; exec sleep 1000", long_pid.display()));
+    let (short_elector, long_elector) = (
+        store.elector(Duration::from_secs(10), Duration::from_secs(1)),
+        store.elector(Duration::from_secs(10), Duration::from_secs(1)),
+    );
+    let (short_settings, long_settings) = (settings("short"), settings("long"));
+    let mut signals = Signals::install().unwrap();
+    let mut other_signals = Signals::install().unwrap();
+    let long_run = async {
+        while !started.exists() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        run(&long_elector, &long_settings, &long, &mut other_signals).await
+    };
+    tokio::pin!(long_run);
+    let short_exit = tokio::select! {
+        exit = run(&short_elector, &short_settings, &short, &mut signals) => exit.unwrap(),
+        exit = &mut long_run => panic!("the long term ended first: {exit:?}"),
+    };
+    eprintln!("short term: {short_exit:?}");
+    let pid = read_pid(&long_pid);
+    let _reap = Reap(pid);
+    assert!(
+        alive(pid),
+        "the short term's cleanup killed the long term's command (pid {pid})"
+    );
+}
