@@ -95,6 +95,12 @@ impl Drop for Session {
 /// TLS to the ensemble (its `secureClientPort`): the CA given, else the system's trust
 /// store; a client certificate if given (ZooKeeper's `ssl.clientAuth=need`).
 fn tls_options(tls: &TlsConfig) -> Result<zk::TlsOptions, Error> {
+    // zookeeper-client builds its TLS client with rustls' process-wide default provider, which
+    // rustls cannot pick when a build enables two (etcd's and Consul's clients bring ring, this
+    // one aws-lc-rs): it panics. Name one, unless the program already did.
+    let _ = rustls::crypto::CryptoProvider::install_default(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    );
     let read = |field: &str, path: &std::path::Path| {
         std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new(
