@@ -339,18 +339,8 @@ where
     }
 }
 
-fn fail(error: &dyn std::error::Error, code: i32) -> i32 {
-    let mut message = format!("elect: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        // Most of our errors show their source already.
-        let cause_text = cause.to_string();
-        if !message.contains(&cause_text) {
-            message.push_str(&format!(": {cause_text}"));
-        }
-        source = cause.source();
-    }
-    eprintln!("{message}");
+fn fail(error: &(dyn std::error::Error + 'static), code: i32) -> i32 {
+    eprintln!("elect: {}", elect_core::with_causes(error));
     code
 }
 

@@ -167,18 +167,6 @@ fn tls_config(tls: Option<&TlsConfig>) -> Result<rustls::ClientConfig, Error> {
     }
 }
 
-/// An error with every cause under it: hyper's own text ("client error (Connect)") hides
-/// the TLS or socket error that says what went wrong.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}
-
 /// A response: status, `X-Consul-Index`, body.
 struct Reply {
     status: StatusCode,
@@ -285,7 +273,7 @@ impl Agent {
                 .await
                 .map_err(|e| Error::Unavailable {
                     backend: BACKEND,
-                    source: format!("{url}: {}", with_causes(&e)).into(),
+                    source: format!("{url}: {}", elect_core::with_causes(&e)).into(),
                 })?;
             let status = response.status();
             let index = response
@@ -299,7 +287,7 @@ impl Agent {
                 .await
                 .map_err(|e| Error::Unavailable {
                     backend: BACKEND,
-                    source: format!("{url}: {}", with_causes(&e)).into(),
+                    source: format!("{url}: {}", elect_core::with_causes(&e)).into(),
                 })?
                 .to_bytes();
             Ok(Reply {

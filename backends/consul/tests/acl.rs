@@ -2,7 +2,6 @@
 //! leads; a token without them, no token, or an unknown token is a clear permission error
 //! within seconds, never a silent hang.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use elect_consul::ConsulElector;
@@ -19,7 +18,6 @@ fn http(method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
 }
 
 fn start_agent(dir: &std::path::Path) -> KillOnDrop {
-    let consul = elect_test_support::server_bin("consul");
     let config = dir.join("acl.hcl");
     std::fs::write(
         &config,
@@ -29,23 +27,7 @@ fn start_agent(dir: &std::path::Path) -> KillOnDrop {
         ),
     )
     .unwrap();
-    let child = Command::new(consul)
-        .args([
-            "agent",
-            "-dev",
-            "-bind",
-            "127.0.0.1",
-            "-client",
-            "127.0.0.1",
-            "-log-level",
-            "error",
-        ])
-        .arg(format!("-config-file={}", config.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start a Consul agent with ACLs");
-    let agent = KillOnDrop(child);
+    let agent = elect_test_support::consul_dev_agent(&config, "with ACLs");
     let started = Instant::now();
     loop {
         let ready = std::net::TcpStream::connect(HTTP).is_ok()

@@ -5,7 +5,6 @@
 //! points it at our CA here; the bundled roots `elect` used before would not know it).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use elect_consul::ConsulElector;
 use elect_core::config::ConsulConfig;
@@ -28,22 +27,7 @@ fn start_agent(dir: &Path, ca: &Ca, server: &Pair) -> KillOnDrop {
         ),
     )
     .unwrap();
-    let child = Command::new(elect_test_support::server_bin("consul"))
-        .args([
-            "agent",
-            "-dev",
-            "-bind",
-            "127.0.0.1",
-            "-client",
-            "127.0.0.1",
-        ])
-        .args(["-log-level", "error"])
-        .arg(format!("-config-file={}", config.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start a Consul agent with TLS");
-    KillOnDrop(child)
+    elect_test_support::consul_dev_agent(&config, "with TLS")
 }
 
 #[tokio::test]

@@ -162,6 +162,23 @@ impl Error {
     }
 }
 
+/// An error with every cause under it, `: `-separated, each cause left out if the text so far
+/// already shows it (many errors print their source themselves). Client libraries often hide
+/// what went wrong below a generic top line ("client error (Connect)").
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Why a write or proclaim needing leadership was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -31,7 +31,7 @@ mod supervise;
 pub mod testkit;
 
 pub use elector::{Elector, LeaderStream};
-pub use error::{BoxError, ConfigError, Error, NotLeaderReason, Result};
+pub use error::{with_causes, BoxError, ConfigError, Error, NotLeaderReason, Result};
 pub use leadership::{
     Claim, Leadership, LeadershipState, LeadershipWatch, LossReason, TermControl,
 };

@@ -121,6 +121,27 @@ pub fn server_bin(name: &str) -> PathBuf {
     path
 }
 
+/// A Consul agent of a test's own, in dev mode on 127.0.0.1, with the extra HCL `config`
+/// (its ports, ACLs, TLS); killed when dropped. `what` names it in a failure.
+pub fn consul_dev_agent(config: &std::path::Path, what: &str) -> process::KillOnDrop {
+    let child = Command::new(server_bin("consul"))
+        .args([
+            "agent",
+            "-dev",
+            "-bind",
+            "127.0.0.1",
+            "-client",
+            "127.0.0.1",
+        ])
+        .args(["-log-level", "error"])
+        .arg(format!("-config-file={}", config.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start a Consul agent {what}: {e}"));
+    process::KillOnDrop(child)
+}
+
 /// A `java` command that runs ZooKeeper's server classes (`tests/cluster/cluster install`
 /// unpacked them), with the Netty jars its TLS listener needs besides.
 pub fn zookeeper_java() -> Command {
