@@ -24,11 +24,7 @@ fn one_leader_on_the_endpoints_and_the_other_after_a_handover() {
         .enumerate()
         .map(|(i, addr)| {
             let mut command = Command::new(env!("CARGO_BIN_EXE_elect"));
-            for (key, _) in std::env::vars() {
-                if key.starts_with("ELECT_") {
-                    command.env_remove(key);
-                }
-            }
+            elect_test_support::process::without_elect_env(&mut command);
             KillOnDrop(
                 command
                     .env("ELECT_FILE_DIR", dir.path().join("locks"))

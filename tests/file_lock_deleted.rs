@@ -22,11 +22,7 @@ const GRACE_MS: u64 = 2_000;
 /// `elect` with a private lock directory and none of the caller's `ELECT_*` variables.
 fn elect(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_elect"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("ELECT_") {
-            command.env_remove(key);
-        }
-    }
+    elect_test_support::process::without_elect_env(&mut command);
     command.env("ELECT_FILE_DIR", locks(dir));
     command
 }

@@ -41,11 +41,7 @@ fn as_nobody(script: &str) {
 /// and how long it ran.
 fn elect_run(dir: Option<&Path>, args: &[&str], bound: Duration) -> (Output, Duration) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_elect"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("ELECT_") {
-            command.env_remove(key);
-        }
-    }
+    elect_test_support::process::without_elect_env(&mut command);
     if let Some(dir) = dir {
         command.env("ELECT_FILE_DIR", dir);
     }

@@ -16,11 +16,7 @@ fn locks(dir: &Path) -> PathBuf {
 /// One term of election `tok`: the token its command saw.
 fn one_term(dir: &Path) -> u64 {
     let mut command = Command::new(env!("CARGO_BIN_EXE_elect"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("ELECT_") {
-            command.env_remove(key);
-        }
-    }
+    elect_test_support::process::without_elect_env(&mut command);
     let out = command
         .env("ELECT_FILE_DIR", locks(dir))
         .args(["run", "--election", "tok", "--", "sh", "-c"])

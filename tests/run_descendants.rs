@@ -13,11 +13,7 @@ use nix::unistd::Pid;
 
 fn elect(dir: &Path, contain: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_elect"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("ELECT_") {
-            command.env_remove(key);
-        }
-    }
+    elect_test_support::process::without_elect_env(&mut command);
     command.env("ELECT_FILE_DIR", dir.join("locks")).args([
         "run",
         "--election",

@@ -11,11 +11,7 @@ const SECRET: &str = "Hunter2Secret";
 
 fn elect(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_elect"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("ELECT_") {
-            command.env_remove(key);
-        }
-    }
+    elect_test_support::process::without_elect_env(&mut command);
     command
         .args(args)
         .envs(env.iter().copied())

@@ -15,11 +15,7 @@ fn ready_status_and_watchdog_reach_the_notify_socket() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_elect"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("ELECT_") {
-            command.env_remove(key);
-        }
-    }
+    elect_test_support::process::without_elect_env(&mut command);
     // Read as systemd does, while elect runs (the socket's queue holds 10 datagrams).
     let reader = std::thread::spawn(move || {
         let mut messages = Vec::new();

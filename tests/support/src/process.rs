@@ -1,7 +1,7 @@
 //! Processes in tests: waiting for a condition, telling a live process from a dead one,
 //! killing what a failed test left running.
 
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// Polls `check` every 5 ms until it returns `Some`, for at most `limit` (a process's death,
@@ -38,4 +38,15 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `command` without the caller's `ELECT_*` variables, so that a developer's own settings do
+/// not leak into a test's `elect`.
+pub fn without_elect_env(command: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ELECT_") {
+            command.env_remove(key);
+        }
+    }
+    command
 }
