@@ -1,4 +1,4 @@
-//! One Consul session per elector, renewed by our own task every TTL/2.
+//! One Consul session per elector, renewed every TTL/2 by core's keep-alive loop.
 //!
 //! The deadline counts from the *send* time of the last renewal the server answered, plus
 //! the TTL, minus the margin: Consul never invalidates a session before its TTL (it may wait
@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use elect_core::clock::{LeaseClock, LeasePhase};
 use elect_core::config::ConsulConfig;
+use elect_core::renewal::{KeepAlive, Renew, Renewal};
 use elect_core::{Error, LossReason};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use crate::agent::Agent;
+use crate::agent::{Agent, BACKEND};
 
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -45,7 +47,11 @@ impl Session {
             .create_session(name, config.ttl, config.lock_delay(), &config.health_checks)
             .await?;
         let clock = LeaseClock::new(sent_at, config.ttl, config.drift_margin(), config.ttl / 2);
-        let renewing = tokio::spawn(renew(agent.clone(), id.clone(), clock.clone(), config.ttl));
+        let renewing =
+            KeepAlive::new(BACKEND, clock.clone(), config.ttl / 2).spawn(SessionRenewer {
+                agent: agent.clone(),
+                id: id.clone(),
+            });
         tracing::debug!(
             session = id.as_str(),
             ttl_s = config.ttl.as_secs(),
@@ -66,41 +72,23 @@ impl Session {
     }
 }
 
-async fn renew(agent: Arc<Agent>, id: String, clock: LeaseClock, ttl: Duration) {
-    let mut ended = clock.watch();
-    let mut pause = ttl / 2;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = elect_core::clock::lease_ended(&mut ended) => return,
-        }
-        let sent_at = elect_core::clock::now();
-        let patience = clock
-            .deadline()
-            .map(|d| d.saturating_duration_since(sent_at))
-            .unwrap_or(ttl)
-            .max(Duration::from_millis(1));
-        match agent.renew_session(&id, patience).await {
-            Ok(Some(granted)) => {
-                if !clock.confirm(sent_at, granted.max(Duration::from_secs(1))) {
-                    return;
-                }
-                pause = ttl / 2;
-            }
-            Ok(None) => {
-                tracing::warn!(
-                    session = id.as_str(),
-                    "the session is gone (destroyed or invalidated)"
-                );
-                clock.end(LossReason::Revoked);
-                return;
-            }
-            Err(error) => {
-                // Keep trying until the deadline; the clock ends the session by itself then.
-                tracing::warn!(session = id.as_str(), %error, "session renewal failed; retrying");
-                clock.suspend();
-                pause = Duration::from_millis(500);
-            }
+/// One renewal of the session; `None` from Consul means the session is gone (destroyed by an
+/// operator or invalidated).
+struct SessionRenewer {
+    agent: Arc<Agent>,
+    id: String,
+}
+
+#[async_trait::async_trait]
+impl Renew for SessionRenewer {
+    async fn renew(&mut self, sent_at: Instant, patience: Duration) -> Renewal {
+        match self.agent.renew_session(&self.id, patience).await {
+            Ok(Some(granted)) => Renewal::Confirmed {
+                from: sent_at,
+                ttl: granted.max(Duration::from_secs(1)),
+            },
+            Ok(None) => Renewal::Gone(LossReason::Revoked),
+            Err(error) => Renewal::Failed(elect_core::with_causes(&error)),
         }
     }
 }

@@ -12,7 +12,8 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::error::{Error, Result};
-use crate::leadership::{LossReason, TermControl, TermView};
+use crate::leadership::{TermControl, TermView};
+use crate::loss::LossReason;
 use crate::{ElectionName, FencingToken, LeaderInfo, LeaderStream, Leadership};
 
 /// A backend's session: an etcd lease, a Consul session, a ZooKeeper session.

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::leadership::LossReason;
+use crate::loss::LossReason;
 
 /// The time deadlines are counted in: tokio's clock, which reads CLOCK_MONOTONIC and stops
 /// while the host is suspended, plus the time the host has spent suspended since this

@@ -20,21 +20,24 @@
 pub mod backend;
 pub mod clock;
 pub mod config;
+mod config_error;
 mod elector;
 mod error;
 pub mod history;
 mod leadership;
+mod loss;
 mod memory;
 mod names;
+pub mod renewal;
 mod supervise;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use config_error::ConfigError;
 pub use elector::{Elector, LeaderStream};
-pub use error::{with_causes, BoxError, ConfigError, Error, NotLeaderReason, Result};
-pub use leadership::{
-    Claim, Leadership, LeadershipState, LeadershipWatch, LossReason, TermControl,
-};
+pub use error::{with_causes, BoxError, Error, NotLeaderReason, Result};
+pub use leadership::{Claim, Leadership, LeadershipState, LeadershipWatch, TermControl};
+pub use loss::LossReason;
 pub use memory::{MemoryElector, MemoryStore};
 pub use names::{
     check_id, check_value, default_candidate_id, Candidate, CandidateInfo, ElectionName,

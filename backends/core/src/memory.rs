@@ -2,7 +2,7 @@
 //!
 //! A [`MemoryStore`] plays the server: sessions with a TTL that it expires itself, claims
 //! ordered by a revision counter, like etcd's. Each [`MemoryElector`] is one client with one
-//! session, kept alive by its own task exactly as a real backend does, and can be cut off
+//! session, kept alive by core's keep-alive loop ([`crate::renewal`]) exactly as a real backend is, and can be cut off
 //! from the store ([`MemoryElector::set_partitioned`]) to show what a silent network does.
 //! Use it in your own tests, and read it to see what a backend must do.
 
@@ -18,7 +18,9 @@ use tokio::time::Instant;
 use crate::backend::Candidacies;
 use crate::clock::{LeaseClock, LeasePhase};
 use crate::error::{Error, NotLeaderReason, Result};
-use crate::leadership::{Claim, LossReason, TermControl};
+use crate::leadership::{Claim, TermControl};
+use crate::loss::LossReason;
+use crate::renewal::{KeepAlive, Renew, Renewal};
 use crate::{
     Candidate, CandidateInfo, ElectionName, Elector, FencingToken, LeaderInfo, LeaderStream,
     Leadership,
@@ -288,12 +290,11 @@ impl MemoryElector {
             (id, true)
         });
         let clock = LeaseClock::new(sent_at, ttl, self.inner.margin, ttl / 3);
-        let keepalive = tokio::spawn(keep_alive(
-            self.store.clone(),
-            Arc::downgrade(&self.inner),
-            id,
-            clock.clone(),
-        ));
+        let keepalive = KeepAlive::new(BACKEND, clock.clone(), ttl / 3).spawn(SessionRenewer {
+            store: self.store.clone(),
+            inner: Arc::downgrade(&self.inner),
+            session: id,
+        });
         *slot = Some(Session {
             id,
             clock: clock.clone(),
@@ -356,43 +357,36 @@ impl ElectorInner {
     }
 }
 
-/// Renews the session every TTL/3 and feeds the clock with each confirmed renewal.
-async fn keep_alive(
+/// One renewal of a session: waits while the elector is cut off, as a real request would.
+struct SessionRenewer {
     store: MemoryStore,
     inner: Weak<ElectorInner>,
     session: u64,
-    clock: LeaseClock,
-) {
-    loop {
-        let Some(ttl) = inner.upgrade().map(|i| i.ttl) else {
-            return;
-        };
-        tokio::time::sleep(ttl / 3).await;
-        let sent_at = crate::clock::now();
-        let Some(elector) = inner.upgrade() else {
-            return;
+}
+
+#[async_trait::async_trait]
+impl Renew for SessionRenewer {
+    async fn renew(&mut self, sent_at: Instant, _patience: Duration) -> Renewal {
+        let Some(elector) = self.inner.upgrade() else {
+            return Renewal::Gone(LossReason::ShutDown);
         };
         if elector.reach().await.is_err() {
-            return;
+            return Renewal::Gone(LossReason::ShutDown);
         }
         drop(elector);
-        let renewed = store.change(|state| match state.sessions.get_mut(&session) {
-            Some((ttl, expires)) => {
-                *expires = Instant::now() + *ttl;
-                (Some(*ttl), false)
-            }
-            None => (None, false),
-        });
-        match renewed {
-            Some(granted) => {
-                if !clock.confirm(sent_at, granted) {
-                    return;
+        let session = self.session;
+        let renewed = self
+            .store
+            .change(|state| match state.sessions.get_mut(&session) {
+                Some((ttl, expires)) => {
+                    *expires = Instant::now() + *ttl;
+                    (Some(*ttl), false)
                 }
-            }
-            None => {
-                clock.end(LossReason::Expired);
-                return;
-            }
+                None => (None, false),
+            });
+        match renewed {
+            Some(ttl) => Renewal::Confirmed { from: sent_at, ttl },
+            None => Renewal::Gone(LossReason::Expired),
         }
     }
 }

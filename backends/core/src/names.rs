@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 
 /// Longest election name, in characters.
 pub const MAX_ELECTION_LEN: usize = 128;

@@ -1,17 +1,19 @@
-//! One etcd lease per elector, kept alive by our own task.
+//! One etcd lease per elector, kept alive by core's keep-alive loop.
 //!
-//! etcd-client sends nothing on a timer: we send a keep-alive every TTL/3 and feed the
-//! deadline clock with the *send* time of each request that got an answer. A reply with TTL 0
-//! means the lease is gone — revoked, since it cannot have expired before our deadline — and
-//! ends the session at once. A broken stream suspends the session and is reopened until the
-//! deadline passes.
+//! etcd-client sends nothing on a timer: the loop ([`KeepAlive`]) sends a keep-alive every
+//! TTL/3 on our stream and feeds the deadline clock with the *send* time of each request that
+//! got an answer. A reply with TTL 0 means the lease is gone — revoked, since it cannot have
+//! expired before our deadline — and ends the session at once. A broken or silent stream
+//! suspends the session and is reopened until the deadline passes.
 
 use std::time::Duration;
 
 use elect_core::clock::{LeaseClock, LeasePhase};
+use elect_core::renewal::{KeepAlive, Renew, Renewal};
 use elect_core::{Error, LossReason};
 use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::error::{self, BACKEND};
 
@@ -56,15 +58,13 @@ impl Session {
         let lease = granted.id();
         let renew_every = granted_ttl / 3;
         let clock = LeaseClock::new(sent_at, granted_ttl, margin, renew_every);
-        let (keeper, replies) = open(client, lease, &clock, granted_ttl).await?;
-        let keepalive = tokio::spawn(keep_alive(
-            client.clone(),
+        let stream = open_first(client, lease, &clock, granted_ttl).await?;
+        let keepalive = KeepAlive::new(BACKEND, clock.clone(), renew_every).spawn(LeaseRenewer {
+            client: client.clone(),
             lease,
-            clock.clone(),
             granted_ttl,
-            keeper,
-            replies,
-        ));
+            stream: Some(stream),
+        });
         tracing::debug!(
             lease = format!("{lease:x}"),
             ttl_s = granted_ttl.as_secs(),
@@ -87,15 +87,19 @@ impl Session {
     }
 }
 
-/// Opens a keep-alive stream. etcd-client sends the first keep-alive itself and consumes its
-/// reply (an error if the lease is gone), so a successful open is a confirmed renewal.
-async fn open(
+type Stream = (LeaseKeeper, LeaseKeepAliveStream);
+
+/// Opens the keep-alive stream of a new lease. etcd-client sends the first keep-alive itself
+/// and consumes its reply (an error if the lease is gone), so a successful open is a
+/// confirmed renewal.
+async fn open_first(
     client: &Client,
     lease: i64,
     clock: &LeaseClock,
     granted_ttl: Duration,
-) -> Result<(LeaseKeeper, LeaseKeepAliveStream), Error> {
+) -> Result<Stream, Error> {
     let sent_at = elect_core::clock::now();
+    let operation = || format!("keep lease {lease:x} alive");
     match tokio::time::timeout(error::CALL_TIMEOUT, client.clone().lease_keep_alive(lease)).await {
         Ok(Ok(opened)) => {
             clock.confirm(sent_at, granted_ttl);
@@ -103,16 +107,12 @@ async fn open(
         }
         Ok(Err(e)) if lease_is_gone(&e) => {
             clock.end(LossReason::Revoked);
-            Err(Error::backend(
-                BACKEND,
-                format!("keep lease {lease:x} alive"),
-                e,
-            ))
+            Err(Error::backend(BACKEND, operation(), e))
         }
-        Ok(Err(e)) => Err(error::map(format!("keep lease {lease:x} alive"), e)),
+        Ok(Err(e)) => Err(error::map(operation(), e)),
         Err(_) => Err(Error::Timeout {
             backend: BACKEND,
-            operation: format!("keep lease {lease:x} alive"),
+            operation: operation(),
             after: error::CALL_TIMEOUT,
         }),
     }
@@ -123,91 +123,48 @@ fn lease_is_gone(error: &etcd_client::Error) -> bool {
     text.contains("lease not found") || text.contains("requested lease not found")
 }
 
-/// Renews every TTL/3 until the lease ends; see the module docs.
-async fn keep_alive(
+/// One keep-alive on the lease's stream; the stream is opened again after a failure.
+struct LeaseRenewer {
     client: Client,
     lease: i64,
-    clock: LeaseClock,
     granted_ttl: Duration,
-    mut keeper: LeaseKeeper,
-    mut replies: LeaseKeepAliveStream,
-) {
-    let renew_every = granted_ttl / 3;
-    let mut ended = clock.watch();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(renew_every) => {}
-            _ = elect_core::clock::lease_ended(&mut ended) => return,
-        }
-        let sent_at = elect_core::clock::now();
-        // Wait for the answer no longer than the deadline allows.
-        let patience = clock
-            .deadline()
-            .map(|d| d.saturating_duration_since(sent_at))
-            .unwrap_or(renew_every)
-            .max(Duration::from_millis(1));
-        let answer = tokio::time::timeout(patience, async {
-            keeper.keep_alive().await?;
-            replies.message().await
-        })
-        .await;
-        match answer {
-            Ok(Ok(Some(reply))) if reply.ttl() > 0 => {
-                if !clock.confirm(sent_at, Duration::from_secs(reply.ttl() as u64)) {
-                    return;
-                }
-            }
-            Ok(Ok(Some(_))) => {
-                tracing::warn!(lease = format!("{lease:x}"), "the lease is gone (revoked)");
-                clock.end(LossReason::Revoked);
-                return;
-            }
-            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
-                tracing::warn!(
-                    lease = format!("{lease:x}"),
-                    "keep-alive not answered; reconnecting"
-                );
-                clock.suspend();
-                match reopen(&client, lease, &clock, granted_ttl).await {
-                    Some((k, r)) => (keeper, replies) = (k, r),
-                    None => return,
-                }
-            }
-        }
-    }
+    /// Taken out while a keep-alive is in flight: a keep-alive given up on leaves its reply
+    /// on the stream, which must not be read as the next one's.
+    stream: Option<Stream>,
 }
 
-/// Reopens the keep-alive stream until it works or the lease is over.
-async fn reopen(
-    client: &Client,
-    lease: i64,
-    clock: &LeaseClock,
-    granted_ttl: Duration,
-) -> Option<(LeaseKeeper, LeaseKeepAliveStream)> {
-    let mut pause = Duration::from_millis(50);
-    loop {
-        if matches!(clock.status().phase, LeasePhase::Ended(_)) {
-            return None;
-        }
-        match open(client, lease, clock, granted_ttl).await {
-            Ok(opened) => {
-                tracing::info!(lease = format!("{lease:x}"), "keep-alive resumed");
-                return Some(opened);
-            }
-            Err(error) => {
-                if matches!(clock.status().phase, LeasePhase::Ended(_)) {
-                    return None;
+#[async_trait::async_trait]
+impl Renew for LeaseRenewer {
+    async fn renew(&mut self, sent_at: Instant, _patience: Duration) -> Renewal {
+        let Some((mut keeper, mut replies)) = self.stream.take() else {
+            return match self.client.clone().lease_keep_alive(self.lease).await {
+                Ok(opened) => {
+                    self.stream = Some(opened);
+                    Renewal::Confirmed {
+                        from: sent_at,
+                        ttl: self.granted_ttl,
+                    }
                 }
-                tracing::debug!(%error, "keep-alive reopen failed");
+                Err(e) if lease_is_gone(&e) => Renewal::Gone(LossReason::Revoked),
+                Err(e) => Renewal::Failed(format!("reopen the keep-alive stream: {e}")),
+            };
+        };
+        let reply = async {
+            keeper.keep_alive().await?;
+            replies.message().await
+        }
+        .await;
+        match reply {
+            Ok(Some(reply)) if reply.ttl() > 0 => {
+                self.stream = Some((keeper, replies));
+                Renewal::Confirmed {
+                    from: sent_at,
+                    ttl: Duration::from_secs(reply.ttl() as u64),
+                }
             }
+            Ok(Some(_)) => Renewal::Gone(LossReason::Revoked),
+            Ok(None) => Renewal::Failed("the keep-alive stream closed".into()),
+            Err(e) => Renewal::Failed(e.to_string()),
         }
-        let until = clock
-            .deadline()
-            .unwrap_or_else(|| elect_core::clock::now() + pause);
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = elect_core::clock::sleep_until(until) => {}
-        }
-        pause = (pause * 2).min(Duration::from_millis(500));
     }
 }

@@ -17,21 +17,24 @@
 //! and the lag for it.
 //!
 //! zookeeper-client pings on its own but does not say when a ping was answered, so the
-//! confirmations are our own requests, every third of the negotiated timeout. A disconnection
-//! suspends the session (the deadline keeps running); `Expired` and `Closed` end it — an
-//! expired client is final, and the elector builds a new one.
+//! confirmations are our own requests, sent by core's keep-alive loop every third of the
+//! negotiated timeout. A disconnection suspends the session (the deadline keeps running); a
+//! reconnection renews at once; `Expired` and `Closed` end it — an expired client is final,
+//! and the elector builds a new one.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use elect_core::clock::{LeaseClock, LeasePhase};
 use elect_core::config::{TlsConfig, ZookeeperConfig};
+use elect_core::renewal::{KeepAlive, Renew, Renewal};
 use elect_core::{ConfigError, Error, LossReason};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use zookeeper_client as zk;
 
-use crate::error;
+use crate::error::{self, BACKEND};
 
 /// ZooKeeper's default client port.
 pub const DEFAULT_PORT: u16 = 2181;
@@ -183,17 +186,21 @@ impl Session {
         // answered sync: a renewal period and the lag.
         let clock = LeaseClock::new(sent_at, negotiated, margin, renew_every(negotiated) + lag);
         let id = client.session_id().0;
-        let confirmations = Arc::new(Confirmations::new(sent_at, negotiated, lag));
+        let confirmations = Confirmations::new(sent_at, negotiated, lag);
         let states = client.state_watcher();
         let client = SessionClient::new(client);
+        // Confirms at once: a renewal counts from an earlier answered request, so the chain
+        // must start early — a session wrapped from a caller's client starts with only half a
+        // timeout of deadline.
+        let keep_alive =
+            KeepAlive::new(BACKEND, clock.clone(), renew_every(negotiated)).first_at_once();
+        let renew_now = keep_alive.renew_now();
         let tasks = vec![
-            tokio::spawn(ping(client.clone(), clock.clone(), confirmations.clone())),
-            tokio::spawn(follow_state(
-                states,
-                client.clone(),
-                clock.clone(),
+            keep_alive.spawn(SyncRenewer {
+                client: client.clone(),
                 confirmations,
-            )),
+            }),
+            tokio::spawn(follow_state(states, clock.clone(), renew_now, lag, id)),
             tokio::spawn(close_when_given_up(client.clone(), clock.clone())),
         ];
         tracing::debug!(
@@ -252,7 +259,7 @@ struct Confirmations {
     lag: Duration,
     /// (sent, answered) of the last requests answered, oldest first: the session's creation
     /// at first.
-    answered: std::sync::Mutex<std::collections::VecDeque<(Instant, Instant)>>,
+    answered: std::collections::VecDeque<(Instant, Instant)>,
 }
 
 impl Confirmations {
@@ -260,72 +267,63 @@ impl Confirmations {
         Confirmations {
             negotiated,
             lag,
-            answered: std::sync::Mutex::new([(created, created)].into()),
+            answered: [(created, created)].into(),
         }
     }
 
-    /// Sends one `sync` through the ensemble's leader; when it is answered, renews the deadline
-    /// from the latest request answered at least a report lag before this one was sent.
-    /// Returns whether the deadline was renewed.
-    async fn confirm(&self, client: &zk::Client, clock: &LeaseClock) -> bool {
-        let sent_at = elect_core::clock::now();
-        let patience = clock
-            .deadline()
-            .map(|d| d.saturating_duration_since(sent_at))
-            .unwrap_or(self.negotiated)
-            .max(Duration::from_millis(1));
-        if !matches!(
-            tokio::time::timeout(patience, client.sync("/")).await,
-            Ok(Ok(()))
-        ) {
-            return false;
+    /// Sends one `sync` through the ensemble's leader; once it is answered, it vouches for the
+    /// latest request answered at least a report lag before this one was sent.
+    async fn sync(&mut self, client: &zk::Client, sent_at: Instant) -> Renewal {
+        if let Err(e) = client.sync("/").await {
+            return Renewal::Failed(format!("sync: {e}"));
         }
         let answered_at = elect_core::clock::now();
-        let mut answered = self.answered.lock().expect("confirmations poisoned");
-        let from = answered
+        let from = self
+            .answered
             .iter()
             .rev()
             .find(|(_, answered)| *answered + self.lag <= sent_at)
             .map(|(sent, _)| *sent);
-        answered.push_back((sent_at, answered_at));
-        if answered.len() > KEPT {
-            answered.pop_front();
+        self.answered.push_back((sent_at, answered_at));
+        if self.answered.len() > KEPT {
+            self.answered.pop_front();
         }
-        drop(answered);
-        from.is_some_and(|sent| clock.confirm(sent, self.negotiated))
-    }
-}
-
-/// Confirms at once, then every renewal period: a renewal counts from an earlier answered
-/// request, so the chain must start early — a session wrapped from a caller's client starts
-/// with only half a timeout of deadline.
-async fn ping(client: SessionClient, clock: LeaseClock, confirmations: Arc<Confirmations>) {
-    let mut ended = clock.watch();
-    loop {
-        let Ok(live) = client.get() else { return };
-        confirmations.confirm(&live, &clock).await;
-        drop(live);
-        tokio::select! {
-            _ = tokio::time::sleep(renew_every(confirmations.negotiated)) => {}
-            _ = elect_core::clock::lease_ended(&mut ended) => return,
+        match from {
+            Some(from) => Renewal::Confirmed {
+                from,
+                ttl: self.negotiated,
+            },
+            None => Renewal::Answered,
         }
     }
 }
 
-/// After a reconnection: a sync at once, which renews from a request answered before the
-/// disconnection, and another once a report lag has passed, which renews from the first —
-/// so a suspended term resumes at once with the deadline it had, and moves it on soon after.
-async fn resume(client: &zk::Client, clock: &LeaseClock, confirmations: &Confirmations) {
-    confirmations.confirm(client, clock).await;
-    tokio::time::sleep(confirmations.lag).await;
-    confirmations.confirm(client, clock).await;
+/// One confirmation of the session: a `sync` on its client.
+struct SyncRenewer {
+    client: SessionClient,
+    confirmations: Confirmations,
 }
 
+#[async_trait::async_trait]
+impl Renew for SyncRenewer {
+    async fn renew(&mut self, sent_at: Instant, _patience: Duration) -> Renewal {
+        let Ok(live) = self.client.get() else {
+            return Renewal::Gone(LossReason::ShutDown);
+        };
+        self.confirmations.sync(&live, sent_at).await
+    }
+}
+
+/// Follows the connection: a disconnection suspends the session, a reconnection renews at
+/// once — from a request answered before the disconnection — and again once a report lag
+/// has passed, which renews from the first: a suspended term resumes at once with the
+/// deadline it had, and moves it on soon after.
 async fn follow_state(
     mut states: zk::StateWatcher,
-    client: SessionClient,
     clock: LeaseClock,
-    confirmations: Arc<Confirmations>,
+    renew_now: Arc<Notify>,
+    lag: Duration,
+    id: i64,
 ) {
     let mut ended = clock.watch();
     loop {
@@ -333,21 +331,21 @@ async fn follow_state(
             state = states.changed() => state,
             _ = elect_core::clock::lease_ended(&mut ended) => return,
         };
-        let Ok(client) = client.get() else { return };
         match state {
             zk::SessionState::Disconnected | zk::SessionState::ConnectedReadOnly => {
                 tracing::warn!(
-                    session = format!("{:x}", client.session_id().0),
+                    session = format!("{id:x}"),
                     "zookeeper disconnected: suspended"
                 );
                 clock.suspend();
             }
-            zk::SessionState::SyncConnected => resume(&client, &clock, &confirmations).await,
+            zk::SessionState::SyncConnected => {
+                renew_now.notify_one();
+                tokio::time::sleep(lag).await;
+                renew_now.notify_one();
+            }
             zk::SessionState::Expired => {
-                tracing::warn!(
-                    session = format!("{:x}", client.session_id().0),
-                    "zookeeper session expired"
-                );
+                tracing::warn!(session = format!("{id:x}"), "zookeeper session expired");
                 clock.end(LossReason::Expired);
                 return;
             }

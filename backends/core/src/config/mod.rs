@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 use crate::names::{check_id, check_value};
 use crate::ElectionName;
 
@@ -40,7 +40,7 @@ pub use duration::{format_duration, parse_duration};
 pub use secret::Secret;
 pub use url::names_hosts;
 
-pub use crate::error::redact_url;
+pub use crate::config_error::redact_url;
 
 /// The system's trust store (as `rustls-native-certs` finds it: `SSL_CERT_FILE`,
 /// `SSL_CERT_DIR`, the distribution's bundle) as PEM text, for a TLS client given no CA.

@@ -13,7 +13,7 @@
 //! default: `127.0.0.1` on the backend's port.
 
 use super::{BackendConfig, Config, Endpoint, Secret, TlsConfig};
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 
 impl Config {
     /// Applies the native variables in `vars` where nothing was configured; `hosts_given`

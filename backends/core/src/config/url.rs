@@ -9,7 +9,7 @@ use super::{
     parse_duration, BackendConfig, Config, ConsulConfig, Endpoint, EtcdConfig, FileConfig, Secret,
     TlsConfig, ZookeeperConfig,
 };
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 use crate::ElectionName;
 
 pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {

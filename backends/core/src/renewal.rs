@@ -1,0 +1,321 @@
+//! The keep-alive loop, written once for every backend: the backend supplies one renewal
+//! request ([`Renew`]); [`KeepAlive`] sends it on time, bounds every wait by the deadline and
+//! turns each answer into the deadline clock's confirm, suspend or end.
+//!
+//! "Loss is noticed by the deadline" rests on this loop: a renewal counts only once the store
+//! answered, from the instant it was sent ([`Renewal::Confirmed`]); a renewal that fails or
+//! is not answered before the deadline suspends the session and is retried, quickly, until
+//! the deadline ends it.
+//!
+//! ```
+//! use std::time::Duration;
+//! use elect_core::clock::{LeaseClock, LeasePhase};
+//! use elect_core::renewal::{KeepAlive, Renew, Renewal};
+//! use tokio::time::Instant;
+//!
+//! /// A store that always answers, granting 10 s.
+//! struct AlwaysAnswers;
+//!
+//! #[async_trait::async_trait]
+//! impl Renew for AlwaysAnswers {
+//!     async fn renew(&mut self, sent_at: Instant, _patience: Duration) -> Renewal {
+//!         Renewal::Confirmed { from: sent_at, ttl: Duration::from_secs(10) }
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let ttl = Duration::from_secs(10);
+//! let clock = LeaseClock::new(elect_core::clock::now(), ttl, Duration::from_secs(1), ttl / 3);
+//! let task = KeepAlive::new("example", clock.clone(), ttl / 3).spawn(AlwaysAnswers);
+//! assert_eq!(clock.status().phase, LeasePhase::Live);
+//! task.abort();
+//! # }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::clock::{self, LeaseClock};
+use crate::loss::LossReason;
+
+/// What one renewal request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Renewal {
+    /// The store answered: the session lives for `ttl` counted from `from` — the send time
+    /// of this request, or of an earlier one the answer vouches for (ZooKeeper).
+    Confirmed {
+        /// When the request the deadline counts from was sent ([`clock::now`]'s timeline).
+        from: Instant,
+        /// What the store granted.
+        ttl: Duration,
+    },
+    /// The store answered, but the answer vouches for no request yet: nothing changes.
+    Answered,
+    /// The store says the session is gone: it ends at once, for good.
+    Gone(LossReason),
+    /// No usable answer (an error, a broken stream): the session is suspended and the
+    /// renewal is tried again soon, until the deadline ends it.
+    Failed(String),
+}
+
+/// One renewal request of a backend's session; [`KeepAlive`] calls it.
+#[async_trait::async_trait]
+pub trait Renew: Send + 'static {
+    /// Sends one renewal, sent at `sent_at`, and waits for its answer. The loop gives up on
+    /// it after `patience` (the time left to the deadline) and drops the future: a renewer
+    /// that keeps a stream must not count on getting it back then.
+    async fn renew(&mut self, sent_at: Instant, patience: Duration) -> Renewal;
+}
+
+/// How soon a failed renewal is tried again at first; the pause doubles up to
+/// [`RETRY_AT_MOST`] (or the renewal period, if shorter).
+pub const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// The longest pause between retries of a failing renewal.
+pub const RETRY_AT_MOST: Duration = Duration::from_millis(500);
+
+/// The keep-alive loop of one session, ready to start.
+#[derive(Debug)]
+pub struct KeepAlive {
+    backend: &'static str,
+    clock: LeaseClock,
+    every: Duration,
+    first: Duration,
+    renew_now: Arc<Notify>,
+}
+
+impl KeepAlive {
+    /// Renews the session behind `clock` every `every` once the last renewal was confirmed;
+    /// the first renewal goes out `every` after the start.
+    pub fn new(backend: &'static str, clock: LeaseClock, every: Duration) -> Self {
+        KeepAlive {
+            backend,
+            clock,
+            every,
+            first: every,
+            renew_now: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Sends the first renewal at once instead of a period after the start.
+    pub fn first_at_once(mut self) -> Self {
+        self.first = Duration::ZERO;
+        self
+    }
+
+    /// A handle that makes the loop renew at once (after a reconnection, say), whatever the
+    /// time to the next renewal.
+    pub fn renew_now(&self) -> Arc<Notify> {
+        self.renew_now.clone()
+    }
+
+    /// Starts the loop on its own task; it returns once the session ended (or the task is
+    /// aborted, as a crash would stop it).
+    pub fn spawn<R: Renew>(self, renewer: R) -> JoinHandle<()> {
+        tokio::spawn(self.run(renewer))
+    }
+
+    /// Runs the loop until the session ended.
+    pub async fn run<R: Renew>(self, mut renewer: R) {
+        let KeepAlive {
+            backend,
+            clock,
+            every,
+            first,
+            renew_now,
+        } = self;
+        let mut ended = clock.watch();
+        let mut pause = first;
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = renew_now.notified() => {}
+                _ = clock::lease_ended(&mut ended) => return,
+            }
+            let sent_at = clock::now();
+            // Wait for the answer no longer than the deadline allows.
+            let patience = clock
+                .deadline()
+                .map(|deadline| deadline.saturating_duration_since(sent_at))
+                .unwrap_or(every)
+                .max(Duration::from_millis(1));
+            let renewal = tokio::time::timeout(patience, renewer.renew(sent_at, patience))
+                .await
+                .unwrap_or_else(|_| Renewal::Failed(format!("not answered within {patience:?}")));
+            if !matches!(renewal, Renewal::Failed(_)) {
+                record_round_trip(backend, clock::now().saturating_duration_since(sent_at));
+            }
+            match renewal {
+                Renewal::Confirmed { from, ttl } => {
+                    if !clock.confirm(from, ttl) {
+                        return;
+                    }
+                    if failing {
+                        tracing::info!(backend, "renewal confirmed again");
+                        failing = false;
+                    }
+                    pause = every;
+                }
+                Renewal::Answered => pause = every,
+                Renewal::Gone(reason) => {
+                    tracing::warn!(backend, %reason, "the session is gone");
+                    clock.end(reason);
+                    return;
+                }
+                Renewal::Failed(error) => {
+                    tracing::warn!(
+                        backend,
+                        error,
+                        "renewal failed; retrying until the deadline"
+                    );
+                    clock.suspend();
+                    pause = if failing {
+                        (pause * 2).min(RETRY_AT_MOST).min(every)
+                    } else {
+                        RETRY_FIRST.min(every)
+                    };
+                    failing = true;
+                }
+            }
+        }
+    }
+}
+
+/// The renewal's round trip, as the histogram `elect_renewal_rtt_seconds{backend}` of the
+/// `metrics` facade (feature `metrics`).
+fn record_round_trip(backend: &'static str, round_trip: Duration) {
+    #[cfg(feature = "metrics")]
+    metrics::histogram!("elect_renewal_rtt_seconds", "backend" => backend)
+        .record(round_trip.as_secs_f64());
+    #[cfg(not(feature = "metrics"))]
+    let _ = (backend, round_trip);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::LeasePhase;
+    use std::collections::VecDeque;
+
+    const TTL: Duration = Duration::from_secs(9);
+    const MARGIN: Duration = Duration::from_secs(1);
+
+    /// Answers with what the test queued, then never answers; records when it was asked.
+    struct Scripted {
+        answers: VecDeque<Renewal>,
+        asked: Arc<std::sync::Mutex<Vec<Instant>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Renew for Scripted {
+        async fn renew(&mut self, sent_at: Instant, _patience: Duration) -> Renewal {
+            self.asked.lock().unwrap().push(sent_at);
+            match self.answers.pop_front() {
+                Some(Renewal::Confirmed { ttl, .. }) => Renewal::Confirmed { from: sent_at, ttl },
+                Some(other) => other,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn scripted(answers: Vec<Renewal>) -> (Scripted, Arc<std::sync::Mutex<Vec<Instant>>>) {
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let renewer = Scripted {
+            answers: answers.into(),
+            asked: asked.clone(),
+        };
+        (renewer, asked)
+    }
+
+    fn confirmed() -> Renewal {
+        Renewal::Confirmed {
+            from: Instant::now(),
+            ttl: TTL,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_confirmed_renewal_moves_the_deadline_from_its_send_time() {
+        let start = clock::now();
+        let clock = LeaseClock::new(start, TTL, MARGIN, TTL / 3);
+        let (renewer, asked) = scripted(vec![confirmed(), confirmed()]);
+        let task = KeepAlive::new("test", clock.clone(), TTL / 3).spawn(renewer);
+        tokio::time::sleep(TTL / 3 * 2 + Duration::from_millis(1)).await;
+        let asked = asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), 2, "one renewal every period");
+        assert_eq!(clock.deadline(), Some(asked[1] + TTL - MARGIN));
+        assert_eq!(clock.status().phase, LeasePhase::Live);
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_renewal_suspends_and_the_deadline_ends_the_session() {
+        let start = clock::now();
+        let clock = LeaseClock::new(start, TTL, MARGIN, TTL / 3);
+        let (renewer, _) = scripted(vec![]);
+        let task = KeepAlive::new("test", clock.clone(), TTL / 3).spawn(renewer);
+        let mut watch = clock.watch();
+        let reason = clock::lease_ended(&mut watch).await;
+        assert_eq!(reason, LossReason::DeadlinePassed);
+        assert_eq!(clock::now(), start + TTL - MARGIN);
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the loop stops once the session ended")
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_suspends_and_is_retried_soon_until_confirmed() {
+        let start = clock::now();
+        let clock = LeaseClock::new(start, TTL, MARGIN, TTL / 3);
+        let failed = || Renewal::Failed("refused".into());
+        let (renewer, asked) = scripted(vec![failed(), failed(), failed(), confirmed()]);
+        let task = KeepAlive::new("test", clock.clone(), TTL / 3).spawn(renewer);
+        let mut watch = clock.watch();
+        watch
+            .wait_for(|status| status.phase == LeasePhase::Suspended)
+            .await
+            .unwrap();
+        watch
+            .wait_for(|status| status.phase == LeasePhase::Live)
+            .await
+            .unwrap();
+        let asked = asked.lock().unwrap().clone();
+        let pauses: Vec<Duration> = asked.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(
+            pauses,
+            [RETRY_FIRST, RETRY_FIRST * 2, RETRY_FIRST * 4],
+            "retries back off from {RETRY_FIRST:?}"
+        );
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gone_session_ends_at_once_with_the_stores_reason() {
+        let clock = LeaseClock::new(clock::now(), TTL, MARGIN, TTL / 3);
+        let (renewer, _) = scripted(vec![Renewal::Gone(LossReason::Revoked)]);
+        let task = KeepAlive::new("test", clock.clone(), TTL / 3).spawn(renewer);
+        task.await.unwrap();
+        assert_eq!(clock.status().phase, LeasePhase::Ended(LossReason::Revoked));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renew_now_sends_a_renewal_before_its_time() {
+        let start = clock::now();
+        let clock = LeaseClock::new(start, TTL, MARGIN, TTL / 3);
+        let (renewer, asked) = scripted(vec![confirmed(), confirmed()]);
+        let keep_alive = KeepAlive::new("test", clock.clone(), TTL / 3).first_at_once();
+        let renew_now = keep_alive.renew_now();
+        let task = keep_alive.spawn(renewer);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        renew_now.notify_one();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let asked = asked.lock().unwrap().clone();
+        assert_eq!(asked, [start, start + Duration::from_millis(100)]);
+        task.abort();
+    }
+}
