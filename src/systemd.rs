@@ -13,6 +13,8 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::status::RunStatus;
@@ -22,6 +24,8 @@ use crate::status::RunStatus;
 pub struct SystemdNotify {
     socket: PathBuf,
     watchdog: Option<Duration>,
+    /// `READY=1` was sent: the watchdog pings only after it, as systemd's protocol reads.
+    ready: Arc<AtomicBool>,
 }
 
 impl SystemdNotify {
@@ -42,11 +46,18 @@ impl SystemdNotify {
 
     /// A notifier for `socket`, pinging every half `watchdog` if given.
     pub fn new(socket: PathBuf, watchdog: Option<Duration>) -> SystemdNotify {
-        SystemdNotify { socket, watchdog }
+        SystemdNotify {
+            socket,
+            watchdog,
+            ready: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Sends one message (`KEY=value` lines); failures are logged, never fatal.
     pub fn send(&self, message: &str) {
+        if message.lines().any(|line| line == "READY=1") {
+            self.ready.store(true, Ordering::SeqCst);
+        }
         if let Err(error) = self.try_send(message) {
             tracing::warn!(socket = %self.socket.display(), %error, "cannot notify systemd");
         }
@@ -75,10 +86,50 @@ impl SystemdNotify {
             return std::future::pending().await;
         };
         loop {
-            if status.healthy() {
+            if self.ready.load(Ordering::SeqCst) && status.healthy() {
                 self.send("WATCHDOG=1");
             }
             tokio::time::sleep(interval / 2).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// systemd reads `READY=1` first: a watchdog ping must not overtake it, however the
+    /// watchdog and the campaign loop are scheduled (tests/systemd_notify.rs saw one do so).
+    #[tokio::test]
+    async fn the_watchdog_pings_only_after_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let notify = SystemdNotify::new(path, Some(Duration::from_millis(20)));
+        let status = RunStatus::default();
+        assert!(status.healthy(), "healthy before campaigning");
+        let before = tokio::time::timeout(Duration::from_millis(100), notify.watchdog(&status));
+        assert!(before.await.is_err(), "the watchdog runs until dropped");
+        let mut buf = [0u8; 64];
+        assert!(
+            socket.recv(&mut buf).is_err(),
+            "no ping before READY=1 was sent"
+        );
+        notify.send("READY=1\nSTATUS=campaigning in e");
+        let after = tokio::time::timeout(Duration::from_millis(100), notify.watchdog(&status));
+        assert!(after.await.is_err());
+        let mut received = Vec::new();
+        while let Ok(n) = socket.recv(&mut buf) {
+            received.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        assert_eq!(
+            received.first().map(String::as_str),
+            Some("READY=1\nSTATUS=campaigning in e")
+        );
+        assert!(
+            received[1..].iter().all(|m| m == "WATCHDOG=1") && received.len() > 1,
+            "{received:?}"
+        );
     }
 }
