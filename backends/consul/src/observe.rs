@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use elect_core::{Error, FencingToken, LeaderInfo, LeaderStream, Result};
-use tokio::sync::{mpsc, watch};
+use elect_core::observe::WatchLeader;
+use elect_core::{FencingToken, LeaderInfo, LeaderStream, Result};
+use tokio::sync::watch;
 
-use crate::agent::{Agent, KvEntry, BACKEND};
+use crate::agent::{Agent, KvEntry};
 use crate::claim::Keys;
 
 /// The leader shown by `entries` (the election's keys). The id is `.id`'s when it was written
@@ -59,52 +59,45 @@ pub(crate) fn observe(
     keys: Keys,
     closed: watch::Receiver<bool>,
 ) -> LeaderStream {
-    elect_core::backend::leader_stream(
-        closed,
-        move |tx| async move { follow(&agent, &keys, &tx).await },
-    )
+    let watcher = LeaderWatch {
+        agent,
+        keys,
+        names: HashMap::new(),
+        index: 0,
+    };
+    elect_core::observe::leader_stream(closed, watcher)
 }
 
-async fn follow(agent: &Agent, keys: &Keys, tx: &mpsc::Sender<Result<Option<LeaderInfo>>>) {
-    let mut names = HashMap::new();
-    let mut last: Option<Option<LeaderInfo>> = None;
-    let mut failing = false;
-    let mut index = 0;
-    loop {
-        let blocking = (index > 0).then_some((index, crate::WAIT));
-        let read = agent.read(&keys.dir, true, blocking).await;
+/// A blocking query on the election's keys: each read waits for a change past the last one.
+struct LeaderWatch {
+    agent: Arc<Agent>,
+    keys: Keys,
+    names: HashMap<String, String>,
+    /// The index of the last read, 0 for a read that does not block.
+    index: u64,
+}
+
+#[async_trait::async_trait]
+impl WatchLeader for LeaderWatch {
+    async fn read(&mut self) -> Result<Option<LeaderInfo>> {
+        let blocking = (self.index > 0).then_some((self.index, crate::WAIT));
+        let read = self.agent.read(&self.keys.dir, true, blocking).await;
         let leader = match read {
-            Ok((entries, new_index)) => {
-                index = if new_index < index { 0 } else { new_index };
-                leader_of(agent, keys, &entries, &mut names).await
+            Ok((entries, index)) => {
+                // An index that went back (a restored snapshot) starts over.
+                self.index = if index < self.index { 0 } else { index };
+                leader_of(&self.agent, &self.keys, &entries, &mut self.names).await
             }
             Err(error) => Err(error),
         };
-        match leader {
-            Ok(now) => {
-                failing = false;
-                if last.as_ref() != Some(&now) {
-                    if tx.send(Ok(now.clone())).await.is_err() {
-                        return;
-                    }
-                    last = Some(now);
-                }
-            }
-            Err(error) => {
-                if !failing {
-                    let report = Error::Unavailable {
-                        backend: BACKEND,
-                        source: error.to_string().into(),
-                    };
-                    if tx.send(Err(report)).await.is_err() {
-                        return;
-                    }
-                }
-                failing = true;
-                last = None;
-                index = 0;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+        if leader.is_err() {
+            self.index = 0;
         }
+        leader
+    }
+
+    /// The next read blocks until a change.
+    async fn changed(&mut self) -> Result<()> {
+        Ok(())
     }
 }

@@ -1,20 +1,20 @@
 //! Pieces every session-based backend needs, written once: the elector's state (one live
 //! session, made again once it is over; the closed flag; the terms it granted; its
 //! [`Candidacies`], at most one per election), a guard that undoes a half-done campaign when
-//! its future is dropped, and the plumbing of an observer task into a [`LeaderStream`].
+//! its future is dropped. The keep-alive loop is [`crate::renewal`], the observer loop
+//! [`crate::observe`].
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use futures::StreamExt;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 
 use crate::error::{Error, Result};
 use crate::leadership::{TermControl, TermView};
 use crate::loss::LossReason;
-use crate::{ElectionName, FencingToken, LeaderInfo, LeaderStream, Leadership};
+use crate::{ElectionName, FencingToken, Leadership};
 
 /// A backend's session: an etcd lease, a Consul session, a ZooKeeper session.
 pub trait Session: Send + Sync {
@@ -360,28 +360,6 @@ impl Drop for Candidacy {
             }
         }
     }
-}
-
-/// A [`LeaderStream`] fed by a task: `follow` sends every change; the task ends when the
-/// elector is closed or the stream is dropped.
-pub fn leader_stream<F, Fut>(mut closed: watch::Receiver<bool>, follow: F) -> LeaderStream
-where
-    F: FnOnce(mpsc::Sender<Result<Option<LeaderInfo>>>) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = mpsc::channel(16);
-    let watching = tx.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = follow(tx) => {}
-            _ = closed.wait_for(|c| *c) => {}
-            _ = watching.closed() => {}
-        }
-    });
-    futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })
-    .boxed()
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ mod leadership;
 mod loss;
 mod memory;
 mod names;
+pub mod observe;
 pub mod renewal;
 mod supervise;
 #[cfg(feature = "testkit")]

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -20,6 +19,7 @@ use crate::clock::{LeaseClock, LeasePhase};
 use crate::error::{Error, NotLeaderReason, Result};
 use crate::leadership::{Claim, TermControl};
 use crate::loss::LossReason;
+use crate::observe::{leader_stream, WatchLeader};
 use crate::renewal::{KeepAlive, Renew, Renewal};
 use crate::{
     Candidate, CandidateInfo, ElectionName, Elector, FencingToken, LeaderInfo, LeaderStream,
@@ -391,6 +391,34 @@ impl Renew for SessionRenewer {
     }
 }
 
+/// Reads the leader whenever the store changed, waiting while the elector is cut off.
+struct LeaderWatch {
+    store: MemoryStore,
+    inner: Weak<ElectorInner>,
+    election: String,
+    version: watch::Receiver<u64>,
+}
+
+#[async_trait::async_trait]
+impl WatchLeader for LeaderWatch {
+    async fn read(&mut self) -> Result<Option<LeaderInfo>> {
+        let Some(elector) = self.inner.upgrade() else {
+            return Err(Error::Closed { backend: BACKEND });
+        };
+        elector.reach().await?;
+        drop(elector);
+        self.version.borrow_and_update();
+        Ok(self.store.read(|state| leader_info(state, &self.election)))
+    }
+
+    async fn changed(&mut self) -> Result<()> {
+        self.version
+            .changed()
+            .await
+            .map_err(|_| Error::Closed { backend: BACKEND })
+    }
+}
+
 /// Ends the term when its claim disappears from the store (deleted by hand, session
 /// expired), as a real backend's watch on its own key does.
 async fn watch_own_claim(
@@ -537,32 +565,13 @@ impl Elector for MemoryElector {
 
     async fn observe(&self, election: &ElectionName) -> Result<LeaderStream> {
         self.reach().await?;
-        let store = self.store.clone();
-        let inner = Arc::downgrade(&self.inner);
-        let election = election.as_str().to_owned();
-        let version = store.shared.version.subscribe();
-        let stream = futures::stream::unfold(
-            (version, None::<Option<LeaderInfo>>, true),
-            move |(mut version, last, first)| {
-                let store = store.clone();
-                let inner = inner.clone();
-                let election = election.clone();
-                async move {
-                    loop {
-                        if !first || last.is_some() {
-                            version.changed().await.ok()?;
-                        }
-                        inner.upgrade()?.reach().await.ok()?;
-                        version.borrow_and_update();
-                        let now = store.read(|state| leader_info(state, &election));
-                        if last.as_ref() != Some(&now) {
-                            return Some((Ok(now.clone()), (version, Some(now), false)));
-                        }
-                    }
-                }
-            },
-        );
-        Ok(stream.boxed())
+        let watcher = LeaderWatch {
+            store: self.store.clone(),
+            inner: Arc::downgrade(&self.inner),
+            election: election.as_str().to_owned(),
+            version: self.store.shared.version.subscribe(),
+        };
+        Ok(leader_stream(self.inner.closed.subscribe(), watcher))
     }
 
     async fn close(&self) -> Result<()> {

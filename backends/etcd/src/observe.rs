@@ -5,11 +5,10 @@
 //! change) — or, with no leader, the prefix for the first candidate. A broken, cancelled or
 //! compacted watch is never trusted: the observer re-reads, so the last item is the truth.
 
-use std::time::Duration;
-
+use elect_core::observe::WatchLeader;
 use elect_core::{ElectionName, Error, FencingToken, LeaderInfo, LeaderStream, Result};
 use etcd_client::{Client, GetOptions, SortOrder, SortTarget, WatchOptions};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::error::{self, BACKEND};
 use crate::keys;
@@ -56,58 +55,44 @@ pub(crate) fn observe(
     election: ElectionName,
     closed: watch::Receiver<bool>,
 ) -> LeaderStream {
-    elect_core::backend::leader_stream(closed, move |tx| async move {
-        follow(&client, &namespace, &election, &tx).await
-    })
+    let watcher = LeaderWatch {
+        client,
+        namespace,
+        election,
+        next: None,
+    };
+    elect_core::observe::leader_stream(closed, watcher)
 }
 
-async fn follow(
-    client: &Client,
-    namespace: &str,
-    election: &ElectionName,
-    tx: &mpsc::Sender<Result<Option<LeaderInfo>>>,
-) {
-    let mut last: Option<Option<LeaderInfo>> = None;
-    let mut failing = false;
-    loop {
-        let (leader, key, revision) = match read_leader(client, namespace, election).await {
-            Ok(read) => {
-                failing = false;
-                read
-            }
-            Err(error) => {
-                // Report the trouble once per outage; whatever comes after is re-read.
-                if !failing && tx.send(Err(error)).await.is_err() {
-                    return;
-                }
-                failing = true;
-                last = None;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        if last.as_ref() != Some(&leader) {
-            if tx.send(Ok(leader.clone())).await.is_err() {
-                return;
-            }
-            last = Some(leader);
-        }
-        let watched = match &key {
-            Some(key) => watch_once(client, key.clone(), WatchOptions::new(), revision + 1).await,
-            None => {
-                let prefix = keys::prefix(namespace, election.as_str());
-                watch_once(
-                    client,
-                    prefix.into_bytes(),
-                    WatchOptions::new().with_prefix(),
-                    revision + 1,
-                )
-                .await
-            }
-        };
-        if let Err(error) = watched {
-            tracing::debug!(%error, election = election.as_str(), "observe: watch broke; re-reading");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+/// Reads the leader, then watches only its key — or, with no leader, the prefix.
+struct LeaderWatch {
+    client: Client,
+    namespace: String,
+    election: ElectionName,
+    /// What the last read said to watch, and from which revision.
+    next: Option<(Vec<u8>, WatchOptions, i64)>,
+}
+
+#[async_trait::async_trait]
+impl WatchLeader for LeaderWatch {
+    async fn read(&mut self) -> Result<Option<LeaderInfo>> {
+        let (leader, key, revision) =
+            read_leader(&self.client, &self.namespace, &self.election).await?;
+        self.next = Some(match key {
+            Some(key) => (key, WatchOptions::new(), revision + 1),
+            None => (
+                keys::prefix(&self.namespace, self.election.as_str()).into_bytes(),
+                WatchOptions::new().with_prefix(),
+                revision + 1,
+            ),
+        });
+        Ok(leader)
+    }
+
+    async fn changed(&mut self) -> Result<()> {
+        match self.next.take() {
+            Some((key, options, from)) => watch_once(&self.client, key, options, from).await,
+            None => Ok(()),
         }
     }
 }

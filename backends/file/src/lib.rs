@@ -53,11 +53,11 @@ use std::time::Duration;
 use elect_core::backend::Candidacies;
 use elect_core::clock::LeaseClock;
 use elect_core::config::FileConfig;
+use elect_core::observe::WatchLeader;
 use elect_core::{
     Candidate, CandidateInfo, ElectionName, Elector, Error, LeaderInfo, LeaderStream, Leadership,
     LossReason, Result, TermControl,
 };
-use futures::StreamExt;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::{oneshot, watch};
@@ -399,6 +399,24 @@ impl Drop for Registration {
     }
 }
 
+/// Polls the election's lock file: the kernel tells nobody when a lock changes hands.
+struct LeaderPoll {
+    layout: Layout,
+    interval: tokio::time::Interval,
+}
+
+#[async_trait::async_trait]
+impl WatchLeader for LeaderPoll {
+    async fn read(&mut self) -> Result<Option<LeaderInfo>> {
+        self.layout.leader()
+    }
+
+    async fn changed(&mut self) -> Result<()> {
+        self.interval.tick().await;
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl Elector for FileElector {
     fn backend(&self) -> &'static str {
@@ -506,42 +524,17 @@ impl Elector for FileElector {
 
     async fn observe(&self, election: &ElectionName) -> Result<LeaderStream> {
         self.check_open()?;
-        let layout = Layout::new(&self.dir, election);
-        let mut interval = tokio::time::interval(self.poll);
+        let first = tokio::time::Instant::now() + self.poll;
+        let mut interval = tokio::time::interval_at(first, self.poll);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let closed = self.inner.closed.subscribe();
-        // `last` is None until something was reported, and after an error (so the next
-        // reading is reported even if it equals the one before the error).
-        let stream = futures::stream::unfold(
-            (interval, closed, None::<Option<LeaderInfo>>, false),
-            move |(mut interval, mut closed, mut last, mut failing)| {
-                let layout = layout.clone();
-                async move {
-                    loop {
-                        tokio::select! {
-                            _ = interval.tick() => {}
-                            _ = closed.wait_for(|c| *c) => return None,
-                        }
-                        match layout.leader() {
-                            Ok(now) => {
-                                failing = false;
-                                if last.as_ref() != Some(&now) {
-                                    last = Some(now.clone());
-                                    return Some((Ok(now), (interval, closed, last, failing)));
-                                }
-                            }
-                            Err(e) if !failing => {
-                                failing = true;
-                                last = None;
-                                return Some((Err(e), (interval, closed, last, failing)));
-                            }
-                            Err(_) => {}
-                        }
-                    }
-                }
-            },
-        );
-        Ok(stream.boxed())
+        let watcher = LeaderPoll {
+            layout: Layout::new(&self.dir, election),
+            interval,
+        };
+        Ok(elect_core::observe::leader_stream(
+            self.inner.closed.subscribe(),
+            watcher,
+        ))
     }
 
     async fn close(&self) -> Result<()> {

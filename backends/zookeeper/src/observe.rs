@@ -4,12 +4,13 @@
 //! reconnection, so its last item is the truth.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use elect_core::{CandidateInfo, Error, FencingToken, LeaderInfo, LeaderStream, Result};
-use tokio::sync::{mpsc, watch};
+use elect_core::clock::LeaseStatus;
+use elect_core::observe::WatchLeader;
+use elect_core::{CandidateInfo, FencingToken, LeaderInfo, LeaderStream, Result};
+use tokio::sync::watch;
 use zookeeper_client as zk;
 
 use crate::error;
@@ -92,66 +93,43 @@ pub(crate) fn observe(
     layout: Layout,
     closed: watch::Receiver<bool>,
 ) -> LeaderStream {
-    elect_core::backend::leader_stream(closed, move |tx| async move {
-        follow(&sessions, &layout, &tx).await
-    })
+    let watcher = LeaderWatch {
+        sessions,
+        layout,
+        armed: None,
+    };
+    elect_core::observe::leader_stream(closed, watcher)
 }
 
-async fn follow(
-    sessions: &Sessions,
-    layout: &Layout,
-    tx: &mpsc::Sender<Result<Option<LeaderInfo>>>,
-) {
-    let mut last: Option<Option<LeaderInfo>> = None;
-    let mut failing = false;
-    loop {
+/// Arms watches on the leader's znodes (or the election's children), then reads.
+struct LeaderWatch {
+    sessions: Sessions,
+    layout: Layout,
+    /// The watches the last read armed, and its session's clock.
+    armed: Option<(Vec<zk::OneshotWatcher>, watch::Receiver<LeaseStatus>)>,
+}
+
+#[async_trait::async_trait]
+impl WatchLeader for LeaderWatch {
+    async fn read(&mut self) -> Result<Option<LeaderInfo>> {
+        let session = (self.sessions)().await?;
+        let client = session.client().map_err(|e| error::map("session", e))?;
         // Set the watches first, then read: a change in between fires them.
-        let (watches, read, mut lease) = match sessions().await {
-            Ok(session) => match session.client() {
-                Ok(client) => (
-                    arm(&client, layout).await,
-                    read_leader(&client, layout).await,
-                    Some(session.clock.watch()),
-                ),
-                Err(e) => {
-                    let error = error::map("session", e);
-                    (Err(error.clone_kind()), Err(error), None)
-                }
-            },
-            Err(error) => (Err(error.clone_kind()), Err(error), None),
-        };
-        let failure = match (&watches, &read) {
-            (Err(e), _) | (_, Err(e)) => Some(e.clone_kind()),
-            _ => None,
-        };
-        let leader = match (failure, read) {
-            (None, Ok(leader)) => leader,
-            (failure, _) => {
-                let error = failure.expect("a failed read or watch");
-                if !failing && tx.send(Err(error)).await.is_err() {
-                    return;
-                }
-                failing = true;
-                last = None;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        failing = false;
-        let now = leader.map(|(info, _)| info);
-        if last.as_ref() != Some(&now) {
-            if tx.send(Ok(now.clone())).await.is_err() {
-                return;
-            }
-            last = Some(now);
-        }
-        if let (Ok(watches), Some(lease)) = (watches, lease.as_mut()) {
+        let watches = arm(&client, &self.layout).await?;
+        let leader = read_leader(&client, &self.layout).await?;
+        self.armed = Some((watches, session.clock.watch()));
+        Ok(leader.map(|(info, _)| info))
+    }
+
+    async fn changed(&mut self) -> Result<()> {
+        if let Some((watches, mut lease)) = self.armed.take() {
             // Until a change, or the session is over (given up, expired): then the next one.
             tokio::select! {
                 _ = futures::future::select_all(watches.into_iter().map(|w| Box::pin(w.changed()))) => {}
-                _ = elect_core::clock::lease_ended(lease) => {}
+                _ = elect_core::clock::lease_ended(&mut lease) => {}
             }
         }
+        Ok(())
     }
 }
 
@@ -184,18 +162,4 @@ async fn arm(client: &zk::Client, layout: &Layout) -> Result<Vec<zk::OneshotWatc
         Err(e) => return Err(error::map("watch claims", e)),
     }
     Ok(watches)
-}
-
-/// `Error` is not `Clone`; observers report a copy of the kind.
-trait CloneKind {
-    fn clone_kind(&self) -> Error;
-}
-
-impl CloneKind for Error {
-    fn clone_kind(&self) -> Error {
-        Error::Unavailable {
-            backend: error::BACKEND,
-            source: self.to_string().into(),
-        }
-    }
 }
