@@ -1,7 +1,7 @@
 //! A waiting candidate whose predecessor watch sits on a member cut off from the quorum must
-//! still be elected when the leader resigns (SPEC: "Every watch requires a leader … a watch on
-//! a member cut off from the quorum is cancelled by that member instead of staying silent, and
-//! is re-made elsewhere").
+//! still be elected when the leader resigns (`docs/guarantees.md`, L2: "Every request and watch
+//! requires a raft leader, so a watch on a member cut off from the quorum is cancelled by that
+//! member instead of staying silent, and is made again through another member").
 //!
 //! On a netns cluster (each member in its own network namespace), with member X to be
 //! isolated:

@@ -1,6 +1,6 @@
-//! S1 under a partition *between* the ensemble's members (SPEC: "S1 must hold under partitions
-//! between the store's members"): a follower F is cut from its peers while the leader's client
-//! reaches only F.
+//! S1 under a partition *between* the ensemble's members (`docs/guarantees.md`, S1: "S1 holds
+//! under partitions between the store's members"): a follower F is cut from its peers while the
+//! leader's client reaches only F.
 //!
 //! A leads through a client that knows only F; B waits through the two other members. F is
 //! isolated (`NetnsCluster::isolate`): the ensemble's leader stops hearing A's session and

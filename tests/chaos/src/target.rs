@@ -1,5 +1,5 @@
-//! The stores under test: the TTL the candidates use, their URLs, and the bounds SPEC.md's
-//! L1 and L2 give for that TTL.
+//! The stores under test: the TTL the candidates use, their URLs, and the bounds L1 and L2 of
+//! `docs/guarantees.md` give for that TTL.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -62,7 +62,8 @@ impl Backend {
         }
     }
 
-    /// SPEC.md's bounds at [`Backend::ttl`], plus [`SCHEDULING`] for a loaded 2-core machine.
+    /// The bounds of `docs/guarantees.md` at [`Backend::ttl`], plus [`SCHEDULING`] for a loaded
+    /// 2-core machine.
     ///
     /// L1: etcd, TTL + the lessor's 500 ms expiry check; ZooKeeper, the session timeout + a
     /// tick; Consul, 2 × TTL + the lock delay (one TTL, elect's default). L2: a few round trips.

@@ -2,7 +2,8 @@
 //! the links between the members — twice, against a fresh 3-member cluster of each backend
 //! in network namespaces, with the billing example as the workload (one replica campaigning
 //! twice on one elector); the checker must find no violation of S1–S4, no double charge, and
-//! failovers and handovers within SPEC.md's bounds. Needs root (network namespaces).
+//! failovers and handovers within the bounds of `docs/guarantees.md`. Needs root (network
+//! namespaces).
 //!
 //! The replicas are the workspace's `elect` and `billing` binaries: `cargo test --workspace`
 //! builds them (`cargo build --workspace --bins` before `cargo test -p elect-chaos`).
