@@ -181,22 +181,15 @@ impl ConsulElector {
             session: session.id.clone(),
             token,
         });
-        let (leadership, term) = Leadership::new(
-            BACKEND,
-            election.clone(),
-            candidate.id().to_owned(),
+        let lease = session.clock.watch();
+        self.state.grant(
+            election,
+            candidate,
             FencingToken(token),
             session.clock.watch(),
-            claim.clone(),
-        );
-        tokio::spawn(claim::watch_own_key(
-            claim.clone(),
-            term.clone(),
-            session.clock.watch(),
-            token,
-        ));
-        self.state.register(term, claim);
-        leadership
+            claim,
+            |claim, term| claim::watch_own_key(claim, term, lease, token),
+        )
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use elect_consul::ConsulElector;
 use elect_core::testkit::{CutOff, Harness};
 use elect_core::Elector;
-use elect_test_support::proxy::{Link, Proxy};
+use elect_test_support::proxy;
 use futures::FutureExt;
 
 fn harness() -> Harness {
@@ -44,17 +44,9 @@ fn harness() -> Harness {
 
 /// An elector whose links to the cluster go through a proxy the test can take down.
 fn connect_cut_off() -> futures::future::BoxFuture<'static, elect_core::Result<CutOff>> {
-    async {
-        let proxy = Proxy::in_front_of(&support::addresses())
-            .await
-            .expect("a proxy in front of the cluster");
-        let elector = ConsulElector::connect(&support::config_for(&proxy.list())).await?;
-        Ok(CutOff {
-            elector: Arc::new(elector),
-            set_down: Box::new(move |down| proxy.set(if down { Link::Down } else { Link::Up })),
-        })
-    }
-    .boxed()
+    proxy::cut_off(support::addresses(), |list| async move {
+        ConsulElector::connect(&support::config_for(&list)).await
+    })
 }
 
 mod conformance {

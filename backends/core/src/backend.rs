@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use tokio::sync::{watch, Notify};
 
+use crate::clock::LeaseStatus;
 use crate::error::{Error, Result};
-use crate::leadership::{TermControl, TermView};
+use crate::leadership::{Claim, TermControl, TermView};
 use crate::loss::LossReason;
-use crate::{ElectionName, FencingToken, Leadership};
+use crate::{Candidate, ElectionName, FencingToken, Leadership};
 
 /// A backend's session: an etcd lease, a Consul session, a ZooKeeper session.
 pub trait Session: Send + Sync {
@@ -88,8 +89,38 @@ impl<S: Session, C> ElectorState<S, C> {
         self.session.lock().await.take()
     }
 
+    /// Turns a won claim into a term: the [`Leadership`] handle on `lease`, the watcher of
+    /// the term's own claim (`watch_own`, which ends the term when the claim disappears),
+    /// and the term kept so that closing the elector ends it.
+    pub fn grant<W, Fut>(
+        &self,
+        election: &ElectionName,
+        candidate: &Candidate,
+        token: FencingToken,
+        lease: watch::Receiver<LeaseStatus>,
+        claim: Arc<C>,
+        watch_own: W,
+    ) -> Leadership
+    where
+        C: Claim + 'static,
+        W: FnOnce(Arc<C>, TermControl) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (leadership, term) = Leadership::new(
+            self.backend,
+            election.clone(),
+            candidate.id().to_owned(),
+            token,
+            lease,
+            claim.clone(),
+        );
+        tokio::spawn(watch_own(claim.clone(), term.clone()));
+        self.register(term, claim);
+        leadership
+    }
+
     /// Keeps a granted term, so that closing the elector can end it.
-    pub fn register(&self, term: TermControl, claim: Arc<C>) {
+    fn register(&self, term: TermControl, claim: Arc<C>) {
         let mut terms = self.terms.lock().expect("elector state poisoned");
         terms.retain(|(term, _)| !term.is_ended());
         terms.push((term, claim));

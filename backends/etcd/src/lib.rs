@@ -413,22 +413,15 @@ impl EtcdElector {
             lease: session.lease,
             revision,
         });
-        let (leadership, term) = Leadership::new(
-            BACKEND,
-            election.clone(),
-            candidate.id().to_owned(),
+        let lease = session.clock.watch();
+        self.state.grant(
+            election,
+            candidate,
             FencingToken(revision as u64),
             session.clock.watch(),
-            claim.clone(),
-        );
-        tokio::spawn(claim::watch_own_key(
-            claim.clone(),
-            term.clone(),
-            session.clock.watch(),
-            seen + 1,
-        ));
-        self.state.register(term, claim);
-        leadership
+            claim,
+            |claim, term| claim::watch_own_key(claim, term, lease, seen + 1),
+        )
     }
 }
 

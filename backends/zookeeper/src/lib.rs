@@ -397,21 +397,15 @@ impl ZookeeperElector {
             root: self.config.root.clone(),
             acls: self.acls,
         });
-        let (leadership, term) = Leadership::new(
-            BACKEND,
-            election.clone(),
-            candidate.id().to_owned(),
+        let lease = session.clock.watch();
+        self.state.grant(
+            election,
+            candidate,
             FencingToken(czxid as u64),
             session.clock.watch(),
-            claim.clone(),
-        );
-        tokio::spawn(claim::watch_own_node(
-            claim.clone(),
-            term.clone(),
-            session.clock.watch(),
-        ));
-        self.state.register(term, claim);
-        leadership
+            claim,
+            |claim, term| claim::watch_own_node(claim, term, lease),
+        )
     }
 
     fn claim_of(
