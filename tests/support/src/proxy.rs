@@ -201,6 +201,30 @@ async fn pump(
     tokio::join!(read, write);
 }
 
+/// An elector whose links to the cluster at `upstreams` go through a [`Proxy`] that the
+/// conformance suite's cut-off cases take down: `connect` makes the elector, given the
+/// proxy's own comma-separated list.
+pub fn cut_off<F, Fut, E>(
+    upstreams: String,
+    connect: F,
+) -> futures::future::BoxFuture<'static, elect_core::Result<elect_core::testkit::CutOff>>
+where
+    F: FnOnce(String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = elect_core::Result<E>> + Send,
+    E: elect_core::Elector + 'static,
+{
+    Box::pin(async move {
+        let proxy = Proxy::in_front_of(&upstreams)
+            .await
+            .expect("a proxy in front of the cluster");
+        let elector = connect(proxy.list()).await?;
+        Ok(elect_core::testkit::CutOff {
+            elector: Arc::new(elector),
+            set_down: Box::new(move |down| proxy.set(if down { Link::Down } else { Link::Up })),
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,28 +311,4 @@ mod tests {
         );
         assert!(proxy.carried()[0] >= 8, "bytes: {:?}", proxy.carried());
     }
-}
-
-/// An elector whose links to the cluster at `upstreams` go through a [`Proxy`] that the
-/// conformance suite's cut-off cases take down: `connect` makes the elector, given the
-/// proxy's own comma-separated list.
-pub fn cut_off<F, Fut, E>(
-    upstreams: String,
-    connect: F,
-) -> futures::future::BoxFuture<'static, elect_core::Result<elect_core::testkit::CutOff>>
-where
-    F: FnOnce(String) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = elect_core::Result<E>> + Send,
-    E: elect_core::Elector + 'static,
-{
-    Box::pin(async move {
-        let proxy = Proxy::in_front_of(&upstreams)
-            .await
-            .expect("a proxy in front of the cluster");
-        let elector = connect(proxy.list()).await?;
-        Ok(elect_core::testkit::CutOff {
-            elector: Arc::new(elector),
-            set_down: Box::new(move |down| proxy.set(if down { Link::Down } else { Link::Up })),
-        })
-    })
 }
