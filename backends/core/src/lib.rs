@@ -31,6 +31,7 @@ mod names;
 pub mod observe;
 pub mod renewal;
 mod supervise;
+pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -45,5 +46,6 @@ pub use names::{
     FencingToken, LeaderInfo, MAX_ELECTION_LEN, MAX_ID_LEN, MAX_VALUE_LEN,
 };
 pub use supervise::{
-    campaign_logged, log_state, resign_or_let_expire, run_while_leader, RESIGN_TIMEOUT,
+    campaign_logged, log_state, resign_or_let_expire, run_while_leader, MAX_CAMPAIGN_RETRY_PAUSE,
+    RESIGN_TIMEOUT,
 };
