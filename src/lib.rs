@@ -3,6 +3,7 @@
 
 mod containment;
 mod endpoints;
+mod histograms;
 pub mod run;
 pub mod settings;
 mod status;

@@ -263,6 +263,9 @@ pub async fn run(
     signals: &mut Signals,
 ) -> Result<RunExit, RunError> {
     let status = RunStatus::default();
+    if options.metrics_addr.is_some() && !crate::histograms::install() {
+        tracing::debug!("a metrics recorder is installed already: the histograms go to it");
+    }
     let listener = match options.metrics_addr {
         Some(addr) => Some(crate::endpoints::bind(addr).await.map_err(|e| {
             Error::from(elect_core::ConfigError::new(

@@ -171,6 +171,7 @@ impl RunStatus {
                 "Times the command was started again for a later term.",
                 vec![format!("{{{label}}} {}", s.restarts)],
             );
+            text.push_str(&crate::histograms::render());
             text
         })
     }
@@ -191,7 +192,7 @@ fn headroom(leadership: &Leadership) -> Option<f64> {
     })
 }
 
-fn escape_label(value: &str) -> String {
+pub(crate) fn escape_label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -54,6 +54,16 @@ fn one_leader_on_the_endpoints_and_the_other_after_a_handover() {
         let (_, metrics) = get(addr, "/metrics").unwrap();
         let expected = format!("elect_leader{{election=\"web\"}} {}", u8::from(i == first));
         assert!(metrics.contains(&expected), "replica {i}: {metrics}");
+        // The library's histogram of campaign waits: one campaign won by the leader.
+        let waits = format!(
+            "elect_campaign_wait_seconds_count{{election=\"web\"}} {}",
+            u8::from(i == first)
+        );
+        assert_eq!(
+            metrics.contains(&waits),
+            i == first,
+            "replica {i}: {waits} in {metrics}"
+        );
         let (_, status) = get(addr, "/status").unwrap();
         let status: serde_json::Value = serde_json::from_str(&status).unwrap();
         assert_eq!(status["election"], "web");
@@ -75,7 +85,45 @@ fn one_leader_on_the_endpoints_and_the_other_after_a_handover() {
     let (_, metrics) = get(ADDRS[other], "/metrics").unwrap();
     assert!(
         metrics.contains("elect_leader{election=\"web\"} 1")
-            && metrics.contains("elect_terms_total{election=\"web\"} 1"),
+            && metrics.contains("elect_terms_total{election=\"web\"} 1")
+            && metrics.contains("elect_campaign_wait_seconds_count{election=\"web\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// A backend with sessions: its renewals' round trips reach `/metrics` as a histogram.
+#[test]
+fn renewal_round_trips_are_a_histogram_on_the_metrics_endpoint() {
+    const ADDR: &str = "127.0.0.1:19466";
+    let url = format!(
+        "etcd://{}/metrics-{}?ttl=2s",
+        elect_test_support::clusters::etcd_endpoints(),
+        std::process::id()
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_elect"));
+    elect_test_support::process::without_elect_env(&mut command);
+    let _replica = KillOnDrop(
+        command
+            .args(["run", "--url", &url, "--metrics-addr", ADDR])
+            .args(["--", "sleep", "1000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // A renewal every TTL/3: two within 2 s of the win.
+    let metrics = wait_for(Duration::from_secs(10), "two renewals answered", || {
+        let (_, metrics) = get(ADDR, "/metrics")?;
+        let count = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("elect_renewal_rtt_seconds_count{backend=\"etcd\"} "))?
+            .parse::<u64>()
+            .ok()?;
+        (count >= 2).then_some(metrics)
+    });
+    assert!(
+        metrics.contains("# TYPE elect_renewal_rtt_seconds histogram")
+            && metrics.contains("elect_renewal_rtt_seconds_bucket{backend=\"etcd\",le=\"+Inf\"}"),
         "{metrics}"
     );
 }

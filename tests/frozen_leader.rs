@@ -11,26 +11,24 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use elect::{connect, Candidate, Config, Elector};
+use elect_test_support::clusters;
 use elect_test_support::process::alive;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
 fn zk_url(election: &str) -> String {
-    let hosts = std::env::var("ELECT_TEST_ZK_CONNECT")
-        .unwrap_or_else(|_| "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183".to_owned());
+    let hosts = clusters::zookeeper_connect();
     format!("zk://{hosts}/{election}?session_timeout=2s")
 }
 
 fn consul_url(election: &str) -> String {
-    let hosts = std::env::var("ELECT_TEST_CONSUL_ADDRS")
-        .unwrap_or_else(|_| "127.0.0.1:8500,127.0.0.1:8510,127.0.0.1:8520".to_owned());
+    let hosts = clusters::consul_addresses();
     format!("consul://{hosts}/{election}?ttl=10s")
 }
 
 fn etcd_url(election: &str) -> String {
-    let hosts = std::env::var("ELECT_TEST_ETCD_ENDPOINTS")
-        .unwrap_or_else(|_| "127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379".to_owned());
+    let hosts = clusters::etcd_endpoints();
     format!("etcd://{hosts}/{election}?ttl=2s")
 }
 

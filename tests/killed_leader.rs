@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use elect::{connect, Candidate, Config};
+use elect_test_support::clusters;
 use tokio::time::Instant;
 
 fn first_token(log: &std::path::Path) -> Option<u64> {
@@ -78,8 +79,7 @@ async fn killed_leader(url: String, bound: Duration) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_killed_leader() {
-    let hosts = std::env::var("ELECT_TEST_ETCD_ENDPOINTS")
-        .unwrap_or_else(|_| "127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379".to_owned());
+    let hosts = clusters::etcd_endpoints();
     // TTL 2 s + etcd's expiry check (500 ms) + a round trip.
     let failover = killed_leader(
         format!("etcd://{hosts}/killed-{}?ttl=2s", std::process::id()),
@@ -94,8 +94,7 @@ async fn etcd_killed_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_killed_leader() {
-    let hosts = std::env::var("ELECT_TEST_ZK_CONNECT")
-        .unwrap_or_else(|_| "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183".to_owned());
+    let hosts = clusters::zookeeper_connect();
     // The session timeout (2 s) + a tick + a round trip.
     killed_leader(
         format!(
@@ -109,8 +108,7 @@ async fn zookeeper_killed_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consul_killed_leader() {
-    let hosts = std::env::var("ELECT_TEST_CONSUL_ADDRS")
-        .unwrap_or_else(|_| "127.0.0.1:8500,127.0.0.1:8510,127.0.0.1:8520".to_owned());
+    let hosts = clusters::consul_addresses();
     // Invalidation between TTL and 2 × TTL, then the lock delay (one TTL).
     let failover = killed_leader(
         format!("consul://{hosts}/killed-{}?ttl=10s", std::process::id()),

@@ -45,21 +45,11 @@ impl Backend {
     /// The members' client addresses, `host:port,…`, from the variables
     /// `tests/cluster/cluster env` prints, or the cluster script's defaults.
     pub fn hosts(self) -> String {
-        let (var, default) = match self {
-            Backend::Etcd => (
-                "ELECT_TEST_ETCD_ENDPOINTS",
-                "127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379",
-            ),
-            Backend::Zookeeper => (
-                "ELECT_TEST_ZK_CONNECT",
-                "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183",
-            ),
-            Backend::Consul => (
-                "ELECT_TEST_CONSUL_ADDRS",
-                "127.0.0.1:8500,127.0.0.1:8510,127.0.0.1:8520",
-            ),
-        };
-        std::env::var(var).unwrap_or_else(|_| default.to_owned())
+        match self {
+            Backend::Etcd => elect_test_support::clusters::etcd_endpoints(),
+            Backend::Zookeeper => elect_test_support::clusters::zookeeper_connect(),
+            Backend::Consul => elect_test_support::clusters::consul_addresses(),
+        }
     }
 
     /// The members' addresses, one by one.

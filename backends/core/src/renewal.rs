@@ -147,7 +147,10 @@ impl KeepAlive {
                 .await
                 .unwrap_or_else(|_| Renewal::Failed(format!("not answered within {patience:?}")));
             if !matches!(renewal, Renewal::Failed(_)) {
-                record_round_trip(backend, clock::now().saturating_duration_since(sent_at));
+                crate::telemetry::renewal_answered(
+                    backend,
+                    clock::now().saturating_duration_since(sent_at),
+                );
             }
             match renewal {
                 Renewal::Confirmed { from, ttl } => {
@@ -183,16 +186,6 @@ impl KeepAlive {
             }
         }
     }
-}
-
-/// The renewal's round trip, as the histogram `elect_renewal_rtt_seconds{backend}` of the
-/// `metrics` facade (feature `metrics`).
-fn record_round_trip(backend: &'static str, round_trip: Duration) {
-    #[cfg(feature = "metrics")]
-    metrics::histogram!("elect_renewal_rtt_seconds", "backend" => backend)
-        .record(round_trip.as_secs_f64());
-    #[cfg(not(feature = "metrics"))]
-    let _ = (backend, round_trip);
 }
 
 #[cfg(test)]

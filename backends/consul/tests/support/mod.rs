@@ -12,8 +12,7 @@ use elect_core::config::{ConsulConfig, Endpoint};
 pub const TTL: Duration = Duration::from_secs(10);
 
 pub fn addresses() -> String {
-    std::env::var("ELECT_TEST_CONSUL_ADDRS")
-        .unwrap_or_else(|_| "127.0.0.1:8500,127.0.0.1:8510,127.0.0.1:8520".to_owned())
+    elect_test_support::clusters::consul_addresses()
 }
 
 pub fn config() -> ConsulConfig {

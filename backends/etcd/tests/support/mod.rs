@@ -12,8 +12,7 @@ use elect_etcd::EtcdElector;
 pub const TTL: Duration = Duration::from_secs(2);
 
 pub fn endpoints() -> String {
-    std::env::var("ELECT_TEST_ETCD_ENDPOINTS")
-        .unwrap_or_else(|_| "127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379".to_owned())
+    elect_test_support::clusters::etcd_endpoints()
 }
 
 pub fn config() -> EtcdConfig {

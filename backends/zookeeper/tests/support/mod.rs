@@ -14,8 +14,7 @@ pub const SESSION_TIMEOUT: Duration = Duration::from_secs(2);
 pub const TICK_TIME: Duration = Duration::from_millis(200);
 
 pub fn connect_string() -> String {
-    std::env::var("ELECT_TEST_ZK_CONNECT")
-        .unwrap_or_else(|_| "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183".to_owned())
+    elect_test_support::clusters::zookeeper_connect()
 }
 
 pub fn config() -> ZookeeperConfig {
