@@ -61,3 +61,37 @@ async fn claims_of_an_identity_cannot_be_deleted_by_another() {
     assert!(next.token() > leadership.token());
     next.resign().await.unwrap();
 }
+
+/// An observer that may not read the election hears "permission denied", not "unreachable":
+/// the observer loop reports an error with its own kind (it used to turn every error into
+/// `Unavailable`).
+#[tokio::test]
+async fn an_observer_denied_the_election_reports_permission_denied() {
+    use futures::StreamExt;
+    let election: ElectionName = elect_test_support::unique_name("denied").parse().unwrap();
+    let dir = format!("/{election}");
+    let owner = zk::Client::connector()
+        .with_auth("digest", b"billing:s3cret")
+        .connect(&connect_string())
+        .await
+        .unwrap();
+    owner
+        .create(
+            &dir,
+            b"",
+            &zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all()),
+        )
+        .await
+        .unwrap();
+    let anonymous = ZookeeperElector::connect(&config()).await.unwrap();
+    let mut leaders = anonymous.observe(&election).await.unwrap();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), leaders.next())
+        .await
+        .expect("the observer reports within 5 s")
+        .expect("an item");
+    assert!(
+        matches!(first, Err(elect_core::Error::PermissionDenied { .. })),
+        "{first:?}"
+    );
+    owner.delete(&dir, None).await.unwrap();
+}
