@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use elect_core::{Candidate, ElectionName, Elector, LossReason};
-use elect_test_support::cluster;
+use elect_test_support::faults::{self, Restart};
 use support::{connect, http, TTL};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -50,17 +50,6 @@ async fn a_session_destroyed_by_an_operator_is_lost_within_a_blocking_query_roun
     assert_eq!(reason, LossReason::Revoked);
     eprintln!("session destroyed: lost after {:?}", started.elapsed());
 }
-
-struct Thaw;
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        for n in ["1", "2", "3"] {
-            cluster(&["thaw", "consul", n]);
-        }
-        cluster(&["wait", "consul", "all", "60"]);
-    }
-}
-
 #[tokio::test]
 async fn frozen_servers_end_leadership_by_the_deadline() {
     let _serial = SERIAL.lock().await;
@@ -68,37 +57,7 @@ async fn frozen_servers_end_leadership_by_the_deadline() {
     let elector = connect().await;
     let election = election("frozen");
     let leadership = elector.campaign(&election, &me()).await.unwrap();
-    let _thaw = Thaw;
-    let frozen_at = Instant::now();
-    for n in ["1", "2", "3"] {
-        cluster(&["freeze", "consul", n]);
-    }
-    let reason = tokio::time::timeout(TTL * 2, leadership.lost())
-        .await
-        .expect("lost while every server is frozen");
-    let lost_at = Instant::now();
-    let deadline = leadership.deadline().expect("consul terms have deadlines");
-    assert_eq!(reason, LossReason::DeadlinePassed);
-    assert!(
-        lost_at >= deadline && lost_at - deadline < Duration::from_millis(100),
-        "lost {:?} off the deadline",
-        lost_at - deadline
-    );
-    // Consul never invalidates before the TTL counted from the last renewal it heard.
-    assert!(deadline < frozen_at + TTL);
-    eprintln!(
-        "all servers frozen: lost {:?} after the freeze, {:?} after the deadline",
-        lost_at - frozen_at,
-        lost_at - deadline
-    );
-}
-
-struct Restart(String);
-impl Drop for Restart {
-    fn drop(&mut self) {
-        cluster(&["start", "consul", &self.0]);
-        cluster(&["wait", "consul", "all", "60"]);
-    }
+    faults::frozen_cluster_ends_the_term_by_its_deadline("consul", &leadership, TTL).await;
 }
 
 /// The first address's server dies: it is the agent our session was made on. With the other
@@ -126,8 +85,7 @@ async fn the_server_we_talk_to_dies_and_there_is_never_a_second_leader() {
             (Instant::now(), term)
         })
     };
-    let restart = Restart("1".to_owned());
-    cluster(&["kill", "consul", "1"]);
+    let restart = Restart::kill("consul", &["1"]);
     let killed_at = Instant::now();
     let watched = tokio::time::timeout(TTL * 3, leadership.lost()).await;
     let lost_at = Instant::now();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use elect_core::{Candidate, ElectionName, Elector, LeadershipState, LossReason};
 use elect_test_support::cluster;
+use elect_test_support::faults::{self, Restart};
 use support::{connect, etcdctl, TTL};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -80,17 +81,6 @@ async fn key_deleted_by_hand_is_lost_within_a_second() {
     eprintln!("key deleted: lost after {took:?}");
 }
 
-/// Thaws the members even when an assertion fails.
-struct Thaw;
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        for n in ["1", "2", "3"] {
-            cluster(&["thaw", "etcd", n]);
-        }
-        cluster(&["wait", "etcd", "all", "60"]);
-    }
-}
-
 #[tokio::test]
 async fn a_frozen_cluster_ends_leadership_by_the_deadline() {
     let _serial = SERIAL.lock().await;
@@ -99,34 +89,7 @@ async fn a_frozen_cluster_ends_leadership_by_the_deadline() {
     let leadership = elector.campaign(&election, &me()).await.unwrap();
     // Let a renewal or two through, so the deadline is a renewed one.
     tokio::time::sleep(TTL / 2).await;
-    let _thaw = Thaw;
-    let frozen_at = Instant::now();
-    for n in ["1", "2", "3"] {
-        cluster(&["freeze", "etcd", n]);
-    }
-    let reason = tokio::time::timeout(TTL * 2, leadership.lost())
-        .await
-        .expect("the lost-future resolves while every member is frozen");
-    let lost_at = Instant::now();
-    let deadline = leadership.deadline().expect("etcd terms have deadlines");
-    assert_eq!(reason, LossReason::DeadlinePassed);
-    assert!(lost_at >= deadline, "lost before the deadline");
-    assert!(
-        lost_at - deadline < Duration::from_millis(100),
-        "lost {:?} after the deadline",
-        lost_at - deadline
-    );
-    // The servers cannot expire the lease before the last keep-alive they heard + TTL, which
-    // is after the last one answered was sent; our deadline is that send + TTL - margin.
-    assert!(
-        deadline < frozen_at + TTL,
-        "the deadline was later than the servers' expiry could be"
-    );
-    eprintln!(
-        "all members frozen: lost {:?} after the freeze, {:?} after the deadline",
-        lost_at - frozen_at,
-        lost_at - deadline
-    );
+    faults::frozen_cluster_ends_the_term_by_its_deadline("etcd", &leadership, TTL).await;
 }
 
 /// Killing a member costs at most a raft election (up to ~2 s with the test cluster's 1 s
@@ -189,17 +152,6 @@ async fn next(
         .expect("the observe stream stays open")
 }
 
-/// Starts the members again even when an assertion fails.
-struct Restart;
-impl Drop for Restart {
-    fn drop(&mut self) {
-        for n in ["1", "2", "3"] {
-            cluster(&["start", "etcd", n]);
-        }
-        cluster(&["wait", "etcd", "all", "60"]);
-    }
-}
-
 #[tokio::test]
 async fn observers_resync_after_a_whole_cluster_restart_and_compaction() {
     let _serial = SERIAL.lock().await;
@@ -215,10 +167,7 @@ async fn observers_resync_after_a_whole_cluster_restart_and_compaction() {
 
     // Every member down at once: every watch stream breaks.
     {
-        let _restart = Restart;
-        for n in ["1", "2", "3"] {
-            cluster(&["kill", "etcd", n]);
-        }
+        let _restart = Restart::kill("etcd", &["1", "2", "3"]);
     }
     // A restart quicker than the deadline's headroom costs a nothing; either way it steps down.
     eprintln!("after the restart a is {:?}", leadership.state());

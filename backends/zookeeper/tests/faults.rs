@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use elect_core::{Candidate, ElectionName, Elector, LeadershipState, LossReason};
-use elect_test_support::cluster;
+use elect_test_support::faults::{Restart, Thaw};
 use elect_zookeeper::ZookeeperElector;
 use support::{config, connect, member_of_session};
 use tokio::sync::Mutex;
@@ -39,15 +39,6 @@ async fn a_claim_deleted_by_hand_is_lost_within_a_second() {
     eprintln!("claim deleted: lost after {:?}", started.elapsed());
 }
 
-/// Starts a member again even when an assertion fails.
-struct Restart(String);
-impl Drop for Restart {
-    fn drop(&mut self) {
-        cluster(&["start", "zookeeper", &self.0]);
-        cluster(&["wait", "zookeeper", "all", "60"]);
-    }
-}
-
 /// The client moves to another member within its connection timeout; with a 4 s session
 /// that is well inside the deadline's headroom.
 #[tokio::test]
@@ -65,8 +56,7 @@ async fn killing_the_member_we_talk_to_suspends_and_resumes_without_loss() {
     let mut states = leadership.subscribe();
     assert_eq!(states.changed().await, LeadershipState::Leading);
     let killed_at = Instant::now();
-    let restart = Restart(member.clone());
-    cluster(&["kill", "zookeeper", &member]);
+    let restart = Restart::kill("zookeeper", &[&member]);
     let suspended = tokio::time::timeout(Duration::from_secs(4), states.changed())
         .await
         .expect("suspended");
@@ -98,15 +88,6 @@ async fn killing_the_member_we_talk_to_suspends_and_resumes_without_loss() {
     leadership.resign().await.unwrap();
 }
 
-/// Thaws a member even when an assertion fails.
-struct Thaw(String);
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        cluster(&["thaw", "zookeeper", &self.0]);
-        cluster(&["wait", "zookeeper", "all", "60"]);
-    }
-}
-
 /// The member we talk to freezes while our claim is being created: the create's answer is
 /// lost. The campaign goes on through another member and no second (ghost) claim of ours is
 /// left in the election.
@@ -121,8 +102,7 @@ async fn a_create_whose_answer_is_lost_leaves_no_ghost_claim() {
     let member = member_of_session(session)
         .expect("a member holds our connection")
         .to_string();
-    let thaw = Thaw(member.clone());
-    cluster(&["freeze", "zookeeper", &member]);
+    let thaw = Thaw::freeze("zookeeper", &[&member]);
     let started = Instant::now();
     let leadership =
         tokio::time::timeout(Duration::from_secs(30), elector.campaign(&election, &me()))

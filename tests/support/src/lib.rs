@@ -10,6 +10,7 @@
 //! tests that cut members from their peers (see the [`netns`] module).
 
 pub mod clusters;
+pub mod faults;
 pub mod pki;
 pub mod process;
 pub mod proxy;

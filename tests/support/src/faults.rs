@@ -1,0 +1,107 @@
+//! Fault cases and guards that the backends' fault tests share: a case written once here is
+//! run by each backend against its own cluster, like the conformance suite.
+
+use std::time::Duration;
+
+use elect_core::{Leadership, LossReason};
+use tokio::time::Instant;
+
+use crate::cluster;
+
+/// Thaws members of a cluster when dropped — even when an assertion failed — and waits until
+/// every member is back in the quorum.
+#[derive(Debug)]
+pub struct Thaw {
+    backend: &'static str,
+    members: Vec<String>,
+}
+
+impl Thaw {
+    /// Freezes `members` (`"1"`…`"3"`) of `backend` (SIGSTOP) until the guard is dropped.
+    pub fn freeze(backend: &'static str, members: &[&str]) -> Thaw {
+        let thaw = Thaw {
+            backend,
+            members: members.iter().map(|m| m.to_string()).collect(),
+        };
+        for member in members {
+            cluster(&["freeze", backend, member]);
+        }
+        thaw
+    }
+}
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        for member in &self.members {
+            cluster(&["thaw", self.backend, member]);
+        }
+        cluster(&["wait", self.backend, "all", "60"]);
+    }
+}
+
+/// Starts members of a cluster again when dropped — even when an assertion failed — and waits
+/// until every member is back in the quorum.
+#[derive(Debug)]
+pub struct Restart {
+    backend: &'static str,
+    members: Vec<String>,
+}
+
+impl Restart {
+    /// Kills `members` of `backend` (SIGKILL) until the guard is dropped.
+    pub fn kill(backend: &'static str, members: &[&str]) -> Restart {
+        let restart = Restart {
+            backend,
+            members: members.iter().map(|m| m.to_string()).collect(),
+        };
+        for member in members {
+            cluster(&["kill", backend, member]);
+        }
+        restart
+    }
+}
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        for member in &self.members {
+            cluster(&["start", self.backend, member]);
+        }
+        cluster(&["wait", self.backend, "all", "60"]);
+    }
+}
+
+/// Every member of `backend`'s cluster frozen under a leader whose store expires a session
+/// `ttl` after the last renewal it heard: the term is lost with `DeadlinePassed`, never before
+/// its deadline and less than 100 ms after it, and that deadline is earlier than the store
+/// could expire the session (the freeze + `ttl`).
+pub async fn frozen_cluster_ends_the_term_by_its_deadline(
+    backend: &'static str,
+    leadership: &Leadership,
+    ttl: Duration,
+) {
+    let frozen_at = Instant::now();
+    let _thaw = Thaw::freeze(backend, &["1", "2", "3"]);
+    let reason = tokio::time::timeout(ttl * 2, leadership.lost())
+        .await
+        .expect("the lost-future resolves while every member is frozen");
+    let lost_at = Instant::now();
+    let deadline = leadership.deadline().expect("the term has a deadline");
+    assert_eq!(reason, LossReason::DeadlinePassed);
+    assert!(lost_at >= deadline, "lost before the deadline");
+    assert!(
+        lost_at - deadline < Duration::from_millis(100),
+        "lost {:?} after the deadline",
+        lost_at - deadline
+    );
+    // The store cannot expire the session before the last renewal it heard + TTL, which is
+    // after the last one answered was sent; our deadline is that send + TTL - margin.
+    assert!(
+        deadline < frozen_at + ttl,
+        "the deadline was later than the store's expiry could be"
+    );
+    eprintln!(
+        "{backend}: all members frozen: lost {:?} after the freeze, {:?} after the deadline",
+        lost_at - frozen_at,
+        lost_at - deadline
+    );
+}
