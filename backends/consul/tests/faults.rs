@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use elect_core::{Candidate, ElectionName, Elector, LossReason};
-use elect_test_support::faults::{self, Restart};
+use elect_test_support::faults::{self, MemberFault};
 use support::{connect, http, TTL};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -85,7 +85,7 @@ async fn the_server_we_talk_to_dies_and_there_is_never_a_second_leader() {
             (Instant::now(), term)
         })
     };
-    let restart = Restart::kill("consul", &["1"]);
+    let restart = MemberFault::kill("consul", &["1"]);
     let killed_at = Instant::now();
     let watched = tokio::time::timeout(TTL * 3, leadership.lost()).await;
     let lost_at = Instant::now();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use elect_core::{Candidate, ElectionName, Elector, LeadershipState, LossReason};
 use elect_test_support::cluster;
-use elect_test_support::faults::{self, Restart};
+use elect_test_support::faults::{self, MemberFault};
 use support::{connect, etcdctl, TTL};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -167,7 +167,7 @@ async fn observers_resync_after_a_whole_cluster_restart_and_compaction() {
 
     // Every member down at once: every watch stream breaks.
     {
-        let _restart = Restart::kill("etcd", &["1", "2", "3"]);
+        let _restart = MemberFault::kill("etcd", &["1", "2", "3"]);
     }
     // A restart quicker than the deadline's headroom costs a nothing; either way it steps down.
     eprintln!("after the restart a is {:?}", leadership.state());

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use elect_core::{Candidate, ElectionName, Elector, LeadershipState, LossReason};
-use elect_test_support::faults::{Restart, Thaw};
+use elect_test_support::faults::MemberFault;
 use elect_zookeeper::ZookeeperElector;
 use support::{config, connect, member_of_session};
 use tokio::sync::Mutex;
@@ -56,7 +56,7 @@ async fn killing_the_member_we_talk_to_suspends_and_resumes_without_loss() {
     let mut states = leadership.subscribe();
     assert_eq!(states.changed().await, LeadershipState::Leading);
     let killed_at = Instant::now();
-    let restart = Restart::kill("zookeeper", &[&member]);
+    let restart = MemberFault::kill("zookeeper", &[&member]);
     let suspended = tokio::time::timeout(Duration::from_secs(4), states.changed())
         .await
         .expect("suspended");
@@ -102,7 +102,7 @@ async fn a_create_whose_answer_is_lost_leaves_no_ghost_claim() {
     let member = member_of_session(session)
         .expect("a member holds our connection")
         .to_string();
-    let thaw = Thaw::freeze("zookeeper", &[&member]);
+    let thaw = MemberFault::freeze("zookeeper", &[&member]);
     let started = Instant::now();
     let leadership =
         tokio::time::timeout(Duration::from_secs(30), elector.campaign(&election, &me()))

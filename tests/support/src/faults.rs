@@ -8,63 +8,50 @@ use tokio::time::Instant;
 
 use crate::cluster;
 
-/// Thaws members of a cluster when dropped — even when an assertion failed — and waits until
-/// every member is back in the quorum.
+/// Members of a cluster frozen or killed until the guard is dropped: then — even when an
+/// assertion failed — they are thawed or started again, and the whole cluster is waited for
+/// to be back in the quorum.
 #[derive(Debug)]
-pub struct Thaw {
+pub struct MemberFault {
     backend: &'static str,
     members: Vec<String>,
+    /// The cluster script's command that undoes the fault: `thaw` or `start`.
+    undo: &'static str,
 }
 
-impl Thaw {
-    /// Freezes `members` (`"1"`…`"3"`) of `backend` (SIGSTOP) until the guard is dropped.
-    pub fn freeze(backend: &'static str, members: &[&str]) -> Thaw {
-        let thaw = Thaw {
+impl MemberFault {
+    /// Freezes `members` (`"1"`…`"3"`) of `backend` (SIGSTOP).
+    pub fn freeze(backend: &'static str, members: &[&str]) -> MemberFault {
+        MemberFault::apply(backend, members, "freeze", "thaw")
+    }
+
+    /// Kills `members` (`"1"`…`"3"`) of `backend` (SIGKILL).
+    pub fn kill(backend: &'static str, members: &[&str]) -> MemberFault {
+        MemberFault::apply(backend, members, "kill", "start")
+    }
+
+    fn apply(
+        backend: &'static str,
+        members: &[&str],
+        fault: &str,
+        undo: &'static str,
+    ) -> MemberFault {
+        let guard = MemberFault {
             backend,
             members: members.iter().map(|m| m.to_string()).collect(),
+            undo,
         };
         for member in members {
-            cluster(&["freeze", backend, member]);
+            cluster(&[fault, backend, member]);
         }
-        thaw
+        guard
     }
 }
 
-impl Drop for Thaw {
+impl Drop for MemberFault {
     fn drop(&mut self) {
         for member in &self.members {
-            cluster(&["thaw", self.backend, member]);
-        }
-        cluster(&["wait", self.backend, "all", "60"]);
-    }
-}
-
-/// Starts members of a cluster again when dropped — even when an assertion failed — and waits
-/// until every member is back in the quorum.
-#[derive(Debug)]
-pub struct Restart {
-    backend: &'static str,
-    members: Vec<String>,
-}
-
-impl Restart {
-    /// Kills `members` of `backend` (SIGKILL) until the guard is dropped.
-    pub fn kill(backend: &'static str, members: &[&str]) -> Restart {
-        let restart = Restart {
-            backend,
-            members: members.iter().map(|m| m.to_string()).collect(),
-        };
-        for member in members {
-            cluster(&["kill", backend, member]);
-        }
-        restart
-    }
-}
-
-impl Drop for Restart {
-    fn drop(&mut self) {
-        for member in &self.members {
-            cluster(&["start", self.backend, member]);
+            cluster(&[self.undo, self.backend, member]);
         }
         cluster(&["wait", self.backend, "all", "60"]);
     }
@@ -80,7 +67,7 @@ pub async fn frozen_cluster_ends_the_term_by_its_deadline(
     ttl: Duration,
 ) {
     let frozen_at = Instant::now();
-    let _thaw = Thaw::freeze(backend, &["1", "2", "3"]);
+    let _frozen = MemberFault::freeze(backend, &["1", "2", "3"]);
     let reason = tokio::time::timeout(ttl * 2, leadership.lost())
         .await
         .expect("the lost-future resolves while every member is frozen");
