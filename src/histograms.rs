@@ -84,7 +84,7 @@ impl Histograms {
             }
             let labels: Vec<String> = labels
                 .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", crate::status::escape_label(v)))
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
                 .collect();
             let with = |extra: String| {
                 let mut all = labels.clone();
@@ -137,6 +137,14 @@ impl Recorder for Histograms {
             .clone();
         Histogram::from_arc(buckets)
     }
+}
+
+/// A label value in Prometheus' text format.
+pub(crate) fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

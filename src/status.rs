@@ -110,7 +110,10 @@ impl RunStatus {
     /// `/metrics`, in Prometheus' text format.
     pub(crate) fn prometheus(&self) -> String {
         self.with(|s| {
-            let label = format!("election=\"{}\"", escape_label(&s.election));
+            let label = format!(
+                "election=\"{}\"",
+                crate::histograms::escape_label(&s.election)
+            );
             let leadership = match &s.phase {
                 Phase::Leading(l) => Some(l),
                 _ => None,
@@ -190,13 +193,6 @@ fn headroom(leadership: &Leadership) -> Option<f64> {
             .saturating_duration_since(elect_core::clock::now())
             .as_secs_f64()
     })
-}
-
-pub(crate) fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod failover;
 mod floor;
 mod handover;
 mod herd;
+mod http;
 mod idle;
 mod peers;
 mod report;

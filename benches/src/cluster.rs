@@ -195,7 +195,7 @@ pub fn settle(backend: Backend) -> Duration {
 pub async fn consul_live_agents() -> Vec<String> {
     let mut live = Vec::new();
     for agent in Backend::Consul.members() {
-        let probe = crate::counters::http_get(&agent, "/v1/status/leader", Duration::from_secs(2));
+        let probe = crate::http::http_get(&agent, "/v1/status/leader", Duration::from_secs(2));
         if let Ok(body) = probe.await {
             if body.trim().len() > 2 {
                 live.push(agent);

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use zookeeper_client as zk;
 
 use crate::cluster::{consul_agent, fresh, Backend};
-use crate::counters::http;
+use crate::http::http;
 
 const WITHIN: Duration = Duration::from_secs(10);
 
