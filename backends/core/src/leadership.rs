@@ -100,6 +100,7 @@ impl TermControl {
 /// # async fn charge_subscriptions(_token: u64) {}
 /// ```
 #[derive(Clone)]
+#[must_use = "a won term is watched and resigned through this handle; dropped, its claim stands until the session ends"]
 pub struct Leadership {
     election: ElectionName,
     candidate_id: String,

@@ -823,7 +823,7 @@ pub async fn close_ends_every_leadership(h: &Harness) {
         );
         assert!(!term.is_leader());
     }
-    joined(b_task, h.quick, "b elected after a closed").await;
+    let _ = joined(b_task, h.quick, "b elected after a closed").await;
     // The other election's claim went too.
     let two_free = within(
         h.quick,
