@@ -1,14 +1,23 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+// The `elect run` engine (Linux: prctl, cgroups, pre_exec) and what serves it: behind the `cli`
+// feature, so that the library builds where the CLI cannot.
+#[cfg(feature = "cli")]
 mod containment;
+#[cfg(feature = "cli")]
 mod endpoints;
+#[cfg(feature = "cli")]
 mod histograms;
+#[cfg(feature = "cli")]
 pub mod run;
 pub mod settings;
+#[cfg(feature = "cli")]
 mod status;
+#[cfg(feature = "cli")]
 mod systemd;
 
+#[cfg(feature = "cli")]
 pub use containment::ContainMode;
 
 #[cfg(feature = "consul")]
