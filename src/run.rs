@@ -451,7 +451,7 @@ const ROOM_POLL: Duration = Duration::from_millis(10);
 /// command, once started, can be stopped in time; `Err` with the reason if it is lost first.
 async fn room_to_start(leadership: &Leadership, window: Duration) -> Result<(), LossReason> {
     let has_room = || {
-        leadership.deadline().map_or(true, |deadline| {
+        leadership.deadline().is_none_or(|deadline| {
             deadline.saturating_duration_since(elect_core::clock::now()) >= window
         })
     };

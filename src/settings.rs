@@ -74,7 +74,7 @@ impl Settings {
         let hosts_given = flags
             .url
             .as_deref()
-            .map_or(true, elect_core::config::names_hosts)
+            .is_none_or(elect_core::config::names_hosts)
             || vars.iter().any(|(k, _)| k == "ELECT_ENDPOINTS");
         config.apply_native_env(vars.iter().map(|(k, v)| (k, v)), hosts_given)?;
         apply_flags(&mut config, flags)?;

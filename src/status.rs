@@ -184,7 +184,7 @@ fn confirmed(leadership: &Leadership) -> bool {
     leadership.state() == LeadershipState::Leading
         && leadership
             .deadline()
-            .map_or(true, |deadline| deadline > elect_core::clock::now())
+            .is_none_or(|deadline| deadline > elect_core::clock::now())
 }
 
 fn headroom(leadership: &Leadership) -> Option<f64> {

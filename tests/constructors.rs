@@ -12,11 +12,9 @@ use elect_core::Error;
 const CLOSED: &str = "127.0.0.1:1";
 
 fn half_tls() -> Option<TlsConfig> {
-    Some(TlsConfig {
-        ca: None,
-        cert: Some(PathBuf::from("/nonexistent/cert.pem")),
-        key: None,
-    })
+    let mut tls = TlsConfig::default();
+    tls.cert = Some(PathBuf::from("/nonexistent/cert.pem"));
+    Some(tls)
 }
 
 /// Each invalid config with the field its error must name.
@@ -90,10 +88,7 @@ fn invalid_configs() -> Vec<(&'static str, BackendConfig)> {
     c.tls = half_tls();
     add("zookeeper.tls.key", BackendConfig::Zookeeper(c));
 
-    let c = FileConfig {
-        dir: PathBuf::new(),
-        ..FileConfig::default()
-    };
+    let c = FileConfig::in_dir(PathBuf::new());
     add("file.dir", BackendConfig::File(c));
     cases
 }

@@ -240,7 +240,7 @@ impl Elector for ConsulElector {
             // Refused. Free anyway means a lock delay runs: ask again shortly. Held: wait
             // until it is released (a blocking query answers at once when it is).
             let (entries, _) = self.agent.read(&keys.lock, false, None).await?;
-            let free = !entries.first().is_some_and(|e| e.holder().is_some());
+            let free = entries.first().is_none_or(|e| e.holder().is_none());
             tokio::select! {
                 waited = self.wait_free(&keys, &session), if !free => { waited?; }
                 _ = tokio::time::sleep(LOCK_DELAY_RETRY), if free => {}

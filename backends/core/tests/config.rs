@@ -272,14 +272,7 @@ fn urls_give_the_same_configs_as_toml() {
         panic!("not etcd")
     };
     assert_eq!(etcd.endpoints[1].with_default_port(2379), "10.0.0.2:2379");
-    assert_eq!(
-        etcd.tls,
-        Some(TlsConfig {
-            ca: Some("/ca.pem".into()),
-            cert: None,
-            key: None
-        })
-    );
+    assert_eq!(etcd.tls, Some(TlsConfig::with_ca("/ca.pem")));
 }
 
 #[test]

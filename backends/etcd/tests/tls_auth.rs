@@ -97,11 +97,7 @@ fn start_member(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> KillOnDrop {
 fn config(ca: Option<&Path>, user: Option<(&str, &str)>) -> EtcdConfig {
     let mut config = EtcdConfig::new(vec![CLIENT.parse().unwrap()]);
     config.ttl = Duration::from_secs(2);
-    config.tls = ca.map(|ca| TlsConfig {
-        ca: Some(ca.to_path_buf()),
-        cert: None,
-        key: None,
-    });
+    config.tls = ca.map(TlsConfig::with_ca);
     if let Some((name, password)) = user {
         config.username = Some(name.to_owned());
         config.password = Some(password.into());
@@ -162,11 +158,7 @@ async fn tls_and_password_auth() {
     ] {
         let mut bad = config(None, Some(("root", "root-pw")));
         if let Some(path) = tls {
-            bad.tls = Some(TlsConfig {
-                ca: Some(path),
-                cert: None,
-                key: None,
-            });
+            bad.tls = Some(TlsConfig::with_ca(path));
         }
         let result = EtcdElector::connect(&bad).await;
         assert!(result.is_err(), "{what}: connected");

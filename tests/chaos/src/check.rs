@@ -625,7 +625,7 @@ fn overlaps(report: &mut Report, faults: &Faults<'_>) {
                 Ending::Lost { reason, .. } if OPERATOR_REASONS.contains(&reason.as_str()))
                 && faults
                     .of("operator-revoke", &earlier.who)
-                    .any(|f| f.t >= earlier.start && earlier.end.map_or(true, |end| f.t <= end));
+                    .any(|f| f.t >= earlier.start && earlier.end.is_none_or(|end| f.t <= end));
             if revoked {
                 let end = min_end(earlier.end, later.end).unwrap_or(later.start);
                 let overlap = Duration::from_nanos(end.saturating_sub(later.start));
@@ -684,7 +684,7 @@ fn losses(report: &mut Report, records: &[&Record], faults: &Faults<'_>, bounds:
         let deadline = (*deadline).max(born);
         let frozen = faults
             .of("freeze-leader", &record.who)
-            .any(|f| f.t < deadline && f.healed.map_or(true, |h| h > deadline));
+            .any(|f| f.t < deadline && f.healed.is_none_or(|h| h > deadline));
         if frozen {
             continue;
         }
@@ -773,7 +773,7 @@ fn recoveries(report: &mut Report, records: &[&Record], faults: &Faults<'_>, bou
                 && match bound {
                     Some(_) => fault.target != Some(*who),
                     // Informational: only an election this fault can have caused.
-                    None => faults.0.get(i + 1).map_or(true, |n| *t < n.t),
+                    None => faults.0.get(i + 1).is_none_or(|n| *t < n.t),
                 }
         });
         let recovery = next.map(|(t, who, token)| Recovery {
@@ -817,7 +817,7 @@ fn recoveries(report: &mut Report, records: &[&Record], faults: &Faults<'_>, bou
 
 /// Whether `t` comes before `end` (`None`: never ends).
 fn before(t: u64, end: Option<u64>) -> bool {
-    end.map_or(true, |end| t < end)
+    end.is_none_or(|end| t < end)
 }
 
 /// The earlier of two ends (`None`: never).

@@ -172,7 +172,7 @@ pub async fn operator_revoke(
                 .filter(|k| !k.is_empty())
                 .ok_or("no claim")?
                 .to_owned();
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 let lease = key.trim_start_matches(&prefix);
                 etcdctl(&["lease", "revoke", lease])?;
                 Ok(format!("etcdctl lease revoke {lease}"))

@@ -83,6 +83,7 @@ pub const CONSUL_MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
 
 /// A whole configuration: the election, who we are, and the backend.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Config {
     /// The election; may instead come from `--election`.
     pub election: Option<ElectionName>,
@@ -139,6 +140,7 @@ impl Default for BackendConfig {
 /// The file backend: `<dir>/<election>.lock`, locked with `flock`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct FileConfig {
     /// Where the lock, token and leader files live. Default: [`default_file_dir`] (`/run/elect`
     /// for root, `$XDG_RUNTIME_DIR/elect` for other users).
@@ -176,6 +178,14 @@ pub fn default_file_dir() -> PathBuf {
 }
 
 impl FileConfig {
+    /// Lock files in `dir`, the default stop grace.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        FileConfig {
+            dir: dir.into(),
+            stop_grace: None,
+        }
+    }
+
     /// Checks every field, as the parsers do: library constructors call it too.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.dir.as_os_str().is_empty() {
@@ -192,6 +202,7 @@ impl FileConfig {
 /// etcd: a lease per elector, claims as keys `<namespace><election>/<lease id hex>`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct EtcdConfig {
     /// Cluster members, `host:port` (port 2379 when left out).
     pub endpoints: Vec<Endpoint>,
@@ -260,6 +271,7 @@ impl EtcdConfig {
 /// Consul: a session per elector, the claim as `<prefix><election>/.lock` acquired with it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ConsulConfig {
     /// Agents' HTTP addresses, `host:port` (port 8500 when left out).
     pub endpoints: Vec<Endpoint>,
@@ -377,6 +389,7 @@ impl ConsulConfig {
 /// `<root>/<election>`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ZookeeperConfig {
     /// Ensemble members, `host:port` (port 2181 when left out).
     pub endpoints: Vec<Endpoint>,
@@ -485,6 +498,7 @@ impl ZookeeperConfig {
 /// for mutual TLS.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TlsConfig {
     /// PEM file of the CA; the system's roots when absent.
     #[serde(default)]
@@ -495,6 +509,17 @@ pub struct TlsConfig {
     /// PEM file of our client key.
     #[serde(default)]
     pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// TLS with the servers' certificates checked against the CA in the PEM file `ca`, and no
+    /// client certificate.
+    pub fn with_ca(ca: impl Into<PathBuf>) -> Self {
+        TlsConfig {
+            ca: Some(ca.into()),
+            ..TlsConfig::default()
+        }
+    }
 }
 
 fn check_tls(field: &str, tls: Option<&TlsConfig>) -> Result<(), ConfigError> {
@@ -690,6 +715,17 @@ struct ConfigFile {
 }
 
 impl Config {
+    /// A configuration for `backend`, with no election, id or value yet (the CLI's flags, or
+    /// the caller, set them).
+    pub fn new(backend: BackendConfig) -> Self {
+        Config {
+            election: None,
+            id: None,
+            value: None,
+            backend,
+        }
+    }
+
     /// The embedded default: the file backend in its default directory, no election yet.
     pub fn file_default() -> Self {
         Config {
