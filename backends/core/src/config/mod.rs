@@ -27,11 +27,13 @@ mod etcd;
 mod file;
 mod native;
 mod secret;
+#[cfg(feature = "parse")]
 mod url;
 mod zookeeper;
 
 use std::path::PathBuf;
 
+#[cfg(feature = "parse")]
 use serde::Deserialize;
 
 use crate::config_error::ConfigError;
@@ -44,6 +46,7 @@ pub use duration::{format_duration, parse_duration};
 pub use etcd::EtcdConfig;
 pub use file::{default_file_dir, FileConfig};
 pub use secret::Secret;
+#[cfg(feature = "parse")]
 pub use url::names_hosts;
 pub use zookeeper::ZookeeperConfig;
 
@@ -135,6 +138,7 @@ impl Default for BackendConfig {
     }
 }
 
+#[cfg(feature = "parse")]
 /// The TOML file as written: the top-level keys and one table per backend.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,6 +174,7 @@ impl Config {
         }
     }
 
+    #[cfg(feature = "parse")]
     /// Reads a TOML config: top-level `election`, `id`, `value`, and at most one of the tables
     /// `[file]`, `[etcd]`, `[consul]`, `[zookeeper]` (none means the file backend).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
@@ -207,6 +212,7 @@ impl Config {
         Ok(config)
     }
 
+    #[cfg(feature = "parse")]
     /// Reads the URL form: `file:///run/elect/billing.lock`, `etcd://h1:2379,h2:2379/billing?ttl=5s`,
     /// `consul://127.0.0.1:8500/billing?lock_delay=0s`, `zk://zk1:2181/billing?session_timeout=6s`.
     /// The path names the election.
@@ -303,6 +309,7 @@ impl Config {
     }
 }
 
+#[cfg(feature = "parse")]
 fn toml_error(text: &str, path: &str, error: &toml::de::Error) -> ConfigError {
     let field = if path.is_empty() || path == "." {
         "config"
