@@ -7,14 +7,12 @@
 //! the test started are left up (all nodes running again); clusters it started itself are taken
 //! down at the end, also when it fails.
 //!
-//! Only std: the script is run as a child process, every call bounded by a timeout.
+//! The script is run as a child process, every call bounded by a timeout.
 
-use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use elect_test_support::script::{run_cluster_script, ScriptRun};
 
 const BACKENDS: [&str; 3] = ["etcd", "consul", "zookeeper"];
 
@@ -33,105 +31,27 @@ const INSTALL_HINT: &str = "the servers come from `tests/cluster/cluster install
      (etcd 3.5, Consul 1.8, ZooKeeper 3.8 from Debian's archive, and a Java runtime); \
      run it and read its message";
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("cluster")
-        .join("cluster")
+/// The summary line `<backend>: quorum healthy=3/3 running=3/3 leader=n2` of a `status` call.
+fn summary<'a>(run: &'a ScriptRun, backend: &str) -> &'a str {
+    let prefix = format!("{backend}: ");
+    run.stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or("")
 }
 
-struct Run {
-    args: String,
-    /// `None` when the call was killed at its timeout.
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(&self) -> bool {
-        self.status.is_some_and(|s| s.success())
-    }
-
-    fn describe(&self) -> String {
-        let status = match self.status {
-            Some(s) => s.to_string(),
-            None => "killed at its timeout".to_string(),
-        };
-        format!(
-            "`tests/cluster/cluster {}`: {status}\n--- stdout\n{}--- stderr\n{}",
-            self.args, self.stdout, self.stderr
-        )
-    }
-
-    /// The summary line `<backend>: quorum healthy=3/3 running=3/3 leader=n2`.
-    fn summary(&self, backend: &str) -> &str {
-        let prefix = format!("{backend}: ");
-        self.stdout
-            .lines()
-            .rev()
-            .find(|l| l.starts_with(&prefix))
-            .unwrap_or("")
-    }
-}
-
-/// Runs the script with `args`, killing it (and whatever it started in its process group) at
-/// `timeout`. Server nodes run in their own sessions, so they are not touched by that.
-fn cluster(args: &[&str], timeout: Duration) -> Run {
-    use std::os::unix::process::CommandExt;
-    let path = script();
-    assert!(
-        path.is_file(),
-        "{} is missing: the harness is part of the repository",
-        path.display()
-    );
-    let mut child = Command::new(&path)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
-    let pid = child.id();
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let mut err = child.stderr.take().expect("stderr is piped");
-    let out_reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let (tx, rx) = mpsc::channel();
-    let waiter = thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = match rx.recv_timeout(timeout) {
-        Ok(r) => Some(r.expect("waiting for the cluster script")),
-        Err(_) => {
-            // the whole process group: the script and its etcdctl/java/... children
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-            let _ = rx.recv();
-            None
-        }
-    };
-    let _ = waiter.join();
-    Run {
-        args: args.join(" "),
-        status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-    }
+/// Runs the script with `args`, killing it at `timeout`.
+fn cluster(args: &[&str], timeout: Duration) -> ScriptRun {
+    run_cluster_script(&[], args, timeout)
 }
 
 /// Polls `status <backend>` until `done` accepts it or `deadline` passes; returns the last run.
-fn poll_status(backend: &str, deadline: Duration, done: impl Fn(&Run) -> bool) -> Result<Run, Run> {
+fn poll_status(
+    backend: &str,
+    deadline: Duration,
+    done: impl Fn(&ScriptRun) -> bool,
+) -> Result<ScriptRun, ScriptRun> {
     let end = Instant::now() + deadline;
     loop {
         let run = cluster(&["status", backend], CALL_TIMEOUT);
@@ -145,12 +65,12 @@ fn poll_status(backend: &str, deadline: Duration, done: impl Fn(&Run) -> bool) -
     }
 }
 
-fn has_quorum(run: &Run, backend: &str) -> bool {
-    run.ok() && run.summary(backend).contains(": quorum ")
+fn has_quorum(run: &ScriptRun, backend: &str) -> bool {
+    run.ok() && summary(run, backend).contains(": quorum ")
 }
 
-fn all_back(run: &Run, backend: &str) -> bool {
-    let s = run.summary(backend);
+fn all_back(run: &ScriptRun, backend: &str) -> bool {
+    let s = summary(run, backend);
     has_quorum(run, backend) && s.contains("healthy=3/3") && s.contains("running=3/3")
 }
 
@@ -182,7 +102,7 @@ fn leader(backend: &str) -> u32 {
     }
 }
 
-fn node_line(run: &Run, backend: &str, node: u32) -> String {
+fn node_line(run: &ScriptRun, backend: &str, node: u32) -> String {
     let tag = format!("n{node}");
     run.stdout
         .lines()
@@ -235,14 +155,14 @@ fn kill_and_restart(backend: &str, victim: u32, what: &str) {
         after.describe()
     );
     assert!(
-        after.summary(backend).contains("running=2/3"),
+        summary(&after, backend).contains("running=2/3"),
         "{backend}: expected 2 of 3 nodes running\n{}",
         after.describe()
     );
     eprintln!(
         "{backend}: {what} n{victim} killed; quorum after {:?}: {}",
         started.elapsed(),
-        after.summary(backend)
+        summary(&after, backend)
     );
     if what == "leader" {
         let new = leader(backend);
@@ -270,7 +190,7 @@ fn kill_and_restart(backend: &str, victim: u32, what: &str) {
     eprintln!(
         "{backend}: n{victim} restarted; rejoined after {:?}: {}",
         started.elapsed(),
-        back.summary(backend)
+        summary(&back, backend)
     );
 }
 
@@ -294,7 +214,7 @@ fn clusters_keep_quorum_when_one_node_dies() {
             "{backend}: `status` after `up` must exit 0 with 3/3 healthy\n{}",
             status.describe()
         );
-        eprintln!("{backend}: up: {}", status.summary(backend));
+        eprintln!("{backend}: up: {}", summary(&status, backend));
 
         // a follower dies: the other two keep quorum without an election
         let lead = leader(backend);

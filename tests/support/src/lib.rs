@@ -14,6 +14,7 @@ pub mod faults;
 pub mod pki;
 pub mod process;
 pub mod proxy;
+pub mod script;
 
 use std::fmt::Debug;
 use std::io::{Read, Write};

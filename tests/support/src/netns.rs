@@ -14,8 +14,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -47,38 +46,6 @@ pub struct NetnsCluster {
     _lock: Flock<File>,
 }
 
-/// One finished call of the script.
-#[derive(Debug)]
-pub struct ScriptRun {
-    /// The arguments, for messages.
-    pub args: String,
-    /// `None` when the call was killed at its timeout.
-    pub status: Option<ExitStatus>,
-    /// What it printed on stdout.
-    pub stdout: String,
-    /// What it printed on stderr.
-    pub stderr: String,
-}
-
-impl ScriptRun {
-    /// It exited with status 0.
-    pub fn ok(&self) -> bool {
-        self.status.is_some_and(|s| s.success())
-    }
-
-    /// The call, its status and its output, for a failure message.
-    pub fn describe(&self) -> String {
-        let status = match self.status {
-            Some(s) => s.to_string(),
-            None => "killed at its timeout".to_owned(),
-        };
-        format!(
-            "`ELECT_CLUSTER_NET=netns tests/cluster/cluster {}`: {status}\n--- stdout\n{}--- stderr\n{}",
-            self.args, self.stdout, self.stderr
-        )
-    }
-}
-
 impl NetnsCluster {
     /// Starts a fresh 3-member cluster of `backend` (`etcd`, `consul`, `zookeeper` or `zk`)
     /// in network namespaces and waits until all three members are healthy. Blocks while
@@ -94,7 +61,11 @@ impl NetnsCluster {
             down: false,
             _lock: lock,
         };
-        let up = run_script(&["up", backend], UP_TIMEOUT);
+        let up = crate::script::run_cluster_script(
+            &[("ELECT_CLUSTER_NET", "netns")],
+            &["up", backend],
+            UP_TIMEOUT,
+        );
         assert!(
             up.ok(),
             "{backend}: the netns cluster did not come up (servers come from \
@@ -145,7 +116,11 @@ impl NetnsCluster {
     pub fn leader(&self) -> usize {
         let end = Instant::now() + LEADER_TIMEOUT;
         loop {
-            let run = run_script(&["leader", self.backend], CALL_TIMEOUT);
+            let run = crate::script::run_cluster_script(
+                &[("ELECT_CLUSTER_NET", "netns")],
+                &["leader", self.backend],
+                CALL_TIMEOUT,
+            );
             if run.ok() {
                 let leader = run
                     .stdout
@@ -216,7 +191,8 @@ impl NetnsCluster {
     /// Whether `from` opens a TCP connection to `to`'s peer port now (real traffic over the
     /// peer link, within 2 s).
     pub fn reaches(&self, from: usize, to: usize) -> bool {
-        let run = run_script(
+        let run = crate::script::run_cluster_script(
+            &[("ELECT_CLUSTER_NET", "netns")],
             &["reach", self.backend, &from.to_string(), &to.to_string()],
             CALL_TIMEOUT,
         );
@@ -241,7 +217,11 @@ impl NetnsCluster {
     /// Runs any other command of the script in netns mode (`status`, `kill`, `start`,
     /// `freeze`, `thaw`, …); panics with its output if it fails; returns its stdout.
     pub fn script(&self, args: &[&str]) -> String {
-        let run = run_script(args, CALL_TIMEOUT);
+        let run = crate::script::run_cluster_script(
+            &[("ELECT_CLUSTER_NET", "netns")],
+            args,
+            CALL_TIMEOUT,
+        );
         assert!(run.ok(), "{}", run.describe());
         run.stdout
     }
@@ -261,7 +241,11 @@ impl NetnsCluster {
         if std::mem::replace(&mut self.down, true) {
             return Ok(());
         }
-        let down = run_script(&["down", self.backend], CALL_TIMEOUT);
+        let down = crate::script::run_cluster_script(
+            &[("ELECT_CLUSTER_NET", "netns")],
+            &["down", self.backend],
+            CALL_TIMEOUT,
+        );
         let left = leftovers(self.backend);
         if down.ok() && left.is_empty() {
             return Ok(());
@@ -397,61 +381,5 @@ fn lock(backend: &str) -> Flock<File> {
             path.display()
         );
         thread::sleep(POLL);
-    }
-}
-
-fn script_path() -> PathBuf {
-    std::env::var("ELECT_TEST_CLUSTER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| crate::repo().join("tests/cluster/cluster"))
-}
-
-/// Runs the script in netns mode, killing it (and whatever it started in its process group;
-/// members run in sessions of their own) at `timeout`.
-fn run_script(args: &[&str], timeout: Duration) -> ScriptRun {
-    use std::os::unix::process::CommandExt;
-    let path = script_path();
-    let mut child = Command::new(&path)
-        .args(args)
-        .env("ELECT_CLUSTER_NET", "netns")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
-    let pid = child.id();
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let mut err = child.stderr.take().expect("stderr is piped");
-    let out_reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let (tx, rx) = mpsc::channel();
-    let waiter = thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = match rx.recv_timeout(timeout) {
-        Ok(r) => Some(r.expect("waiting for the cluster script")),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-            let _ = rx.recv();
-            None
-        }
-    };
-    let _ = waiter.join();
-    ScriptRun {
-        args: args.join(" "),
-        status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
     }
 }
