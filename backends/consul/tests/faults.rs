@@ -5,8 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use elect_core::{Candidate, ElectionName, Elector, LossReason};
-use elect_test_support::faults::{self, MemberFault};
+use elect_core::{Candidate, Elector, LossReason};
+use elect_test_support::faults::{self, election, me, MemberFault};
 use support::{connect, http, TTL};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -21,16 +21,6 @@ fn log() {
             .with_test_writer()
             .try_init();
     }
-}
-
-fn election(case: &str) -> ElectionName {
-    elect_test_support::unique_name(&format!("fault-{case}"))
-        .parse()
-        .unwrap()
-}
-
-fn me() -> Candidate {
-    Candidate::new("leader", "leader").unwrap()
 }
 
 #[tokio::test]

@@ -5,25 +5,15 @@ mod support;
 
 use std::time::Duration;
 
-use elect_core::{Candidate, ElectionName, Elector, LeadershipState, LossReason};
+use elect_core::{Candidate, Elector, LeadershipState, LossReason};
 use elect_test_support::cluster;
-use elect_test_support::faults::{self, MemberFault};
+use elect_test_support::faults::{self, election, me, MemberFault};
 use support::{connect, etcdctl, TTL};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 /// The faults share one cluster: one at a time.
 static SERIAL: Mutex<()> = Mutex::const_new(());
-
-fn election(case: &str) -> ElectionName {
-    elect_test_support::unique_name(&format!("fault-{case}"))
-        .parse()
-        .unwrap()
-}
-
-fn me() -> Candidate {
-    Candidate::new("leader", "leader").unwrap()
-}
 
 fn run_ok(mut command: std::process::Command) -> String {
     let output = command.output().expect("run etcdctl");

@@ -5,24 +5,14 @@ mod support;
 
 use std::time::Duration;
 
-use elect_core::{Candidate, ElectionName, Elector, LeadershipState, LossReason};
-use elect_test_support::faults::MemberFault;
+use elect_core::{Candidate, Elector, LeadershipState, LossReason};
+use elect_test_support::faults::{election, me, MemberFault};
 use elect_zookeeper::ZookeeperElector;
 use support::{config, connect, member_of_session};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
-
-fn election(case: &str) -> ElectionName {
-    elect_test_support::unique_name(&format!("fault-{case}"))
-        .parse()
-        .unwrap()
-}
-
-fn me() -> Candidate {
-    Candidate::new("leader", "leader").unwrap()
-}
 
 #[tokio::test]
 async fn a_claim_deleted_by_hand_is_lost_within_a_second() {

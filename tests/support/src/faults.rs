@@ -3,10 +3,22 @@
 
 use std::time::Duration;
 
-use elect_core::{Leadership, LossReason};
+use elect_core::{Candidate, ElectionName, Leadership, LossReason};
 use tokio::time::Instant;
 
 use crate::cluster;
+
+/// A fresh election for the fault case `case`.
+pub fn election(case: &str) -> ElectionName {
+    crate::unique_name(&format!("fault-{case}"))
+        .parse()
+        .expect("a valid election name")
+}
+
+/// The candidate a fault case campaigns as.
+pub fn me() -> Candidate {
+    Candidate::new("leader", "leader").expect("a valid candidate")
+}
 
 /// Members of a cluster frozen or killed until the guard is dropped: then — even when an
 /// assertion failed — they are thawed or started again, and the whole cluster is waited for
