@@ -35,11 +35,12 @@ pub struct ElectorState<S, C> {
 }
 
 impl<S: Session, C> ElectorState<S, C> {
-    /// The state of a new elector of `backend`, with a session already made or none yet.
-    pub fn new(backend: &'static str, session: Option<S>) -> Self {
+    /// The state of a new elector of `backend`, with a session already made (perhaps shared
+    /// with other electors) or none yet.
+    pub fn new(backend: &'static str, session: Option<Arc<S>>) -> Self {
         ElectorState {
             backend,
-            session: tokio::sync::Mutex::new(session.map(Arc::new)),
+            session: tokio::sync::Mutex::new(session),
             closed: watch::channel(false).0,
             terms: Mutex::new(Vec::new()),
             candidacies: Candidacies::default(),

@@ -170,17 +170,19 @@ impl KeepAlive {
                     return;
                 }
                 Renewal::Failed(error) => {
-                    tracing::warn!(
-                        backend,
-                        error,
-                        "renewal failed; retrying until the deadline"
-                    );
                     clock.suspend();
-                    pause = if failing {
-                        (pause * 2).min(RETRY_AT_MOST).min(every)
+                    // Once per outage at warn; the retries that follow at debug.
+                    if failing {
+                        tracing::debug!(backend, error, "renewal failed again");
+                        pause = (pause * 2).min(RETRY_AT_MOST).min(every);
                     } else {
-                        RETRY_FIRST.min(every)
-                    };
+                        tracing::warn!(
+                            backend,
+                            error,
+                            "renewal failed; retrying until the deadline"
+                        );
+                        pause = RETRY_FIRST.min(every);
+                    }
                     failing = true;
                 }
             }

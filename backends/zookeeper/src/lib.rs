@@ -80,7 +80,7 @@ impl ZookeeperElector {
         Ok(elector)
     }
 
-    fn new(config: &ZookeeperConfig, session: Option<Session>) -> Self {
+    fn new(config: &ZookeeperConfig, session: Option<Arc<Session>>) -> Self {
         ZookeeperElector {
             config: config.clone(),
             acls: if config.auth.is_some() {
@@ -94,9 +94,9 @@ impl ZookeeperElector {
 
     /// An elector on a client you already have: its session is shared (its claims, too, end
     /// with it). `config` gives the drift margin and root, and the endpoints for a new session
-    /// after this one expires. Many electors can share one client, but each checks the
-    /// session on its own (a request every third of the timeout): for many elections, one
-    /// elector serves them all with one check.
+    /// after this one expires. Many electors can share one client: those with the same drift
+    /// margin and tick time share one check of the session (a `sync` every third of the
+    /// timeout) and one deadline, however many there are.
     /// The config is checked as [`ZookeeperConfig::validate`] does.
     pub fn with_client(client: zk::Client, config: &ZookeeperConfig) -> Result<Self> {
         config.validate()?;
@@ -104,7 +104,7 @@ impl ZookeeperElector {
         // session every third of its timeout, so count from half a timeout ago.
         let now = elect_core::clock::now();
         let heard = now.checked_sub(client.session_timeout() / 2).unwrap_or(now);
-        let session = Session::from_client(client, heard, config);
+        let session = Session::shared(client, heard, config);
         Ok(ZookeeperElector::new(config, Some(session)))
     }
 

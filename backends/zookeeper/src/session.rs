@@ -22,6 +22,7 @@
 //! reconnection renews at once; `Expired` and `Closed` end it — an expired client is final,
 //! and the elector builds a new one.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,11 @@ use tokio::time::Instant;
 use zookeeper_client as zk;
 
 use crate::error::{self, BACKEND};
+
+/// The sessions of callers' clients that electors share, by session id and timing settings.
+type SharedKey = (i64, Duration, Option<Duration>);
+static SHARED: std::sync::Mutex<std::collections::BTreeMap<SharedKey, std::sync::Weak<Session>>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// ZooKeeper's default client port.
 pub const DEFAULT_PORT: u16 = 2181;
@@ -173,6 +179,33 @@ impl Session {
         Ok(session)
     }
 
+    /// The session of a caller's client, shared by every elector made on that client with the
+    /// same timing settings: one deadline clock and one confirmation loop per session, however
+    /// many electors and elections use it. `heard` is when the server last heard the client,
+    /// as far as we know.
+    pub(crate) fn shared(
+        client: zk::Client,
+        heard: Instant,
+        config: &ZookeeperConfig,
+    ) -> Arc<Self> {
+        use elect_core::backend::Session as _;
+        let key = (
+            client.session_id().0,
+            config.drift_margin(),
+            config.tick_time,
+        );
+        let mut shared = SHARED.lock().expect("shared sessions poisoned");
+        shared.retain(|_, session| session.strong_count() > 0);
+        if let Some(session) = shared.get(&key).and_then(std::sync::Weak::upgrade) {
+            if !session.is_over() {
+                return session;
+            }
+        }
+        let session = Arc::new(Session::from_client(client, heard, config));
+        shared.insert(key, Arc::downgrade(&session));
+        session
+    }
+
     /// Wraps a connected client; `sent_at` is when its connection request was sent.
     pub(crate) fn from_client(
         client: zk::Client,
@@ -195,12 +228,21 @@ impl Session {
         let keep_alive =
             KeepAlive::new(BACKEND, clock.clone(), renew_every(negotiated)).first_at_once();
         let renew_now = keep_alive.renew_now();
+        let reconnected = Arc::new(AtomicBool::new(false));
         let tasks = vec![
             keep_alive.spawn(SyncRenewer {
                 client: client.clone(),
                 confirmations,
+                reconnected: reconnected.clone(),
+                renew_now: renew_now.clone(),
             }),
-            tokio::spawn(follow_state(states, clock.clone(), renew_now, lag, id)),
+            tokio::spawn(follow_state(
+                states,
+                clock.clone(),
+                renew_now,
+                reconnected,
+                id,
+            )),
             tokio::spawn(close_when_given_up(client.clone(), clock.clone())),
         ];
         tracing::debug!(
@@ -302,6 +344,9 @@ impl Confirmations {
 struct SyncRenewer {
     client: SessionClient,
     confirmations: Confirmations,
+    /// Set on a reconnection, until a sync is answered after it.
+    reconnected: Arc<AtomicBool>,
+    renew_now: Arc<Notify>,
 }
 
 #[async_trait::async_trait]
@@ -310,19 +355,35 @@ impl Renew for SyncRenewer {
         let Ok(live) = self.client.get() else {
             return Renewal::Gone(LossReason::ShutDown);
         };
-        self.confirmations.sync(&live, sent_at).await
+        let resuming = self.reconnected.swap(false, Ordering::SeqCst);
+        let renewal = self.confirmations.sync(&live, sent_at).await;
+        match renewal {
+            Renewal::Failed(_) if resuming => self.reconnected.store(true, Ordering::SeqCst),
+            // The first sync answered after a reconnection renews from a request answered
+            // before it; the next one, a report lag after this answer, renews from this one.
+            // Sent a period later instead, it could come after the deadline.
+            Renewal::Confirmed { .. } | Renewal::Answered if resuming => {
+                let (renew_now, lag) = (self.renew_now.clone(), self.confirmations.lag);
+                tokio::spawn(async move {
+                    tokio::time::sleep(lag).await;
+                    renew_now.notify_one();
+                });
+            }
+            _ => {}
+        }
+        renewal
     }
 }
 
 /// Follows the connection: a disconnection suspends the session, a reconnection renews at
 /// once — from a request answered before the disconnection — and again once a report lag
-/// has passed, which renews from the first: a suspended term resumes at once with the
-/// deadline it had, and moves it on soon after.
+/// has passed since that answer, which renews from the first ([`SyncRenewer`]): a suspended
+/// term resumes at once with the deadline it had, and moves it on soon after.
 async fn follow_state(
     mut states: zk::StateWatcher,
     clock: LeaseClock,
     renew_now: Arc<Notify>,
-    lag: Duration,
+    reconnected: Arc<AtomicBool>,
     id: i64,
 ) {
     let mut ended = clock.watch();
@@ -340,8 +401,7 @@ async fn follow_state(
                 clock.suspend();
             }
             zk::SessionState::SyncConnected => {
-                renew_now.notify_one();
-                tokio::time::sleep(lag).await;
+                reconnected.store(true, Ordering::SeqCst);
                 renew_now.notify_one();
             }
             zk::SessionState::Expired => {

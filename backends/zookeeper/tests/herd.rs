@@ -89,3 +89,49 @@ async fn a_handover_among_200_waiting_candidates_notifies_only_the_successor() {
         task.abort();
     }
 }
+
+/// Electors on one client check their one session once, however many there are: a hundred of
+/// them leading a hundred elections cost the ensemble what one does — a `sync` every third of
+/// the timeout and the client's own pings — not a hundred syncs a period (issue 16: idle cost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_electors_on_one_client_check_the_session_once() {
+    const ELECTORS: usize = 100;
+    let timeout = Duration::from_secs(3);
+    let client = zookeeper_client::Client::connector()
+        .with_session_timeout(timeout)
+        .connect(&support::connect_string())
+        .await
+        .unwrap();
+    let session = client.session_id().0;
+    let mut terms = Vec::new();
+    for i in 0..ELECTORS {
+        let elector = ZookeeperElector::with_client(client.clone(), &config()).unwrap();
+        let election: ElectionName = elect_test_support::unique_name(&format!("idle-{i}"))
+            .parse()
+            .unwrap();
+        let term = elector
+            .campaign(&election, &Candidate::new("me", "me").unwrap())
+            .await
+            .unwrap();
+        terms.push((elector, term));
+    }
+    // Past the campaigns' own requests; then one whole timeout of idle leading.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = support::requests_received(session).expect("a member holds the session");
+    tokio::time::sleep(timeout).await;
+    let received =
+        support::requests_received(session).expect("a member holds the session") - before;
+    for (_, term) in &terms {
+        assert!(term.is_leader(), "a term was lost while idle");
+    }
+    // One timeout: three syncs and about three pings of the client; a hundred electors
+    // checking on their own would send three hundred syncs.
+    assert!(
+        received <= 12,
+        "{ELECTORS} electors on one client sent {received} requests in one session timeout"
+    );
+    eprintln!("{ELECTORS} electors on one client: {received} requests in {timeout:?}");
+    for (_, term) in terms {
+        term.resign().await.unwrap();
+    }
+}

@@ -101,3 +101,17 @@ pub fn member_of_session(id: i64) -> Option<usize> {
         .position(|port| four_letters(port, "cons").contains(&wanted))
         .map(|i| i + 1)
 }
+
+/// Requests the ensemble received on session `id`'s connection so far (`cons`' `recved`), or
+/// `None` while no member holds it.
+pub fn requests_received(id: i64) -> Option<u64> {
+    let wanted = format!("sid=0x{id:x}");
+    ports().into_iter().find_map(|port| {
+        let cons = four_letters(port, "cons");
+        let line = cons.lines().find(|l| l.contains(&wanted))?;
+        let recved = line
+            .split(['(', ',', ')'])
+            .find_map(|f| f.strip_prefix("recved="))?;
+        recved.parse().ok()
+    })
+}
