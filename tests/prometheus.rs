@@ -29,18 +29,11 @@ fn alert_rules() -> PathBuf {
 
 /// Runs promtool with `args`; panics with its output unless it succeeds.
 fn promtool(args: &[&str], dir: &Path) -> Output {
-    let output = Command::new(server_bin("promtool"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run promtool");
-    assert!(
-        output.status.success(),
-        "promtool {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    elect_test_support::process::output_ok(
+        Command::new(server_bin("promtool"))
+            .args(args)
+            .current_dir(dir),
+    )
 }
 
 /// The rule file is valid, and its unit tests (each alert firing on a bad series and silent

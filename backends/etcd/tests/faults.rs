@@ -16,12 +16,7 @@ use tokio::time::Instant;
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
 fn run_ok(mut command: std::process::Command) -> String {
-    let output = command.output().expect("run etcdctl");
-    assert!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = elect_test_support::process::output_ok(&mut command);
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 

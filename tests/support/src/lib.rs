@@ -92,21 +92,7 @@ pub fn try_http(
 /// Runs the cluster script (`up`, `kill`, `start`, `freeze`, `thaw`, `leader`, `wait`, …);
 /// panics with its output if it fails.
 pub fn cluster(args: &[&str]) -> Output {
-    let script = std::env::var("ELECT_TEST_CLUSTER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join("tests/cluster/cluster"));
-    let output = Command::new(&script)
-        .args(args)
-        .output()
-        .expect("run the cluster script");
-    assert!(
-        output.status.success(),
-        "{} {args:?} failed: {}{}",
-        script.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    process::output_ok(Command::new(script::script_path()).args(args))
 }
 
 /// A server binary (`etcd`, `etcdctl`, `consul`) from Debian's packages, unpacked by

@@ -1,7 +1,7 @@
 //! Processes in tests: waiting for a condition, telling a live process from a dead one,
 //! killing what a failed test left running.
 
-use std::process::{Child, Command};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 /// Polls `check` every 5 ms until it returns `Some`, for at most `limit` (a process's death,
@@ -49,4 +49,19 @@ pub fn without_elect_env(command: &mut Command) -> &mut Command {
         }
     }
     command
+}
+
+/// Runs `command` to its end; panics with what it printed unless it exited with status 0.
+pub fn output_ok(command: &mut Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
