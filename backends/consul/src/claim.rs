@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::{Claim, ElectionName, Error, LossReason, NotLeaderReason, Result, TermControl};
+use elect_core::{Claim, ElectionName, Error, LossReason, Result, TermControl};
 
 use crate::agent::{b64, Agent, LOCK_FLAGS};
 
@@ -44,10 +44,7 @@ pub(crate) struct ConsulClaim {
 
 impl ConsulClaim {
     fn rejected(&self) -> Error {
-        Error::NotLeader {
-            election: self.election.clone(),
-            reason: NotLeaderReason::RejectedByStore,
-        }
+        Error::rejected_by_store(&self.election)
     }
 
     /// The lock key is still held by our session *in this term*: the checks every write of

@@ -10,29 +10,18 @@ use std::time::Duration;
 
 use elect_consul::ConsulElector;
 use elect_core::testkit::{CutOff, Harness};
-use elect_core::Elector;
 use elect_test_support::proxy;
-use futures::FutureExt;
 
 fn harness() -> Harness {
     let mut harness = Harness::new(
         "consul",
-        Arc::new(|| {
-            async {
-                let elector: Arc<dyn Elector> = Arc::new(support::connect().await);
-                Ok(elector)
-            }
-            .boxed()
-        }),
-        Arc::new(|election| {
-            async move {
-                // What `consul kv delete <election>/.lock` does.
-                let (status, body) = support::http("DELETE", &format!("/v1/kv/{election}/.lock"));
-                assert_eq!(status, 200, "delete the lock key: {body}");
-                Ok(())
-            }
-            .boxed()
-        }),
+        || async { Ok(support::connect().await) },
+        |election| async move {
+            // What `consul kv delete <election>/.lock` does.
+            let (status, body) = support::http("DELETE", &format!("/v1/kv/{election}/.lock"));
+            assert_eq!(status, 200, "delete the lock key: {body}");
+            Ok(())
+        },
     );
     // A crashed holder's session is invalidated between TTL and 2 × TTL, then the lock delay
     // (one TTL by default) runs.

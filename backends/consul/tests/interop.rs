@@ -15,7 +15,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use elect_core::{Candidate, ElectionName, Elector};
+use elect_core::testkit::campaign_as;
+use elect_core::{ElectionName, Elector};
 use support::{connect, consul};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -87,10 +88,7 @@ async fn consul_lock_and_elect_share_one_election() {
         let elector = connect().await;
         let election = election.clone();
         tokio::spawn(async move {
-            let leadership = elector
-                .campaign(&election, &Candidate::new("rust", "rust").unwrap())
-                .await
-                .unwrap();
+            let leadership = campaign_as(&elector, &election, "rust").await;
             (now_ns(), leadership, elector)
         })
     };

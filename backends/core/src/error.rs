@@ -152,6 +152,30 @@ impl Error {
         }
     }
 
+    /// The store refused a write or proclaim on `election`: the claim is gone or belongs to a
+    /// newer term. What a backend returns when its store's own check fails.
+    pub fn rejected_by_store(election: &ElectionName) -> Self {
+        Error::NotLeader {
+            election: election.clone(),
+            reason: NotLeaderReason::RejectedByStore,
+        }
+    }
+
+    /// Why leadership was refused, for a [`Error::NotLeader`]; `None` for every other error.
+    ///
+    /// ```
+    /// use elect_core::{Error, NotLeaderReason};
+    /// let error = Error::rejected_by_store(&"billing".parse()?);
+    /// assert_eq!(error.not_leader_reason(), Some(NotLeaderReason::RejectedByStore));
+    /// # Ok::<(), elect_core::Error>(())
+    /// ```
+    pub fn not_leader_reason(&self) -> Option<NotLeaderReason> {
+        match self {
+            Error::NotLeader { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
     /// True for errors that may pass if the call is tried again (the store was unreachable or
     /// slow), false for errors that will repeat (bad config, permission, an unusable store,
     /// not leader, closed).

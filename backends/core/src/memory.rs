@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::backend::Candidacies;
 use crate::clock::{LeaseClock, LeasePhase};
-use crate::error::{Error, NotLeaderReason, Result};
+use crate::error::{Error, Result};
 use crate::leadership::{Claim, TermControl};
 use crate::loss::LossReason;
 use crate::observe::{leader_stream, WatchLeader};
@@ -663,10 +663,7 @@ impl MemoryClaim {
     }
 
     fn not_leader(&self) -> Error {
-        Error::NotLeader {
-            election: self.election.clone(),
-            reason: NotLeaderReason::RejectedByStore,
-        }
+        Error::rejected_by_store(&self.election)
     }
 }
 
@@ -717,6 +714,7 @@ impl Claim for MemoryClaim {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::NotLeaderReason;
 
     /// The store itself refuses an old term's fenced write, whatever the handle believes.
     #[tokio::test]
@@ -743,15 +741,9 @@ mod tests {
             .await
             .unwrap();
         let late = stale.fenced_put("k", b"late-from-a").await;
-        assert!(
-            matches!(
-                late,
-                Err(Error::NotLeader {
-                    reason: NotLeaderReason::RejectedByStore,
-                    ..
-                })
-            ),
-            "{late:?}"
+        assert_eq!(
+            late.err().and_then(|e| e.not_leader_reason()),
+            Some(NotLeaderReason::RejectedByStore)
         );
         assert_eq!(
             second.fenced_get("k").await.unwrap().as_deref(),

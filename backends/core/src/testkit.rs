@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use futures::StreamExt;
 use tokio::time::Instant;
 
@@ -156,7 +157,24 @@ impl std::fmt::Debug for Harness {
 
 impl Harness {
     /// A harness for `backend`; bounds default to 2 s (quick), 30 s (crash) and 300 ms (settle).
-    pub fn new(backend: &'static str, connect: Connect, delete_claims: DeleteClaims) -> Self {
+    ///
+    /// `connect` makes a new elector of the backend; `delete_claims` removes an election's
+    /// claims as an operator would with the store's own tool.
+    pub fn new<E, Connecting, Deleting>(
+        backend: &'static str,
+        connect: impl Fn() -> Connecting + Send + Sync + 'static,
+        delete_claims: impl Fn(ElectionName) -> Deleting + Send + Sync + 'static,
+    ) -> Self
+    where
+        E: Elector + 'static,
+        Connecting: Future<Output = Result<E>> + Send + 'static,
+        Deleting: Future<Output = Result<()>> + Send + 'static,
+    {
+        let connect: Connect = Arc::new(move || {
+            let connecting = connect();
+            async move { Ok(Arc::new(connecting.await?) as Arc<dyn Elector>) }.boxed()
+        });
+        let delete_claims: DeleteClaims = Arc::new(move |election| delete_claims(election).boxed());
         Harness {
             backend,
             connect,
@@ -218,6 +236,49 @@ pub async fn within<F: Future>(limit: Duration, future: F, what: &str) -> F::Out
         Ok(output) => output,
         Err(_) => panic!("{what}: did not happen within {limit:?}"),
     }
+}
+
+/// A campaign that must win: `elector` campaigns in `election` as candidate `id` (whose value
+/// is `id` too); panics if the campaign fails.
+pub async fn campaign_as<E: Elector + ?Sized>(
+    elector: &E,
+    election: &ElectionName,
+    id: &str,
+) -> Leadership {
+    let who = Candidate::new(id, id).expect("test candidate ids are valid");
+    elector
+        .campaign(election, &who)
+        .await
+        .unwrap_or_else(|e| panic!("{id}: campaign failed: {e}"))
+}
+
+/// What a [`spawn_campaign_as`] task gives back once its campaign won.
+#[derive(Debug)]
+pub struct Won<E> {
+    /// The term.
+    pub leadership: Leadership,
+    /// When the campaign returned.
+    pub at: Instant,
+    /// The elector, which must outlive the term.
+    pub elector: E,
+}
+
+/// [`campaign_as`] in a task of its own, so that it waits while the test goes on; the task
+/// keeps the elector and gives it back with the term.
+pub fn spawn_campaign_as<E: Elector + 'static>(
+    elector: E,
+    election: &ElectionName,
+    id: &str,
+) -> tokio::task::JoinHandle<Won<E>> {
+    let (election, id) = (election.clone(), id.to_owned());
+    tokio::spawn(async move {
+        let leadership = campaign_as(&elector, &election, &id).await;
+        Won {
+            leadership,
+            at: Instant::now(),
+            elector,
+        }
+    })
 }
 
 fn candidate(name: &str) -> Candidate {
@@ -1028,26 +1089,23 @@ macro_rules! cut_off_suite {
 /// (an expression evaluated per test).
 ///
 /// ```no_run
-/// use std::sync::Arc;
 /// use std::time::Duration;
 /// use elect_core::testkit::Harness;
-/// use elect_core::{Elector, MemoryStore};
-/// use futures::FutureExt;
+/// use elect_core::MemoryStore;
 ///
 /// fn harness() -> Harness {
 ///     let store = MemoryStore::new();
 ///     let deleting = store.clone();
 ///     Harness::new(
 ///         "memory",
-///         Arc::new(move || {
-///             let elector: Arc<dyn Elector> =
-///                 Arc::new(store.elector(Duration::from_secs(2), Duration::from_millis(200)));
-///             async move { Ok(elector) }.boxed()
-///         }),
-///         Arc::new(move |election| {
+///         move || {
+///             let elector = store.elector(Duration::from_secs(2), Duration::from_millis(200));
+///             async move { Ok(elector) }
+///         },
+///         move |election| {
 ///             deleting.delete_claims(&election);
-///             async { Ok(()) }.boxed()
-///         }),
+///             async { Ok(()) }
+///         },
 ///     )
 /// }
 ///

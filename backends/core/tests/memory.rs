@@ -1,12 +1,10 @@
 //! The conformance suite on the in-memory backend, plus what only it can show without a
 //! server: a client cut off from its store loses by its deadline.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::testkit::Harness;
-use elect_core::{Candidate, Elector, LeadershipState, LossReason, MemoryStore};
-use futures::FutureExt;
+use elect_core::testkit::{campaign_as, spawn_campaign_as, Harness, Won};
+use elect_core::{LeadershipState, LossReason, MemoryStore};
 use tokio::time::Instant;
 
 const TTL: Duration = Duration::from_millis(1500);
@@ -17,14 +15,14 @@ fn harness() -> Harness {
     let connect_store = store.clone();
     let mut harness = Harness::new(
         "memory",
-        Arc::new(move || {
-            let elector: Arc<dyn Elector> = Arc::new(connect_store.elector(TTL, MARGIN));
-            async move { Ok(elector) }.boxed()
-        }),
-        Arc::new(move |election| {
+        move || {
+            let elector = connect_store.elector(TTL, MARGIN);
+            async move { Ok(elector) }
+        },
+        move |election| {
             store.delete_claims(&election);
-            async { Ok(()) }.boxed()
-        }),
+            async { Ok(()) }
+        },
     );
     harness.crash_failover = TTL + Duration::from_secs(1);
     harness
@@ -43,20 +41,8 @@ async fn a_partitioned_leader_loses_by_its_deadline_before_a_successor_leads() {
     let a = store.elector(TTL, MARGIN);
     let b = store.elector(TTL, MARGIN);
     let election = "partition".parse().unwrap();
-    let leader = a
-        .campaign(&election, &Candidate::new("a", "a").unwrap())
-        .await
-        .unwrap();
-    let b_task = {
-        let election = election.clone();
-        tokio::spawn(async move {
-            let l = b
-                .campaign(&election, &Candidate::new("b", "b").unwrap())
-                .await
-                .unwrap();
-            (Instant::now(), l, b)
-        })
-    };
+    let leader = campaign_as(&a, &election, "a").await;
+    let b_task = spawn_campaign_as(b, &election, "b");
     a.set_partitioned(true);
     let cut_at = Instant::now();
     let deadline = leader.deadline().expect("memory leases have deadlines");
@@ -75,7 +61,11 @@ async fn a_partitioned_leader_loses_by_its_deadline_before_a_successor_leads() {
         lost_at - cut_at <= TTL,
         "the deadline was later than the TTL"
     );
-    let (elected_at, successor, _b) = tokio::time::timeout(TTL * 2, b_task)
+    let Won {
+        leadership: successor,
+        at: elected_at,
+        elector: _b,
+    } = tokio::time::timeout(TTL * 2, b_task)
         .await
         .expect("b elected")
         .unwrap();
@@ -107,18 +97,8 @@ async fn a_resign_the_store_missed_lands_when_it_is_reachable_again() {
     let a = store.elector(ttl, MARGIN);
     let b = store.elector(ttl, MARGIN);
     let election: elect_core::ElectionName = "missed-resign".parse().unwrap();
-    let leader = a
-        .campaign(&election, &Candidate::new("a", "a").unwrap())
-        .await
-        .unwrap();
-    let b_task = {
-        let election = election.clone();
-        tokio::spawn(async move {
-            b.campaign(&election, &Candidate::new("b", "b").unwrap())
-                .await
-                .unwrap()
-        })
-    };
+    let leader = campaign_as(&a, &election, "a").await;
+    let b_task = spawn_campaign_as(b, &election, "b");
     a.set_partitioned(true);
     let gave_up = tokio::time::timeout(Duration::from_millis(200), leader.resign()).await;
     assert!(gave_up.is_err(), "the resign reached a partitioned store");
@@ -127,7 +107,8 @@ async fn a_resign_the_store_missed_lands_when_it_is_reachable_again() {
     let successor = tokio::time::timeout(Duration::from_secs(2), b_task)
         .await
         .expect("b leads within 2 s of the partition healing, not after the 30 s TTL")
-        .unwrap();
+        .unwrap()
+        .leadership;
     assert!(successor.token() > leader.token());
     drop(a);
 }

@@ -1,6 +1,6 @@
 //! The etcd side of a term: our key, guarded by its create revision.
 
-use elect_core::{Claim, ElectionName, Error, LossReason, NotLeaderReason, Result, TermControl};
+use elect_core::{Claim, ElectionName, Error, LossReason, Result, TermControl};
 use etcd_client::{Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchOptions};
 use tokio::sync::watch;
 
@@ -32,10 +32,7 @@ impl EtcdClaim {
     }
 
     fn rejected(&self) -> Error {
-        Error::NotLeader {
-            election: self.election.clone(),
-            reason: NotLeaderReason::RejectedByStore,
-        }
+        Error::rejected_by_store(&self.election)
     }
 
     /// Deletes the claim (and its id key) if it is still this term's.

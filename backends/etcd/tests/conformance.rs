@@ -7,24 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use elect_core::testkit::{CutOff, Harness};
-use elect_core::Elector;
 use elect_etcd::EtcdElector;
 use elect_test_support::proxy;
-use futures::FutureExt;
 
 mod support;
 
 use support::{config, TTL};
 
-async fn connect() -> elect_core::Result<Arc<dyn Elector>> {
-    Ok(Arc::new(support::connect().await))
-}
-
 fn harness() -> Harness {
     let mut harness = Harness::new(
         "etcd",
-        Arc::new(|| connect().boxed()),
-        Arc::new(|election| {
+        || async { Ok(support::connect().await) },
+        |election| {
             async move {
                 // What `etcdctl del --prefix <election>/` does.
                 let elector = EtcdElector::connect(&config()).await?;
@@ -39,8 +33,7 @@ fn harness() -> Harness {
                     .expect("delete the claims");
                 Ok(())
             }
-            .boxed()
-        }),
+        },
     );
     // etcd's lessor checks expiry every 500 ms; the lease may also be extended by a raft
     // leader change.

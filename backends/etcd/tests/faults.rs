@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use elect_core::testkit::{campaign_as, spawn_campaign_as, Won};
 use elect_core::{Candidate, Elector, LeadershipState, LossReason};
 use elect_test_support::cluster;
 use elect_test_support::faults::{self, election, me, MemberFault};
@@ -144,10 +145,7 @@ async fn observers_resync_after_a_whole_cluster_restart_and_compaction() {
     let election = election("resync");
     let mut observed = watcher.observe(&election).await.unwrap();
     assert!(next(&mut observed).await.unwrap().is_none());
-    let leadership = a
-        .campaign(&election, &Candidate::new("a", "a").unwrap())
-        .await
-        .unwrap();
+    let leadership = campaign_as(&a, &election, "a").await;
     assert_eq!(next(&mut observed).await.unwrap().unwrap().id, "a");
 
     // Every member down at once: every watch stream breaks.
@@ -212,20 +210,8 @@ async fn a_waiting_campaign_whose_lease_is_revoked_is_no_zombie() {
     let _serial = SERIAL.lock().await;
     let (a, b) = (connect().await, connect().await);
     let election = election("zombie");
-    let first = a
-        .campaign(&election, &Candidate::new("a", "a").unwrap())
-        .await
-        .unwrap();
-    let waiting = {
-        let election = election.clone();
-        tokio::spawn(async move {
-            let won = b
-                .campaign(&election, &Candidate::new("b", "b").unwrap())
-                .await
-                .unwrap();
-            (won, b)
-        })
-    };
+    let first = campaign_as(&a, &election, "a").await;
+    let waiting = spawn_campaign_as(b, &election, "b");
     let lists_b = || async {
         a.candidates(&election)
             .await
@@ -274,7 +260,11 @@ async fn a_waiting_campaign_whose_lease_is_revoked_is_no_zombie() {
     .expect("b campaigns again under a new lease");
     assert!(!waiting.is_finished(), "b won while a leads");
     first.resign().await.unwrap();
-    let (won, b) = tokio::time::timeout(Duration::from_secs(5), waiting)
+    let Won {
+        leadership: won,
+        elector: b,
+        ..
+    } = tokio::time::timeout(Duration::from_secs(5), waiting)
         .await
         .expect("b leads")
         .unwrap();

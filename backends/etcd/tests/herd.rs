@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use elect_core::testkit::campaign_as;
 use elect_core::{Candidate, ElectionName, Elector};
 use elect_etcd::EtcdElector;
 use support::{config, connect, endpoints};
@@ -36,10 +37,7 @@ fn events_sent() -> u64 {
 async fn a_handover_among_200_waiting_candidates_wakes_only_the_successor() {
     let election: ElectionName = format!("herd-{}", std::process::id()).parse().unwrap();
     let leader = connect().await;
-    let leadership = leader
-        .campaign(&election, &Candidate::new("leader", "leader").unwrap())
-        .await
-        .unwrap();
+    let leadership = campaign_as(&leader, &election, "leader").await;
     // 200 candidates on one client (each its own lease), waiting in order.
     let client = leader.client().clone();
     let mut waiting = Vec::new();

@@ -12,7 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use elect_core::config::{EtcdConfig, TlsConfig};
-use elect_core::{Candidate, Elector, Error};
+use elect_core::testkit::campaign_as;
+use elect_core::{Elector, Error};
 use elect_etcd::EtcdElector;
 use elect_test_support::pki::Ca;
 use elect_test_support::process::KillOnDrop;
@@ -118,10 +119,7 @@ async fn tls_and_password_auth() {
     let debug = format!("{elector:?}");
     assert!(!debug.contains("root-pw"), "{debug}");
     let election = "secure".parse().unwrap();
-    let leadership = elector
-        .campaign(&election, &Candidate::new("a", "a").unwrap())
-        .await
-        .unwrap();
+    let leadership = campaign_as(&elector, &election, "a").await;
     assert_eq!(
         elector.leader(&election).await.unwrap().unwrap().token,
         leadership.token()

@@ -5,9 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use elect_core::clock::LeaseClock;
-use elect_core::{
-    Claim, ElectionName, Error, FencingToken, LossReason, NotLeaderReason, Result, TermControl,
-};
+use elect_core::{Claim, ElectionName, Error, FencingToken, LossReason, Result, TermControl};
 use nix::fcntl::Flock;
 
 use crate::error::io_error;
@@ -69,10 +67,7 @@ impl FileClaim {
         let hold = self.hold.lock().expect("file claim poisoned");
         match &*hold {
             Hold::Leading(file) if same_file(file, &self.layout.lock) => f(),
-            _ => Err(Error::NotLeader {
-                election: self.election.clone(),
-                reason: NotLeaderReason::RejectedByStore,
-            }),
+            _ => Err(Error::rejected_by_store(&self.election)),
         }
     }
 
@@ -129,10 +124,10 @@ impl FileClaim {
 impl Claim for FileClaim {
     async fn proclaim(&self, value: &[u8]) -> Result<()> {
         self.while_held(|| {
-            let mut record = self.layout.read_leader()?.ok_or_else(|| Error::NotLeader {
-                election: self.election.clone(),
-                reason: NotLeaderReason::RejectedByStore,
-            })?;
+            let mut record = self
+                .layout
+                .read_leader()?
+                .ok_or_else(|| Error::rejected_by_store(&self.election))?;
             record.value_hex = hex::encode(value);
             self.layout.write_leader(&record)
         })
@@ -191,6 +186,7 @@ pub(crate) async fn watch_lock_file(
 mod tests {
     use super::*;
     use crate::lock_exclusive;
+    use elect_core::NotLeaderReason;
 
     /// With its lock file deleted by hand, a claim's lock guards nothing: the claim itself
     /// refuses fenced writes, whatever the handle believes.
@@ -212,15 +208,9 @@ mod tests {
         claim.fenced_put("k", b"before").await.unwrap();
         std::fs::remove_file(&layout.lock).unwrap();
         let late = claim.fenced_put("k", b"after").await;
-        assert!(
-            matches!(
-                late,
-                Err(Error::NotLeader {
-                    reason: NotLeaderReason::RejectedByStore,
-                    ..
-                })
-            ),
-            "{late:?}"
+        assert_eq!(
+            late.err().and_then(|e| e.not_leader_reason()),
+            Some(NotLeaderReason::RejectedByStore)
         );
         assert_eq!(
             claim.fenced_get("k").await.unwrap().as_deref(),

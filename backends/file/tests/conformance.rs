@@ -4,27 +4,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use elect_core::testkit::Harness;
-use elect_core::Elector;
 use elect_file::FileElector;
-use futures::FutureExt;
 
 fn harness() -> Harness {
     let dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
     let connect_dir = dir.clone();
     let mut harness = Harness::new(
         "file",
-        Arc::new(move || {
+        move || {
             // The suite's "claim deleted" case keeps the revoked handle without resigning it
             // while the next candidate campaigns: that candidate waits out the old term's
             // stop grace (plus poll and 500 ms), so keep it well under `quick`.
-            let elector: Arc<dyn Elector> = Arc::new(
-                FileElector::new(connect_dir.path())
-                    .with_poll_interval(Duration::from_millis(20))
-                    .with_stop_grace(Duration::from_millis(300)),
-            );
-            async move { Ok(elector) }.boxed()
-        }),
-        Arc::new(move |election| {
+            let elector = FileElector::new(connect_dir.path())
+                .with_poll_interval(Duration::from_millis(20))
+                .with_stop_grace(Duration::from_millis(300));
+            async move { Ok(elector) }
+        },
+        move |election| {
             // What an operator would do: remove the lock file (and the record beside it).
             let lock = dir.path().join(format!("{election}.lock"));
             let leader = dir.path().join(format!("{election}.leader"));
@@ -33,8 +29,7 @@ fn harness() -> Harness {
                 let _ = std::fs::remove_file(&leader);
                 Ok(())
             }
-            .boxed()
-        }),
+        },
     );
     // The kernel releases a dead holder's lock at once.
     harness.crash_failover = Duration::from_secs(1);

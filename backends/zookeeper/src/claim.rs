@@ -48,10 +48,7 @@ impl ZkClaim {
     }
 
     fn rejected(&self) -> Error {
-        Error::NotLeader {
-            election: self.election.clone(),
-            reason: NotLeaderReason::RejectedByStore,
-        }
+        Error::rejected_by_store(&self.election)
     }
 
     /// The session's client; a session given up has taken every claim of ours with it.

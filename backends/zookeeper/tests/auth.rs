@@ -3,7 +3,8 @@
 
 mod support;
 
-use elect_core::{Candidate, ElectionName, Elector};
+use elect_core::testkit::{campaign_as, spawn_campaign_as, Won};
+use elect_core::{ElectionName, Elector};
 use elect_zookeeper::ZookeeperElector;
 use support::{config, connect_string};
 use zookeeper_client as zk;
@@ -16,10 +17,7 @@ async fn claims_of_an_identity_cannot_be_deleted_by_another() {
     let elector = ZookeeperElector::connect(&secured).await.unwrap();
     let debug = format!("{elector:?}");
     assert!(!debug.contains("s3cret"), "{debug}");
-    let leadership = elector
-        .campaign(&election, &Candidate::new("a", "a").unwrap())
-        .await
-        .unwrap();
+    let leadership = campaign_as(&elector, &election, "a").await;
 
     let claims = elector.candidates(&election).await.unwrap();
     assert_eq!(claims.len(), 1);
@@ -43,19 +41,14 @@ async fn claims_of_an_identity_cannot_be_deleted_by_another() {
 
     // The same identity (another replica of the same service) may join and take over.
     let replica = ZookeeperElector::connect(&secured).await.unwrap();
-    let waiting = {
-        let election = election.clone();
-        tokio::spawn(async move {
-            replica
-                .campaign(&election, &Candidate::new("b", "b").unwrap())
-                .await
-                .map(|l| (l, replica))
-        })
-    };
+    let waiting = spawn_campaign_as(replica, &election, "b");
     leadership.resign().await.unwrap();
-    let (next, _replica) = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+    let Won {
+        leadership: next,
+        elector: _replica,
+        ..
+    } = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
         .await
-        .unwrap()
         .unwrap()
         .unwrap();
     assert!(next.token() > leadership.token());

@@ -9,28 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use elect_core::testkit::{CutOff, Harness};
-use elect_core::Elector;
 use elect_test_support::proxy;
 use elect_zookeeper::ZookeeperElector;
-use futures::FutureExt;
 
 fn harness() -> Harness {
     let mut harness = Harness::new(
         "zookeeper",
-        Arc::new(|| {
-            async {
-                let elector: Arc<dyn Elector> = Arc::new(support::connect().await);
-                Ok(elector)
-            }
-            .boxed()
-        }),
-        Arc::new(|election| {
-            async move {
-                support::delete_claims(election.as_str()).await;
-                Ok(())
-            }
-            .boxed()
-        }),
+        || async { Ok(support::connect().await) },
+        |election| async move {
+            support::delete_claims(election.as_str()).await;
+            Ok(())
+        },
     );
     // A dropped client closes its session and the server deletes its claims at once; the
     // bound also covers a session that has to time out.

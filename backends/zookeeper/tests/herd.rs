@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use elect_core::testkit::campaign_as;
 use elect_core::{Candidate, ElectionName, Elector};
 use elect_zookeeper::ZookeeperElector;
 use support::{config, connect, watches_fired};
@@ -17,10 +18,7 @@ const WAITING: usize = 200;
 async fn a_handover_among_200_waiting_candidates_notifies_only_the_successor() {
     let election: ElectionName = format!("herd-{}", std::process::id()).parse().unwrap();
     let leader = connect().await;
-    let leadership = leader
-        .campaign(&election, &Candidate::new("leader", "leader").unwrap())
-        .await
-        .unwrap();
+    let leadership = campaign_as(&leader, &election, "leader").await;
     // 200 candidates on one shared client (one session, like one process with many electors).
     let client = zookeeper_client::Client::connector()
         .with_session_timeout(Duration::from_secs(10))
@@ -109,10 +107,7 @@ async fn a_hundred_electors_on_one_client_check_the_session_once() {
         let election: ElectionName = elect_test_support::unique_name(&format!("idle-{i}"))
             .parse()
             .unwrap();
-        let term = elector
-            .campaign(&election, &Candidate::new("me", "me").unwrap())
-            .await
-            .unwrap();
+        let term = campaign_as(&elector, &election, "me").await;
         terms.push((elector, term));
     }
     // Past the campaigns' own requests; then one whole timeout of idle leading.

@@ -10,7 +10,8 @@ use elect_test_support::{assert_no_overlap, Interval};
 use std::process::Stdio;
 use std::time::Duration;
 
-use elect_core::{Candidate, ElectionName, Elector};
+use elect_core::testkit::{spawn_campaign_as, Won};
+use elect_core::{ElectionName, Elector};
 use support::{connect, connect_string};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -95,17 +96,7 @@ async fn kazoo_and_elect_share_one_election() {
         .unwrap()
         .expect("elect sees kazoo's lock");
     assert_eq!(seen.id, "kazoo-1");
-    let mut campaign = {
-        let elector = connect().await;
-        let election = election.clone();
-        tokio::spawn(async move {
-            let leadership = elector
-                .campaign(&election, &Candidate::new("rust", "rust").unwrap())
-                .await
-                .unwrap();
-            (Instant::now(), leadership, elector)
-        })
-    };
+    let mut campaign = spawn_campaign_as(connect().await, &election, "rust");
     tokio::time::sleep(SETTLE).await;
     assert!(
         !campaign.is_finished(),
@@ -113,7 +104,11 @@ async fn kazoo_and_elect_share_one_election() {
     );
     let released = Instant::now();
     first.release().await;
-    let (elected, leadership, _other) = tokio::time::timeout(Duration::from_secs(5), &mut campaign)
+    let Won {
+        leadership,
+        at: elected,
+        elector: _other,
+    } = tokio::time::timeout(Duration::from_secs(5), &mut campaign)
         .await
         .expect("elect leads after kazoo released")
         .unwrap();

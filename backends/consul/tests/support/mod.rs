@@ -6,13 +6,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use elect_consul::ConsulElector;
-use elect_core::config::{ConsulConfig, Endpoint};
+use elect_core::config::ConsulConfig;
+use elect_test_support::clusters::TestCluster;
 
 /// Consul's minimum session TTL.
 pub const TTL: Duration = Duration::from_secs(10);
 
 pub fn addresses() -> String {
-    elect_test_support::clusters::consul_addresses()
+    TestCluster::Consul.addresses()
 }
 
 pub fn config() -> ConsulConfig {
@@ -21,29 +22,14 @@ pub fn config() -> ConsulConfig {
 
 /// The test config, aimed at `list` (comma-separated `host:port`, e.g. a proxy's).
 pub fn config_for(list: &str) -> ConsulConfig {
-    let endpoints: Vec<Endpoint> = list
-        .split(',')
-        .map(|e| {
-            e.parse()
-                .expect("ELECT_TEST_CONSUL_ADDRS holds host:port items")
-        })
-        .collect();
-    let mut config = ConsulConfig::new(endpoints);
+    let mut config = ConsulConfig::new(TestCluster::Consul.endpoints_in(list));
     config.ttl = TTL;
     config
 }
 
 /// A connected elector, or a failure that says how to start the cluster.
 pub async fn connect() -> ConsulElector {
-    match ConsulElector::connect(&config()).await {
-        Ok(elector) => elector,
-        Err(error) => panic!(
-            "no Consul cluster at {}: {error}\n\
-             start one with `tests/cluster/cluster up consul` (or run `tests/run`), \
-             or set ELECT_TEST_CONSUL_ADDRS",
-            addresses()
-        ),
-    }
+    TestCluster::Consul.connected(ConsulElector::connect(&config()).await)
 }
 
 /// One HTTP request to the first agent: `(status, body)`.

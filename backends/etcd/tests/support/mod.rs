@@ -5,14 +5,15 @@
 use std::process::Command;
 use std::time::Duration;
 
-use elect_core::config::{Endpoint, EtcdConfig};
+use elect_core::config::EtcdConfig;
 use elect_etcd::EtcdElector;
+use elect_test_support::clusters::TestCluster;
 
 /// The lease TTL of test electors: etcd's minimum with the test cluster's 1 s election timeout.
 pub const TTL: Duration = Duration::from_secs(2);
 
 pub fn endpoints() -> String {
-    elect_test_support::clusters::etcd_endpoints()
+    TestCluster::Etcd.addresses()
 }
 
 pub fn config() -> EtcdConfig {
@@ -21,29 +22,14 @@ pub fn config() -> EtcdConfig {
 
 /// The test config, aimed at `list` (comma-separated `host:port`, e.g. a proxy's).
 pub fn config_for(list: &str) -> EtcdConfig {
-    let endpoints: Vec<Endpoint> = list
-        .split(',')
-        .map(|e| {
-            e.parse()
-                .expect("ELECT_TEST_ETCD_ENDPOINTS holds host:port items")
-        })
-        .collect();
-    let mut config = EtcdConfig::new(endpoints);
+    let mut config = EtcdConfig::new(TestCluster::Etcd.endpoints_in(list));
     config.ttl = TTL;
     config
 }
 
 /// A connected elector, or a failure that says how to start the cluster.
 pub async fn connect() -> EtcdElector {
-    match EtcdElector::connect(&config()).await {
-        Ok(elector) => elector,
-        Err(error) => panic!(
-            "no etcd cluster at {}: {error}\n\
-             start one with `tests/cluster/cluster up etcd` (or run `tests/run`), \
-             or set ELECT_TEST_ETCD_ENDPOINTS",
-            endpoints()
-        ),
-    }
+    TestCluster::Etcd.connected(EtcdElector::connect(&config()).await)
 }
 
 /// `etcdctl` from the Debian package the cluster script unpacked.

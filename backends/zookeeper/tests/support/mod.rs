@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use elect_core::config::{Endpoint, ZookeeperConfig};
+use elect_core::config::ZookeeperConfig;
+use elect_test_support::clusters::TestCluster;
 use elect_zookeeper::ZookeeperElector;
 
 /// The requested session timeout of test electors.
@@ -14,7 +15,7 @@ pub const SESSION_TIMEOUT: Duration = Duration::from_secs(2);
 pub const TICK_TIME: Duration = Duration::from_millis(200);
 
 pub fn connect_string() -> String {
-    elect_test_support::clusters::zookeeper_connect()
+    TestCluster::Zookeeper.addresses()
 }
 
 pub fn config() -> ZookeeperConfig {
@@ -23,14 +24,7 @@ pub fn config() -> ZookeeperConfig {
 
 /// The test config, aimed at `list` (comma-separated `host:port`, e.g. a proxy's).
 pub fn config_for(list: &str) -> ZookeeperConfig {
-    let endpoints: Vec<Endpoint> = list
-        .split(',')
-        .map(|e| {
-            e.parse()
-                .expect("ELECT_TEST_ZK_CONNECT holds host:port items")
-        })
-        .collect();
-    let mut config = ZookeeperConfig::new(endpoints);
+    let mut config = ZookeeperConfig::new(TestCluster::Zookeeper.endpoints_in(list));
     config.session_timeout = SESSION_TIMEOUT;
     config.tick_time = Some(TICK_TIME);
     config
@@ -38,15 +32,7 @@ pub fn config_for(list: &str) -> ZookeeperConfig {
 
 /// A connected elector, or a failure that says how to start the ensemble.
 pub async fn connect() -> ZookeeperElector {
-    match ZookeeperElector::connect(&config()).await {
-        Ok(elector) => elector,
-        Err(error) => panic!(
-            "no ZooKeeper ensemble at {}: {error}\n\
-             start one with `tests/cluster/cluster up zookeeper` (or run `tests/run`), \
-             or set ELECT_TEST_ZK_CONNECT",
-            connect_string()
-        ),
-    }
+    TestCluster::Zookeeper.connected(ZookeeperElector::connect(&config()).await)
 }
 
 /// Deletes every claim of `election` with a client of its own, as `zkCli deleteall` would.
