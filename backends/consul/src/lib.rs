@@ -224,17 +224,14 @@ impl Elector for ConsulElector {
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
         let keys = self.keys(election);
         let mut closed = self.state.closed();
-        self.state.check_open()?;
-        let candidacy = self.state.candidacies.enter(election).await?;
+        let candidacy = self.state.enter(election).await?;
         loop {
             self.state.check_open()?;
             let session = self.session(candidate).await?;
             let guard = release_on_drop(&candidacy, &self.agent, &keys, &session);
             if let Some(token) = self.acquire(&keys, &session, candidate).await? {
                 guard.disarm();
-                let leadership = self.grant(election, candidate, &session, keys, token);
-                candidacy.lead(&leadership);
-                return Ok(leadership);
+                return Ok(candidacy.lead(self.grant(election, candidate, &session, keys, token)));
             }
             guard.disarm();
             // Refused. Free anyway means a lock delay runs: ask again shortly. Held: wait
@@ -254,18 +251,14 @@ impl Elector for ConsulElector {
         election: &ElectionName,
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
-        self.state.check_open()?;
-        let candidacy = self.state.candidacies.enter(election).await?;
+        let candidacy = self.state.enter(election).await?;
         let keys = self.keys(election);
         let session = self.session(candidate).await?;
         let guard = release_on_drop(&candidacy, &self.agent, &keys, &session);
         let acquired = self.acquire(&keys, &session, candidate).await?;
         guard.disarm();
-        Ok(acquired.map(|token| {
-            let leadership = self.grant(election, candidate, &session, keys, token);
-            candidacy.lead(&leadership);
-            leadership
-        }))
+        Ok(acquired
+            .map(|token| candidacy.lead(self.grant(election, candidate, &session, keys, token))))
     }
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {

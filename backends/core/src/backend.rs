@@ -57,6 +57,13 @@ impl<S: Session, C> ElectorState<S, C> {
         Ok(())
     }
 
+    /// Starts a candidacy in `election`: refused once the elector is closed, and while this
+    /// elector already campaigns in or leads that election.
+    pub async fn enter(&self, election: &ElectionName) -> Result<Candidacy> {
+        self.check_open()?;
+        self.candidacies.enter(election).await
+    }
+
     /// Resolves when the elector is closed.
     pub fn closed(&self) -> watch::Receiver<bool> {
         self.closed.subscribe()
@@ -321,8 +328,9 @@ pub struct Candidacy {
 }
 
 impl Candidacy {
-    /// The campaign won: the election stays taken until `leadership` is lost.
-    pub fn lead(mut self, leadership: &Leadership) {
+    /// The campaign won: the election stays taken until `leadership` is lost. Gives the term
+    /// back, for the campaign to return.
+    pub fn lead(mut self, leadership: Leadership) -> Leadership {
         self.won = true;
         let token = leadership.token();
         let mut last_tokens = self
@@ -349,6 +357,8 @@ impl Candidacy {
         drop(last_tokens);
         let mut slots = self.shared.slots.lock().expect("candidacies poisoned");
         slots.entry(self.election.clone()).or_default().phase = Phase::Leading(leadership.view());
+        drop(slots);
+        leadership
     }
 
     /// A guard that runs `undo` if dropped armed (see [`OnDrop`]); until `undo` is done, a
@@ -409,11 +419,7 @@ mod tests {
         let clock = LeaseClock::unbounded();
         for token in [40, 41, 12] {
             let (term, _control, _claim) = accepted_term(&clock, token);
-            candidacies
-                .enter(term.election())
-                .await
-                .unwrap()
-                .lead(&term);
+            let term = candidacies.enter(term.election()).await.unwrap().lead(term);
             term.resign().await.unwrap();
         }
         let logged = logs.text();

@@ -501,9 +501,7 @@ impl Elector for MemoryElector {
                 });
                 if leads && clock.status().phase == LeasePhase::Live {
                     std::mem::forget(guard);
-                    let leadership = self.grant(election, candidate, revision, &clock);
-                    candidacy.lead(&leadership);
-                    return Ok(leadership);
+                    return Ok(candidacy.lead(self.grant(election, candidate, revision, &clock)));
                 }
                 if !exists || matches!(clock.status().phase, LeasePhase::Ended(_)) {
                     // Our claim or session is gone while waiting: no zombie candidate;
@@ -528,11 +526,8 @@ impl Elector for MemoryElector {
         let revision = self
             .store
             .change(|state| put_claim(state, election, candidate, session, true));
-        Ok(revision.map(|revision| {
-            let leadership = self.grant(election, candidate, revision, &clock);
-            candidacy.lead(&leadership);
-            leadership
-        }))
+        Ok(revision
+            .map(|revision| candidacy.lead(self.grant(election, candidate, revision, &clock))))
     }
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {

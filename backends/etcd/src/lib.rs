@@ -181,10 +181,6 @@ impl EtcdElector {
             .await
     }
 
-    fn prefix(&self, election: &ElectionName) -> String {
-        keys::prefix(&self.config.namespace, election.as_str())
-    }
-
     /// Creates our key; returns its create revision, or `None` if the lease turned out to be
     /// gone (the session is then ended, so that the next try takes a new one).
     ///
@@ -524,8 +520,7 @@ impl Elector for EtcdElector {
     }
 
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
-        self.state.check_open()?;
-        let candidacy = self.state.candidacies.enter(election).await?;
+        let candidacy = self.state.enter(election).await?;
         loop {
             self.state.check_open()?;
             let session = self.session().await?;
@@ -544,10 +539,8 @@ impl Elector for EtcdElector {
             match turn {
                 Turn::Lead(seen) => {
                     guard.disarm();
-                    let leadership =
-                        self.grant(election, candidate, &session, keys, revision, seen);
-                    candidacy.lead(&leadership);
-                    return Ok(leadership);
+                    return Ok(candidacy
+                        .lead(self.grant(election, candidate, &session, keys, revision, seen)));
                 }
                 Turn::SessionOver | Turn::ClaimGone => {
                     tracing::info!(
@@ -565,8 +558,7 @@ impl Elector for EtcdElector {
         election: &ElectionName,
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
-        self.state.check_open()?;
-        let candidacy = self.state.candidacies.enter(election).await?;
+        let candidacy = self.state.enter(election).await?;
         let (session, keys, revision, guard) = loop {
             let session = self.session().await?;
             let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
@@ -605,9 +597,9 @@ impl Elector for EtcdElector {
         }
         guard.disarm();
         let seen = before.header().map_or(0, |h| h.revision());
-        let leadership = self.grant(election, candidate, &session, keys, revision, seen);
-        candidacy.lead(&leadership);
-        Ok(Some(leadership))
+        Ok(Some(candidacy.lead(self.grant(
+            election, candidate, &session, keys, revision, seen,
+        ))))
     }
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {
@@ -621,7 +613,7 @@ impl Elector for EtcdElector {
 
     async fn candidates(&self, election: &ElectionName) -> Result<Vec<CandidateInfo>> {
         self.state.check_open()?;
-        let prefix = self.prefix(election);
+        let prefix = keys::prefix(&self.config.namespace, election.as_str());
         let options = GetOptions::new()
             .with_prefix()
             .with_sort(SortTarget::Create, SortOrder::Ascend);

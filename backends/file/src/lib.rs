@@ -265,8 +265,11 @@ impl FileElector {
         Ok(leadership)
     }
 
-    fn end_all_terms(&self) {
+    /// Takes every registered term whose claim is still alive out of the registry, ending it
+    /// with `ShutDown` unless it was revoked (a revoked term keeps its reason).
+    fn take_terms(&self) -> Vec<Arc<FileClaim>> {
         let terms = std::mem::take(&mut *self.inner.terms.lock().expect("file elector poisoned"));
+        let mut claims = Vec::with_capacity(terms.len());
         for (term, claim) in terms {
             let Some(claim) = claim.upgrade() else {
                 continue;
@@ -274,6 +277,13 @@ impl FileElector {
             if !claim.is_revoked() {
                 term.end(LossReason::ShutDown);
             }
+            claims.push(claim);
+        }
+        claims
+    }
+
+    fn end_all_terms(&self) {
+        for claim in self.take_terms() {
             claim.unlock();
         }
     }
@@ -444,9 +454,7 @@ impl Elector for FileElector {
         };
         drop(registration);
         self.check_open()?;
-        let leadership = self.grant(layout, election, candidate, lock)?;
-        candidacy.lead(&leadership);
-        Ok(leadership)
+        Ok(candidacy.lead(self.grant(layout, election, candidate, lock)?))
     }
 
     async fn try_campaign(
@@ -463,11 +471,9 @@ impl Elector for FileElector {
             Some(lock) if !handover::old_terms(&layout, &lock, self.stop_within())?.is_empty() => {
                 Ok(None)
             }
-            Some(lock) => {
-                let leadership = self.grant(layout, election, candidate, lock)?;
-                candidacy.lead(&leadership);
-                Ok(Some(leadership))
-            }
+            Some(lock) => Ok(Some(
+                candidacy.lead(self.grant(layout, election, candidate, lock)?),
+            )),
             None => Ok(None),
         }
     }
@@ -539,15 +545,8 @@ impl Elector for FileElector {
 
     async fn close(&self) -> Result<()> {
         self.inner.closed.send_replace(true);
-        let terms = std::mem::take(&mut *self.inner.terms.lock().expect("file elector poisoned"));
-        for (term, claim) in terms {
-            let Some(claim) = claim.upgrade() else {
-                continue;
-            };
-            // A revoked term keeps its reason; its old lock goes now.
-            if !claim.is_revoked() {
-                term.end(LossReason::ShutDown);
-            }
+        for claim in self.take_terms() {
+            // A revoked term's old lock goes now too.
             claim.release_now()?;
         }
         Ok(())

@@ -489,8 +489,7 @@ impl Elector for ZookeeperElector {
 
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
         let layout = self.layout(election);
-        self.state.check_open()?;
-        let candidacy = self.state.candidacies.enter(election).await?;
+        let candidacy = self.state.enter(election).await?;
         loop {
             self.state.check_open()?;
             let session = self.session().await?;
@@ -513,9 +512,8 @@ impl Elector for ZookeeperElector {
             match turn {
                 Turn::Lead => {
                     guard.disarm();
-                    let leadership = self.grant(election, candidate, &session, layout, name, czxid);
-                    candidacy.lead(&leadership);
-                    return Ok(leadership);
+                    return Ok(candidacy
+                        .lead(self.grant(election, candidate, &session, layout, name, czxid)));
                 }
                 Turn::ClaimGone | Turn::SessionOver => {
                     tracing::info!(
@@ -532,8 +530,7 @@ impl Elector for ZookeeperElector {
         election: &ElectionName,
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
-        self.state.check_open()?;
-        let candidacy = self.state.candidacies.enter(election).await?;
+        let candidacy = self.state.enter(election).await?;
         let layout = self.layout(election);
         // Someone already leads: no claim at all.
         if observe::read_leader(&self.live_client().await?, &layout)
@@ -573,9 +570,9 @@ impl Elector for ZookeeperElector {
             return Ok(None);
         }
         guard.disarm();
-        let leadership = self.grant(election, candidate, &session, layout, name, czxid);
-        candidacy.lead(&leadership);
-        Ok(Some(leadership))
+        Ok(Some(candidacy.lead(self.grant(
+            election, candidate, &session, layout, name, czxid,
+        ))))
     }
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {
