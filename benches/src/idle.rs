@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use elect::{Candidate, Elector};
+use elect::Elector;
 
 use crate::cluster::{connect_url, consul_live_agents, fresh, wait_candidates, Backend};
 use crate::counters::{measure, Metric};
+use crate::crowd::Crowd;
 use crate::peers::{Proc, Tool};
 use crate::report::Row;
 use crate::{Ctx, Found, PeerFacts};
@@ -86,37 +87,12 @@ async fn ours(ctx: &Ctx, backend: Backend, case: &Case, n: usize) -> Result<Vec<
         let url = backend.url_with_hosts(&hosts_for(backend, i).await, &election, case.ours_query);
         electors.push(connect_url(&url).await?.into());
     }
-    let leader = electors[0]
-        .campaign(&election, &Candidate::new("leader", "leader")?)
-        .await?;
-    let waiting: Vec<_> = electors[1..]
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let (e, name) = (e.clone(), election.clone());
-            tokio::spawn(async move {
-                let candidate = Candidate::new(format!("w{i}"), "w").expect("a valid candidate");
-                e.campaign(&name, &candidate).await
-            })
-        })
-        .collect();
-    wait_candidates(
-        &*electors[0],
-        backend,
-        &election,
-        n + 1,
-        Duration::from_secs(60),
-    )
-    .await?;
+    let mut crowd = Crowd::lead(election, electors).await?;
+    crowd.join(|_| ());
+    crowd.wait_joined(backend, Duration::from_secs(60)).await?;
     tokio::time::sleep(AFTER_JOIN).await;
     let rates = measure(backend, ctx.plan.idle_window, &metrics(backend)).await;
-    for task in &waiting {
-        task.abort();
-    }
-    let _ = leader.resign().await;
-    for e in &electors {
-        let _ = e.close().await;
-    }
+    crowd.end().await;
     rates
 }
 

@@ -9,8 +9,9 @@ use anyhow::{anyhow, Result};
 use elect::{Candidate, Leadership};
 use futures::StreamExt;
 
-use crate::cluster::{connect, fresh, wait_candidates, Backend};
+use crate::cluster::{connect, fresh, Backend};
 use crate::counters::{measure, Metric};
+use crate::crowd::Crowd;
 use crate::peers::proc_status;
 use crate::report::{Check, Row};
 use crate::{Ctx, Found, PeerFacts};
@@ -38,38 +39,14 @@ fn self_footprint() -> (f64, f64, f64) {
 async fn per_candidate(backend: Backend, n: usize) -> Result<(f64, f64, f64)> {
     let election = fresh("scale");
     let electors = crate::herd::electors(backend, &election, n + 1).await?;
-    let leader = electors[0]
-        .campaign(&election, &Candidate::new("leader", "leader")?)
-        .await?;
+    let mut crowd = Crowd::lead(election, electors).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (heap0, rss0, tasks0) = self_footprint();
-    let mut tasks = Vec::new();
-    for (i, e) in electors[1..].iter().enumerate() {
-        let (e, name) = (e.clone(), election.clone());
-        tasks.push(tokio::spawn(async move {
-            let candidate = Candidate::new(format!("w{i}"), "w").expect("a valid candidate");
-            let _ = e.campaign(&name, &candidate).await;
-        }));
-    }
-    wait_candidates(
-        &*electors[0],
-        backend,
-        &election,
-        n + 1,
-        Duration::from_secs(300),
-    )
-    .await?;
+    crowd.join(|_| ());
+    crowd.wait_joined(backend, Duration::from_secs(300)).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (heap1, rss1, tasks1) = self_footprint();
-    for t in &tasks {
-        t.abort();
-    }
-    let _ = leader.resign().await;
-    futures::stream::iter(electors.iter())
-        .for_each_concurrent(32, |e| async move {
-            let _ = e.close().await;
-        })
-        .await;
+    crowd.end().await;
     let n = n as f64;
     Ok((
         (heap1 - heap0) / n,
