@@ -418,7 +418,8 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> Result<Found> {
         Backend::Consul => "HTTP requests answered, minus the interval before",
     };
     let mut found = Found::default();
-    let label = |o: &Outcome, p: &Outcome| format!("{} waiting (peer: {})", o.waiting, p.waiting);
+    let row = Row::of("herd", backend.name(), tool_name);
+    let label = format!("{} waiting (peer: {})", ours.waiting, peer.waiting);
     for (what, unit, o, p, note) in [
         (
             "successor leads after",
@@ -442,16 +443,10 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> Result<Found> {
             wake.to_owned(),
         ),
     ] {
-        found.rows.push(Row {
-            measurement: "herd".into(),
-            backend: backend.name().into(),
-            what: format!("{what}, {}", label(&ours, &peer)),
-            unit: unit.into(),
-            ours: Some(o),
-            peer: Some(p),
-            peer_tool: tool_name.clone(),
-            note,
-        });
+        let what = format!("{what}, {label}");
+        found
+            .rows
+            .push(row.figure(what, unit, Some(o), Some(p)).note(note));
     }
     if backend == Backend::Consul {
         // Every waiting Consul candidate wakes: per waiter, as the two sides' counts differ.
@@ -467,29 +462,20 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> Result<Found> {
                 peer.wakeups,
             ),
         ] {
-            found.rows.push(Row {
-                measurement: "herd".into(),
-                backend: backend.name().into(),
-                what: format!("{what}, {}", label(&ours, &peer)),
-                unit: "requests".into(),
-                ours: Some(o / ours.waiting as f64),
-                peer: Some(p / peer.waiting as f64),
-                peer_tool: tool_name.clone(),
-                note: String::new(),
-            });
+            let (o, p) = (o / ours.waiting as f64, p / peer.waiting as f64);
+            let what = format!("{what}, {label}");
+            found
+                .rows
+                .push(row.figure(what, "requests", Some(o), Some(p)));
         }
     }
     if ours.extra_winners > 0 || peer.extra_winners > 0 {
-        found.rows.push(Row {
-            measurement: "herd".into(),
-            backend: backend.name().into(),
-            what: "candidates that led after the one handover (must be 0)".into(),
-            unit: "candidates".into(),
-            ours: Some(ours.extra_winners as f64),
-            peer: Some(peer.extra_winners as f64),
-            peer_tool: tool_name,
-            note: String::new(),
-        });
+        found.rows.push(row.figure(
+            "candidates that led after the one handover (must be 0)",
+            "candidates",
+            Some(ours.extra_winners as f64),
+            Some(peer.extra_winners as f64),
+        ));
     }
     Ok(found)
 }

@@ -176,23 +176,20 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> Result<(Found, PeerFacts)> {
         let per = |rates: &[f64], base: &[f64], i: usize| {
             ((rates[i] - base[i]) / (n + 1) as f64).max(0.0)
         };
+        let row = Row::of("idle", backend.name(), case.peer.name());
         for (i, name) in names.iter().enumerate() {
             if backend == Backend::Zookeeper && i == 1 {
                 continue; // ZooKeeper's packets are the keep-alives (pings) and the requests at once
             }
-            found.rows.push(Row {
-                measurement: "idle".into(),
-                backend: backend.name().into(),
-                what: format!("{name}/s per candidate, {}", case.setting),
-                unit: "req/s".into(),
-                ours: Some(per(&ours, &base_ours, i)),
-                peer: Some(per(&peer, &base_peer, i)),
-                peer_tool: case.peer.name(),
-                note: format!(
-                    "{n} waiting + the leader, {:?} window",
-                    ctx.plan.idle_window
-                ),
-            });
+            let what = format!("{name}/s per candidate, {}", case.setting);
+            let (o, p) = (per(&ours, &base_ours, i), per(&peer, &base_peer, i));
+            let note = format!(
+                "{n} waiting + the leader, {:?} window",
+                ctx.plan.idle_window
+            );
+            found
+                .rows
+                .push(row.figure(what, "req/s", Some(o), Some(p)).note(note));
         }
         facts
             .footprint

@@ -114,35 +114,30 @@ pub async fn run(ctx: &Ctx, backend: Backend, facts: &PeerFacts) -> Result<Found
     };
     let mut found = Found::default();
     let peer = facts.footprint.iter().find(|f| f.0 == backend).cloned();
+    let peer_tool = peer
+        .as_ref()
+        .map_or(String::new(), |p| format!("{}: one process each", p.1));
+    let row = Row::of("scale", backend.name(), peer_tool);
     let mut sizes: Vec<usize> = plan.scale_sizes.iter().map(|&n| cap(n)).collect();
     sizes.dedup();
     for n in sizes {
         eprintln!("scale {backend}: {n} waiting candidates in this process");
         let (heap, rss, tasks) = per_candidate(backend, n).await?;
-        found.rows.push(Row {
-            measurement: "scale".into(),
-            backend: backend.name().into(),
-            what: format!("memory per waiting candidate, {n} in one process"),
-            unit: "KiB (ours: live heap; peer: RSS)".into(),
-            ours: Some(heap),
-            peer: peer.as_ref().map(|p| p.2),
-            peer_tool: peer
-                .as_ref()
-                .map_or(String::new(), |p| format!("{}: one process each", p.1)),
-            note: format!("RSS grew {rss:.1} KiB per candidate"),
-        });
-        found.rows.push(Row {
-            measurement: "scale".into(),
-            backend: backend.name().into(),
-            what: format!("tasks per waiting candidate, {n} in one process"),
-            unit: "tokio tasks (peer: OS threads)".into(),
-            ours: Some(tasks),
-            peer: peer.as_ref().map(|p| p.3),
-            peer_tool: peer
-                .as_ref()
-                .map_or(String::new(), |p| format!("{}: one process each", p.1)),
-            note: String::new(),
-        });
+        found.rows.push(
+            row.figure(
+                format!("memory per waiting candidate, {n} in one process"),
+                "KiB (ours: live heap; peer: RSS)",
+                Some(heap),
+                peer.as_ref().map(|p| p.2),
+            )
+            .note(format!("RSS grew {rss:.1} KiB per candidate")),
+        );
+        found.rows.push(row.figure(
+            format!("tasks per waiting candidate, {n} in one process"),
+            "tokio tasks (peer: OS threads)",
+            Some(tasks),
+            peer.as_ref().map(|p| p.3),
+        ));
     }
     // A Consul term holds a blocking query (one connection) on the one agent its session
     // lives on, which takes 200 connections per client address.
@@ -158,30 +153,32 @@ pub async fn run(ctx: &Ctx, backend: Backend, facts: &PeerFacts) -> Result<Found
         Backend::Etcd => "keep-alive (LeaseKeepAlive messages)",
         Backend::Consul => "keep-alive (session renewals)",
     };
-    found.rows.push(Row {
-        measurement: "scale".into(),
-        backend: backend.name().into(),
-        what: format!("{what}/s, one process leading 1 election"),
-        unit: "req/s".into(),
-        ours: Some(one),
-        peer: peer_rate.as_ref().map(|p| p.3),
-        peer_tool: peer_rate
-            .as_ref()
-            .map_or(String::new(), |p| format!("{} ({})", p.2, p.1)),
-        note: "default TTL".into(),
+    let one_tool = peer_rate
+        .as_ref()
+        .map_or(String::new(), |p| format!("{} ({})", p.2, p.1));
+    let k_tool = peer_rate.as_ref().map_or(String::new(), |p| {
+        format!("{k} × {} (one session each)", p.2)
     });
-    found.rows.push(Row {
-        measurement: "scale".into(),
-        backend: backend.name().into(),
-        what: format!("{what}/s, one process leading {k} elections"),
-        unit: "req/s".into(),
-        ours: Some(all),
-        peer: peer_rate.as_ref().map(|p| p.3 * k as f64),
-        peer_tool: peer_rate.as_ref().map_or(String::new(), |p| {
-            format!("{k} × {} (one session each)", p.2)
-        }),
-        note: "default TTL".into(),
-    });
+    for (tool, what, ours, peer) in [
+        (
+            one_tool,
+            format!("{what}/s, one process leading 1 election"),
+            one,
+            peer_rate.as_ref().map(|p| p.3),
+        ),
+        (
+            k_tool,
+            format!("{what}/s, one process leading {k} elections"),
+            all,
+            peer_rate.as_ref().map(|p| p.3 * k as f64),
+        ),
+    ] {
+        let row = Row::of("scale", backend.name(), tool);
+        found.rows.push(
+            row.figure(what, "req/s", Some(ours), peer)
+                .note("default TTL"),
+        );
+    }
     found.checks.push(Check {
         target: format!("{backend}: one process leading {k} elections sends the keep-alive traffic of one session"),
         figures: format!("{all:.3} req/s for {k} elections vs {one:.3} req/s for 1"),
