@@ -1,5 +1,6 @@
-//! A leader and waiting candidates in this process, one elector each: what herd, scale and
-//! idle measure around (the server work, the memory, the idle traffic of the waiters).
+//! A leader and waiting candidates, what herd, scale and idle measure around (the server
+//! work, the memory, the idle traffic of the waiters): ours in this process, one elector
+//! each ([`Crowd`]), or the peer tool's processes ([`PeerCrowd`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,9 @@ use elect::{Candidate, ElectionName, Elector, Leadership};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
-use crate::cluster::{wait_candidates, Backend};
+use crate::cluster::{consul_live_agents, wait_candidates, Backend};
+use crate::peers::{Proc, Tool};
+use crate::Ctx;
 
 /// `electors[0]` leading `election`; after [`Crowd::join`], every other elector waiting.
 pub struct Crowd {
@@ -71,5 +74,38 @@ impl Crowd {
                 let _ = e.close().await;
             })
             .await;
+    }
+}
+
+/// The peer tool's candidates in one election, each its own process, dealt over the live
+/// Consul agents in turn: an agent takes at most 200 connections per client address.
+pub struct PeerCrowd<'a> {
+    ctx: &'a Ctx,
+    tool: &'a Tool,
+    election: &'a ElectionName,
+    agents: Vec<String>,
+}
+
+impl<'a> PeerCrowd<'a> {
+    /// Finds the live Consul agents.
+    pub async fn new(ctx: &'a Ctx, tool: &'a Tool, election: &'a ElectionName) -> PeerCrowd<'a> {
+        PeerCrowd {
+            ctx,
+            tool,
+            election,
+            agents: consul_live_agents().await,
+        }
+    }
+
+    /// Candidate `i`'s process (0 first: it leads).
+    pub fn spawn(&self, i: usize) -> Result<Proc> {
+        let agent = (!self.agents.is_empty()).then(|| self.agents[i % self.agents.len()].as_str());
+        Proc::spawn_with(
+            self.tool,
+            self.election,
+            &self.ctx.dir,
+            &self.ctx.bins,
+            agent,
+        )
     }
 }

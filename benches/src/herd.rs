@@ -23,8 +23,8 @@ use crate::cluster::{connect, connect_url, consul_live_agents, fresh, wait_candi
 use crate::counters::{
     consul_sum_interval, next_consul_boundary, sleep_until_wall, snapshot, Metric, CONSUL_INTERVAL,
 };
-use crate::crowd::Crowd;
-use crate::peers::{Proc, Tool};
+use crate::crowd::{Crowd, PeerCrowd};
+use crate::peers::Tool;
 use crate::report::Row;
 use crate::{Ctx, Found};
 
@@ -335,15 +335,14 @@ async fn kazoo(ctx: &Ctx, n: usize) -> Result<Outcome> {
 async fn processes(ctx: &Ctx, backend: Backend, tool: &Tool, n: usize) -> Result<Outcome> {
     let election = fresh("herd-peer");
     let observer = connect(backend, &election, "").await?;
-    let agents = consul_live_agents().await;
-    let agent = |i: usize| (!agents.is_empty()).then(|| agents[i % agents.len()].clone());
-    let mut leader = Proc::spawn_with(tool, &election, &ctx.dir, &ctx.bins, agent(0).as_deref())?;
+    let peers = PeerCrowd::new(ctx, tool, &election).await;
+    let mut leader = peers.spawn(0)?;
     leader.leading(Duration::from_secs(30)).await?;
     let joining = Joining::start(backend, metrics(backend).2).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut readers = Vec::new();
     for i in 1..=n {
-        let mut p = Proc::spawn_with(tool, &election, &ctx.dir, &ctx.bins, agent(i).as_deref())?;
+        let mut p = peers.spawn(i)?;
         let tx = tx.clone();
         readers.push(tokio::spawn(async move {
             if let Ok(at) = p.leading(Duration::from_secs(3600)).await {

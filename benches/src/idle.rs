@@ -11,8 +11,8 @@ use elect::Elector;
 
 use crate::cluster::{connect_url, consul_live_agents, fresh, wait_candidates, Backend};
 use crate::counters::{measure, Metric};
-use crate::crowd::Crowd;
-use crate::peers::{Proc, Tool};
+use crate::crowd::{Crowd, PeerCrowd};
+use crate::peers::Tool;
 use crate::report::Row;
 use crate::{Ctx, Found, PeerFacts};
 
@@ -101,26 +101,12 @@ async fn ours(ctx: &Ctx, backend: Backend, case: &Case, n: usize) -> Result<Vec<
 async fn peer(ctx: &Ctx, backend: Backend, case: &Case, n: usize) -> Result<(Vec<f64>, f64, f64)> {
     let election = fresh("idle-peer");
     let observer = crate::cluster::connect(backend, &election, "").await?;
-    let agents = consul_live_agents().await;
-    let agent = |i: usize| (!agents.is_empty()).then(|| agents[i % agents.len()].clone());
-    let mut leader = Proc::spawn_with(
-        &case.peer,
-        &election,
-        &ctx.dir,
-        &ctx.bins,
-        agent(0).as_deref(),
-    )?;
+    let peers = PeerCrowd::new(ctx, &case.peer, &election).await;
+    let mut leader = peers.spawn(0)?;
     leader.leading(Duration::from_secs(30)).await?;
-    let mut waiting = Vec::new();
-    for i in 1..=n {
-        waiting.push(Proc::spawn_with(
-            &case.peer,
-            &election,
-            &ctx.dir,
-            &ctx.bins,
-            agent(i).as_deref(),
-        )?);
-    }
+    let waiting = (1..=n)
+        .map(|i| peers.spawn(i))
+        .collect::<Result<Vec<_>>>()?;
     wait_candidates(
         &*observer,
         backend,
