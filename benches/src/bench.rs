@@ -11,6 +11,7 @@
 mod cli;
 mod cluster;
 mod counters;
+mod crowd;
 mod failover;
 mod floor;
 mod handover;

@@ -92,23 +92,19 @@ pub async fn run(ctx: &Ctx) -> Result<Found> {
             values: values.clone(),
         });
     }
+    let row = Row::of("cli", "file", "flock(1) with the same command");
+    let note = format!(
+        "the command alone: median {:.2} ms",
+        median(&floor).unwrap_or(0.0)
+    );
     for (what, o, p) in [
         ("median", median(&ours), median(&peer)),
         ("p99", percentile(&ours, 99.0), percentile(&peer, 99.0)),
     ] {
-        found.rows.push(Row {
-            measurement: "cli".into(),
-            backend: "file".into(),
-            what: format!("start → child started, {what} of {} rounds", ours.len()),
-            unit: "ms".into(),
-            ours: o,
-            peer: p,
-            peer_tool: "flock(1) with the same command".into(),
-            note: format!(
-                "the command alone: median {:.2} ms",
-                median(&floor).unwrap_or(0.0)
-            ),
-        });
+        let what = format!("start → child started, {what} of {} rounds", ours.len());
+        found
+            .rows
+            .push(row.figure(what, "ms", o, p).note(note.clone()));
     }
     Ok(found)
 }

@@ -101,7 +101,7 @@ impl Backend {
     /// The cluster script's state for this backend: waits until all three members are
     /// healthy (a fault suite may be restarting them), up to `within`.
     pub async fn wait_healthy(self, within: Duration) -> Result<()> {
-        let script = elect_test_support::repo().join("tests/cluster/cluster");
+        let script = elect_test_support::script::script_path();
         let backend = self.name();
         let secs = within.as_secs().max(1).to_string();
         let output = tokio::task::spawn_blocking(move || {

@@ -208,20 +208,13 @@ pub async fn run(ctx: &Ctx, case: &Case) -> Result<Found> {
         });
     }
     let (om, pm) = (median(&ours), median(&peer));
+    let row = Row::of("failover", backend.name(), case.peer.name());
     for (what, o, p) in [
         ("median", om, pm),
         ("max", percentile(&ours, 100.0), percentile(&peer, 100.0)),
     ] {
-        found.rows.push(Row {
-            measurement: "failover".into(),
-            backend: backend.name().into(),
-            what: format!("{what} of {} rounds, {}", ours.len(), case.setting),
-            unit: "s".into(),
-            ours: o,
-            peer: p,
-            peer_tool: case.peer.name(),
-            note: String::new(),
-        });
+        let what = format!("{what} of {} rounds, {}", ours.len(), case.setting);
+        found.rows.push(row.figure(what, "s", o, p));
     }
     let (Some(o), Some(p)) = (om, pm) else {
         return Ok(found);

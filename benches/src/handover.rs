@@ -146,31 +146,23 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> Result<Found> {
         });
     }
     let (om, pm, fm) = (median(&ours), median(&peer), median(&floor));
+    let row = Row::of("handover", backend.name(), tool.name());
     for (what, o, p) in [
         ("median", om, pm),
         ("p99", percentile(&ours, 99.0), percentile(&peer, 99.0)),
     ] {
-        found.rows.push(Row {
-            measurement: "handover".into(),
-            backend: backend.name().into(),
-            what: format!("{what} of {} rounds", ours.len()),
-            unit: "ms".into(),
-            ours: o,
-            peer: p,
-            peer_tool: tool.name(),
-            note: String::new(),
-        });
+        found
+            .rows
+            .push(row.figure(format!("{what} of {} rounds", ours.len()), "ms", o, p));
     }
-    found.rows.push(Row {
-        measurement: "handover".into(),
-        backend: backend.name().into(),
-        what: "median vs the physical floor".into(),
-        unit: "ms".into(),
-        ours: om,
-        peer: fm,
-        peer_tool: "floor: one delete committed + one watch event delivered".into(),
-        note: String::new(),
-    });
+    let floor_row = Row::of(
+        "handover",
+        backend.name(),
+        "floor: one delete committed + one watch event delivered",
+    );
+    found
+        .rows
+        .push(floor_row.figure("median vs the physical floor", "ms", om, fm));
     let f = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.2} ms"));
     match (backend, om, pm, fm) {
         (Backend::Consul, Some(o), Some(p), _) => found.checks.push(Check {

@@ -12,10 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use elect::{
-    BackendConfig, Candidate, Config, ElectionName, Elector, EtcdElector, ZookeeperElector,
-};
-use futures::StreamExt;
+use elect::{BackendConfig, Config, ElectionName, Elector, EtcdElector, ZookeeperElector};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
@@ -26,7 +23,8 @@ use crate::cluster::{connect, connect_url, consul_live_agents, fresh, wait_candi
 use crate::counters::{
     consul_sum_interval, next_consul_boundary, sleep_until_wall, snapshot, Metric, CONSUL_INTERVAL,
 };
-use crate::peers::{Proc, Tool};
+use crate::crowd::{Crowd, PeerCrowd};
+use crate::peers::Tool;
 use crate::report::Row;
 use crate::{Ctx, Found};
 
@@ -34,6 +32,8 @@ use crate::{Ctx, Found};
 const TAIL: Duration = Duration::from_secs(1);
 /// Time for joining traffic to pass before the handover.
 const AFTER_JOIN: Duration = Duration::from_secs(1);
+/// How long a herd's waiters may take to show in the store.
+const JOIN_WITHIN: Duration = Duration::from_secs(300);
 
 /// What one handover among many waiters did.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +59,39 @@ fn metrics(backend: Backend) -> (Metric, Metric, Option<Metric>) {
             Some(Metric::ZkWatches),
         ),
         Backend::Consul => (Metric::ConsulRequests, Metric::ConsulKvReads, None),
+    }
+}
+
+/// The servers' watch count before waiters join behind a leader, to tell when all their
+/// watches are set.
+struct Joining {
+    backend: Backend,
+    gauge: Option<Metric>,
+    before: f64,
+}
+
+impl Joining {
+    /// Reads `gauge` (none: nothing to wait for) now.
+    async fn start(backend: Backend, gauge: Option<Metric>) -> Joining {
+        let before = match gauge {
+            Some(g) => snapshot(backend).await.value(g),
+            None => 0.0,
+        };
+        Joining {
+            backend,
+            gauge,
+            before,
+        }
+    }
+
+    /// Once `n` waiters were started: waits until `observer` sees them behind the leader and
+    /// the servers show their watches, then lets their joining traffic pass.
+    async fn done(self, observer: &dyn Elector, election: &ElectionName, n: usize) -> Result<()> {
+        let backend = self.backend;
+        wait_candidates(observer, backend, election, n + 1, JOIN_WITHIN).await?;
+        wait_watches(backend, self.gauge, self.before, n).await?;
+        tokio::time::sleep(AFTER_JOIN).await;
+        Ok(())
     }
 }
 
@@ -181,42 +214,22 @@ pub async fn electors(
 async fn ours(backend: Backend, n: usize) -> Result<Outcome> {
     let election = fresh("herd");
     let electors = electors(backend, &election, n + 1).await?;
-    let leader = electors[0]
-        .campaign(&election, &Candidate::new("leader", "leader")?)
-        .await?;
-    let (_, _, gauge) = metrics(backend);
-    let watches_before = match gauge {
-        Some(g) => snapshot(backend).await.value(g),
-        None => 0.0,
-    };
+    let mut crowd = Crowd::lead(election, electors).await?;
+    let joining = Joining::start(backend, metrics(backend).2).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut tasks = Vec::with_capacity(n);
-    for (i, elector) in electors[1..].iter().enumerate() {
-        let (elector, name, tx) = (elector.clone(), election.clone(), tx.clone());
-        tasks.push(tokio::spawn(async move {
-            let candidate = Candidate::new(format!("w{i}"), "w").expect("a valid candidate");
-            if let Ok(won) = elector.campaign(&name, &candidate).await {
-                let _ = tx.send((Instant::now(), won));
-            }
-        }));
-    }
-    wait_candidates(
-        &*electors[0],
-        backend,
-        &election,
-        n + 1,
-        Duration::from_secs(300),
-    )
-    .await?;
-    wait_watches(backend, gauge, watches_before, n).await?;
-    tokio::time::sleep(AFTER_JOIN).await;
+    crowd.join(move |won| {
+        let _ = tx.send((Instant::now(), won));
+    });
+    joining
+        .done(&*crowd.electors[0], &crowd.election, n)
+        .await?;
     let mut winners = Vec::new();
     let outcome = handover(
         backend,
         n,
         async {
             let t0 = Instant::now();
-            leader.resign().await?;
+            crowd.leader.resign().await?;
             Ok(t0)
         },
         async {
@@ -237,14 +250,7 @@ async fn ours(backend: Backend, n: usize) -> Result<Outcome> {
     for w in &winners {
         let _ = w.resign().await;
     }
-    for t in &tasks {
-        t.abort();
-    }
-    futures::stream::iter(electors.iter())
-        .for_each_concurrent(32, |e| async move {
-            let _ = e.close().await;
-        })
-        .await;
+    crowd.end().await;
     let mut outcome = outcome?;
     outcome.extra_winners = extra;
     Ok(outcome)
@@ -300,18 +306,9 @@ async fn kazoo(ctx: &Ctx, n: usize) -> Result<Outcome> {
     if first.as_deref() != Some("leading 0") {
         bail!("kazoo's herd said {first:?}");
     }
-    let watches_before = snapshot(backend).await.value(Metric::ZkWatches);
+    let joining = Joining::start(backend, Some(Metric::ZkWatches)).await;
     stdin.write_all(b"join\n").await?;
-    wait_candidates(
-        &*observer,
-        backend,
-        &election,
-        n + 1,
-        Duration::from_secs(300),
-    )
-    .await?;
-    wait_watches(backend, Some(Metric::ZkWatches), watches_before, n).await?;
-    tokio::time::sleep(AFTER_JOIN).await;
+    joining.done(&*observer, &election, n).await?;
     let outcome = handover(
         backend,
         n,
@@ -338,19 +335,14 @@ async fn kazoo(ctx: &Ctx, n: usize) -> Result<Outcome> {
 async fn processes(ctx: &Ctx, backend: Backend, tool: &Tool, n: usize) -> Result<Outcome> {
     let election = fresh("herd-peer");
     let observer = connect(backend, &election, "").await?;
-    let agents = consul_live_agents().await;
-    let agent = |i: usize| (!agents.is_empty()).then(|| agents[i % agents.len()].clone());
-    let mut leader = Proc::spawn_with(tool, &election, &ctx.dir, &ctx.bins, agent(0).as_deref())?;
+    let peers = PeerCrowd::new(ctx, tool, &election).await;
+    let mut leader = peers.spawn(0)?;
     leader.leading(Duration::from_secs(30)).await?;
-    let (_, _, gauge) = metrics(backend);
-    let watches_before = match gauge {
-        Some(g) => snapshot(backend).await.value(g),
-        None => 0.0,
-    };
+    let joining = Joining::start(backend, metrics(backend).2).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut readers = Vec::new();
     for i in 1..=n {
-        let mut p = Proc::spawn_with(tool, &election, &ctx.dir, &ctx.bins, agent(i).as_deref())?;
+        let mut p = peers.spawn(i)?;
         let tx = tx.clone();
         readers.push(tokio::spawn(async move {
             if let Ok(at) = p.leading(Duration::from_secs(3600)).await {
@@ -361,16 +353,7 @@ async fn processes(ctx: &Ctx, backend: Backend, tool: &Tool, n: usize) -> Result
             std::future::pending::<()>().await
         }));
     }
-    wait_candidates(
-        &*observer,
-        backend,
-        &election,
-        n + 1,
-        Duration::from_secs(300),
-    )
-    .await?;
-    wait_watches(backend, gauge, watches_before, n).await?;
-    tokio::time::sleep(AFTER_JOIN).await;
+    joining.done(&*observer, &election, n).await?;
     let outcome = handover(backend, n, leader.resign(), async {
         rx.recv().await.ok_or_else(|| anyhow!("every peer ended"))
     })
@@ -434,7 +417,8 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> Result<Found> {
         Backend::Consul => "HTTP requests answered, minus the interval before",
     };
     let mut found = Found::default();
-    let label = |o: &Outcome, p: &Outcome| format!("{} waiting (peer: {})", o.waiting, p.waiting);
+    let row = Row::of("herd", backend.name(), tool_name);
+    let label = format!("{} waiting (peer: {})", ours.waiting, peer.waiting);
     for (what, unit, o, p, note) in [
         (
             "successor leads after",
@@ -458,16 +442,10 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> Result<Found> {
             wake.to_owned(),
         ),
     ] {
-        found.rows.push(Row {
-            measurement: "herd".into(),
-            backend: backend.name().into(),
-            what: format!("{what}, {}", label(&ours, &peer)),
-            unit: unit.into(),
-            ours: Some(o),
-            peer: Some(p),
-            peer_tool: tool_name.clone(),
-            note,
-        });
+        let what = format!("{what}, {label}");
+        found
+            .rows
+            .push(row.figure(what, unit, Some(o), Some(p)).note(note));
     }
     if backend == Backend::Consul {
         // Every waiting Consul candidate wakes: per waiter, as the two sides' counts differ.
@@ -483,29 +461,20 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> Result<Found> {
                 peer.wakeups,
             ),
         ] {
-            found.rows.push(Row {
-                measurement: "herd".into(),
-                backend: backend.name().into(),
-                what: format!("{what}, {}", label(&ours, &peer)),
-                unit: "requests".into(),
-                ours: Some(o / ours.waiting as f64),
-                peer: Some(p / peer.waiting as f64),
-                peer_tool: tool_name.clone(),
-                note: String::new(),
-            });
+            let (o, p) = (o / ours.waiting as f64, p / peer.waiting as f64);
+            let what = format!("{what}, {label}");
+            found
+                .rows
+                .push(row.figure(what, "requests", Some(o), Some(p)));
         }
     }
     if ours.extra_winners > 0 || peer.extra_winners > 0 {
-        found.rows.push(Row {
-            measurement: "herd".into(),
-            backend: backend.name().into(),
-            what: "candidates that led after the one handover (must be 0)".into(),
-            unit: "candidates".into(),
-            ours: Some(ours.extra_winners as f64),
-            peer: Some(peer.extra_winners as f64),
-            peer_tool: tool_name,
-            note: String::new(),
-        });
+        found.rows.push(row.figure(
+            "candidates that led after the one handover (must be 0)",
+            "candidates",
+            Some(ours.extra_winners as f64),
+            Some(peer.extra_winners as f64),
+        ));
     }
     Ok(found)
 }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use elect::{Candidate, Elector};
+use elect::Elector;
 
 use crate::cluster::{connect_url, consul_live_agents, fresh, wait_candidates, Backend};
 use crate::counters::{measure, Metric};
-use crate::peers::{Proc, Tool};
+use crate::crowd::{Crowd, PeerCrowd};
+use crate::peers::Tool;
 use crate::report::Row;
 use crate::{Ctx, Found, PeerFacts};
 
@@ -86,37 +87,12 @@ async fn ours(ctx: &Ctx, backend: Backend, case: &Case, n: usize) -> Result<Vec<
         let url = backend.url_with_hosts(&hosts_for(backend, i).await, &election, case.ours_query);
         electors.push(connect_url(&url).await?.into());
     }
-    let leader = electors[0]
-        .campaign(&election, &Candidate::new("leader", "leader")?)
-        .await?;
-    let waiting: Vec<_> = electors[1..]
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let (e, name) = (e.clone(), election.clone());
-            tokio::spawn(async move {
-                let candidate = Candidate::new(format!("w{i}"), "w").expect("a valid candidate");
-                e.campaign(&name, &candidate).await
-            })
-        })
-        .collect();
-    wait_candidates(
-        &*electors[0],
-        backend,
-        &election,
-        n + 1,
-        Duration::from_secs(60),
-    )
-    .await?;
+    let mut crowd = Crowd::lead(election, electors).await?;
+    crowd.join(|_| ());
+    crowd.wait_joined(backend, Duration::from_secs(60)).await?;
     tokio::time::sleep(AFTER_JOIN).await;
     let rates = measure(backend, ctx.plan.idle_window, &metrics(backend)).await;
-    for task in &waiting {
-        task.abort();
-    }
-    let _ = leader.resign().await;
-    for e in &electors {
-        let _ = e.close().await;
-    }
+    crowd.end().await;
     rates
 }
 
@@ -125,26 +101,12 @@ async fn ours(ctx: &Ctx, backend: Backend, case: &Case, n: usize) -> Result<Vec<
 async fn peer(ctx: &Ctx, backend: Backend, case: &Case, n: usize) -> Result<(Vec<f64>, f64, f64)> {
     let election = fresh("idle-peer");
     let observer = crate::cluster::connect(backend, &election, "").await?;
-    let agents = consul_live_agents().await;
-    let agent = |i: usize| (!agents.is_empty()).then(|| agents[i % agents.len()].clone());
-    let mut leader = Proc::spawn_with(
-        &case.peer,
-        &election,
-        &ctx.dir,
-        &ctx.bins,
-        agent(0).as_deref(),
-    )?;
+    let peers = PeerCrowd::new(ctx, &case.peer, &election).await;
+    let mut leader = peers.spawn(0)?;
     leader.leading(Duration::from_secs(30)).await?;
-    let mut waiting = Vec::new();
-    for i in 1..=n {
-        waiting.push(Proc::spawn_with(
-            &case.peer,
-            &election,
-            &ctx.dir,
-            &ctx.bins,
-            agent(i).as_deref(),
-        )?);
-    }
+    let waiting = (1..=n)
+        .map(|i| peers.spawn(i))
+        .collect::<Result<Vec<_>>>()?;
     wait_candidates(
         &*observer,
         backend,
@@ -200,23 +162,20 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> Result<(Found, PeerFacts)> {
         let per = |rates: &[f64], base: &[f64], i: usize| {
             ((rates[i] - base[i]) / (n + 1) as f64).max(0.0)
         };
+        let row = Row::of("idle", backend.name(), case.peer.name());
         for (i, name) in names.iter().enumerate() {
             if backend == Backend::Zookeeper && i == 1 {
                 continue; // ZooKeeper's packets are the keep-alives (pings) and the requests at once
             }
-            found.rows.push(Row {
-                measurement: "idle".into(),
-                backend: backend.name().into(),
-                what: format!("{name}/s per candidate, {}", case.setting),
-                unit: "req/s".into(),
-                ours: Some(per(&ours, &base_ours, i)),
-                peer: Some(per(&peer, &base_peer, i)),
-                peer_tool: case.peer.name(),
-                note: format!(
-                    "{n} waiting + the leader, {:?} window",
-                    ctx.plan.idle_window
-                ),
-            });
+            let what = format!("{name}/s per candidate, {}", case.setting);
+            let (o, p) = (per(&ours, &base_ours, i), per(&peer, &base_peer, i));
+            let note = format!(
+                "{n} waiting + the leader, {:?} window",
+                ctx.plan.idle_window
+            );
+            found
+                .rows
+                .push(row.figure(what, "req/s", Some(o), Some(p)).note(note));
         }
         facts
             .footprint

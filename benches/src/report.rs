@@ -60,6 +60,48 @@ pub struct Row {
     pub note: String,
 }
 
+impl Row {
+    /// The parts the rows of one comparison share: `measurement` on `backend`, beside
+    /// `peer_tool`. [`Row::figure`] makes each row from it.
+    pub fn of(measurement: &str, backend: &str, peer_tool: impl Into<String>) -> Row {
+        Row {
+            measurement: measurement.to_owned(),
+            backend: backend.to_owned(),
+            what: String::new(),
+            unit: String::new(),
+            ours: None,
+            peer: None,
+            peer_tool: peer_tool.into(),
+            note: String::new(),
+        }
+    }
+
+    /// A row of this comparison: `what`, in `unit`, ours and the peer's.
+    pub fn figure(
+        &self,
+        what: impl Into<String>,
+        unit: &str,
+        ours: Option<f64>,
+        peer: Option<f64>,
+    ) -> Row {
+        Row {
+            what: what.into(),
+            unit: unit.to_owned(),
+            ours,
+            peer,
+            ..self.clone()
+        }
+    }
+
+    /// This row, with how its figures were obtained.
+    pub fn note(self, note: impl Into<String>) -> Row {
+        Row {
+            note: note.into(),
+            ..self
+        }
+    }
+}
+
 /// One of the targets, judged on this run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -488,4 +530,27 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Row;
+
+    #[test]
+    fn a_figure_keeps_the_comparison_and_sets_only_its_own_parts() {
+        let row = Row::of("herd", "etcd", "etcdctl elect");
+        let figure = row.figure("median", "ms", Some(1.0), None);
+        assert_eq!(
+            (figure.measurement.as_str(), figure.backend.as_str()),
+            ("herd", "etcd")
+        );
+        assert_eq!(figure.peer_tool, "etcdctl elect");
+        assert_eq!(
+            (figure.what.as_str(), figure.unit.as_str()),
+            ("median", "ms")
+        );
+        assert_eq!((figure.ours, figure.peer), (Some(1.0), None));
+        assert_eq!(figure.note, "");
+        assert_eq!(figure.note("why").note, "why");
+    }
 }

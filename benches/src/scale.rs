@@ -9,8 +9,9 @@ use anyhow::{anyhow, Result};
 use elect::{Candidate, Leadership};
 use futures::StreamExt;
 
-use crate::cluster::{connect, fresh, wait_candidates, Backend};
+use crate::cluster::{connect, fresh, Backend};
 use crate::counters::{measure, Metric};
+use crate::crowd::Crowd;
 use crate::peers::proc_status;
 use crate::report::{Check, Row};
 use crate::{Ctx, Found, PeerFacts};
@@ -38,38 +39,14 @@ fn self_footprint() -> (f64, f64, f64) {
 async fn per_candidate(backend: Backend, n: usize) -> Result<(f64, f64, f64)> {
     let election = fresh("scale");
     let electors = crate::herd::electors(backend, &election, n + 1).await?;
-    let leader = electors[0]
-        .campaign(&election, &Candidate::new("leader", "leader")?)
-        .await?;
+    let mut crowd = Crowd::lead(election, electors).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (heap0, rss0, tasks0) = self_footprint();
-    let mut tasks = Vec::new();
-    for (i, e) in electors[1..].iter().enumerate() {
-        let (e, name) = (e.clone(), election.clone());
-        tasks.push(tokio::spawn(async move {
-            let candidate = Candidate::new(format!("w{i}"), "w").expect("a valid candidate");
-            let _ = e.campaign(&name, &candidate).await;
-        }));
-    }
-    wait_candidates(
-        &*electors[0],
-        backend,
-        &election,
-        n + 1,
-        Duration::from_secs(300),
-    )
-    .await?;
+    crowd.join(|_| ());
+    crowd.wait_joined(backend, Duration::from_secs(300)).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (heap1, rss1, tasks1) = self_footprint();
-    for t in &tasks {
-        t.abort();
-    }
-    let _ = leader.resign().await;
-    futures::stream::iter(electors.iter())
-        .for_each_concurrent(32, |e| async move {
-            let _ = e.close().await;
-        })
-        .await;
+    crowd.end().await;
     let n = n as f64;
     Ok((
         (heap1 - heap0) / n,
@@ -137,35 +114,30 @@ pub async fn run(ctx: &Ctx, backend: Backend, facts: &PeerFacts) -> Result<Found
     };
     let mut found = Found::default();
     let peer = facts.footprint.iter().find(|f| f.0 == backend).cloned();
+    let peer_tool = peer
+        .as_ref()
+        .map_or(String::new(), |p| format!("{}: one process each", p.1));
+    let row = Row::of("scale", backend.name(), peer_tool);
     let mut sizes: Vec<usize> = plan.scale_sizes.iter().map(|&n| cap(n)).collect();
     sizes.dedup();
     for n in sizes {
         eprintln!("scale {backend}: {n} waiting candidates in this process");
         let (heap, rss, tasks) = per_candidate(backend, n).await?;
-        found.rows.push(Row {
-            measurement: "scale".into(),
-            backend: backend.name().into(),
-            what: format!("memory per waiting candidate, {n} in one process"),
-            unit: "KiB (ours: live heap; peer: RSS)".into(),
-            ours: Some(heap),
-            peer: peer.as_ref().map(|p| p.2),
-            peer_tool: peer
-                .as_ref()
-                .map_or(String::new(), |p| format!("{}: one process each", p.1)),
-            note: format!("RSS grew {rss:.1} KiB per candidate"),
-        });
-        found.rows.push(Row {
-            measurement: "scale".into(),
-            backend: backend.name().into(),
-            what: format!("tasks per waiting candidate, {n} in one process"),
-            unit: "tokio tasks (peer: OS threads)".into(),
-            ours: Some(tasks),
-            peer: peer.as_ref().map(|p| p.3),
-            peer_tool: peer
-                .as_ref()
-                .map_or(String::new(), |p| format!("{}: one process each", p.1)),
-            note: String::new(),
-        });
+        found.rows.push(
+            row.figure(
+                format!("memory per waiting candidate, {n} in one process"),
+                "KiB (ours: live heap; peer: RSS)",
+                Some(heap),
+                peer.as_ref().map(|p| p.2),
+            )
+            .note(format!("RSS grew {rss:.1} KiB per candidate")),
+        );
+        found.rows.push(row.figure(
+            format!("tasks per waiting candidate, {n} in one process"),
+            "tokio tasks (peer: OS threads)",
+            Some(tasks),
+            peer.as_ref().map(|p| p.3),
+        ));
     }
     // A Consul term holds a blocking query (one connection) on the one agent its session
     // lives on, which takes 200 connections per client address.
@@ -181,30 +153,32 @@ pub async fn run(ctx: &Ctx, backend: Backend, facts: &PeerFacts) -> Result<Found
         Backend::Etcd => "keep-alive (LeaseKeepAlive messages)",
         Backend::Consul => "keep-alive (session renewals)",
     };
-    found.rows.push(Row {
-        measurement: "scale".into(),
-        backend: backend.name().into(),
-        what: format!("{what}/s, one process leading 1 election"),
-        unit: "req/s".into(),
-        ours: Some(one),
-        peer: peer_rate.as_ref().map(|p| p.3),
-        peer_tool: peer_rate
-            .as_ref()
-            .map_or(String::new(), |p| format!("{} ({})", p.2, p.1)),
-        note: "default TTL".into(),
+    let one_tool = peer_rate
+        .as_ref()
+        .map_or(String::new(), |p| format!("{} ({})", p.2, p.1));
+    let k_tool = peer_rate.as_ref().map_or(String::new(), |p| {
+        format!("{k} × {} (one session each)", p.2)
     });
-    found.rows.push(Row {
-        measurement: "scale".into(),
-        backend: backend.name().into(),
-        what: format!("{what}/s, one process leading {k} elections"),
-        unit: "req/s".into(),
-        ours: Some(all),
-        peer: peer_rate.as_ref().map(|p| p.3 * k as f64),
-        peer_tool: peer_rate.as_ref().map_or(String::new(), |p| {
-            format!("{k} × {} (one session each)", p.2)
-        }),
-        note: "default TTL".into(),
-    });
+    for (tool, what, ours, peer) in [
+        (
+            one_tool,
+            format!("{what}/s, one process leading 1 election"),
+            one,
+            peer_rate.as_ref().map(|p| p.3),
+        ),
+        (
+            k_tool,
+            format!("{what}/s, one process leading {k} elections"),
+            all,
+            peer_rate.as_ref().map(|p| p.3 * k as f64),
+        ),
+    ] {
+        let row = Row::of("scale", backend.name(), tool);
+        found.rows.push(
+            row.figure(what, "req/s", Some(ours), peer)
+                .note("default TTL"),
+        );
+    }
     found.checks.push(Check {
         target: format!("{backend}: one process leading {k} elections sends the keep-alive traffic of one session"),
         figures: format!("{all:.3} req/s for {k} elections vs {one:.3} req/s for 1"),

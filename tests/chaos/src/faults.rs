@@ -69,16 +69,6 @@ impl Fault {
         Fault::OneWay,
     ];
 
-    /// The partitions between the members (network namespaces).
-    pub const BETWEEN_MEMBERS: [Fault; 6] = [
-        Fault::IsolateMemberOfLeader,
-        Fault::IsolateClusterLeader,
-        Fault::Split,
-        Fault::Bridge,
-        Fault::Flap,
-        Fault::OneWay,
-    ];
-
     /// The name in histories and reports.
     pub fn kind(self) -> &'static str {
         match self {
@@ -113,7 +103,21 @@ impl Fault {
                 | Fault::KillClusterLeader
                 | Fault::RestartCluster
                 | Fault::SlowNetwork
-        ) || Fault::BETWEEN_MEMBERS.contains(&self)
+        ) || self.between_members()
+    }
+
+    /// Whether the fault partitions the members (network namespaces). A predicate, as the
+    /// other classes are: the faults themselves are listed once, in [`Fault::ALL`].
+    pub fn between_members(self) -> bool {
+        matches!(
+            self,
+            Fault::IsolateMemberOfLeader
+                | Fault::IsolateClusterLeader
+                | Fault::Split
+                | Fault::Bridge
+                | Fault::Flap
+                | Fault::OneWay
+        )
     }
 
     /// Whether the fault targets the leading candidate (and a successor must take over).

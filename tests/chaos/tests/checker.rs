@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use billing::ledger::{Entry, Operation};
 use elect::history::{Event, Record};
-use elect_chaos::check::{check, percentile, Bounds, Ending, Report, Violation};
+use elect_chaos::check::{check, percentile, Bounds, Ending, Report, Term, Violation};
 
 const MS: u64 = 1_000_000;
 
@@ -87,9 +87,27 @@ fn entry(seq: u64, ms: u64, who: &str, token: u64, charge: Option<&str>, accepte
     }
 }
 
+/// What the checker finds in a history alone (no ledger), at [`bounds`].
+fn check_history(history: &[Record]) -> Report {
+    check(history, &[], &bounds())
+}
+
+/// What the checker finds in a ledger alone (no history), at [`bounds`].
+fn check_journal(journal: &[Entry]) -> Report {
+    check(&[], journal, &bounds())
+}
+
 fn only(report: &Report) -> &Violation {
     assert_eq!(report.violations.len(), 1, "{report}");
     &report.violations[0]
+}
+
+/// The two terms of the one violation in `report`, which must be an overlap (S1).
+fn only_overlap(report: &Report) -> (&Term, &Term) {
+    let Violation::Overlap { earlier, later } = only(report) else {
+        panic!("{report}")
+    };
+    (earlier, later)
 }
 
 /// a leads, resigns to b (handover), b is killed, c takes over (failover), c is frozen, a
@@ -180,18 +198,13 @@ fn a_clean_history_is_clean_and_counted() {
 
 #[test]
 fn overlapping_terms_are_reported() {
-    let history = vec![
+    let report = check_history(&[
         elected(0, "a", 1, 2000),
         elected(1000, "b", 2, 3000),
         lost(1500, "a", 1, "expired", Some(2000)),
-    ];
-    let report = check(&history, &[], &bounds());
-    match only(&report) {
-        Violation::Overlap { earlier, later } => {
-            assert_eq!((earlier.who.as_str(), later.who.as_str()), ("a", "b"));
-        }
-        other => panic!("{other}"),
-    }
+    ]);
+    let (earlier, later) = only_overlap(&report);
+    assert_eq!((earlier.who.as_str(), later.who.as_str()), ("a", "b"));
     let shown = report.violations[0].to_string();
     assert!(
         shown.starts_with("S1") && shown.contains("500.0 ms"),
@@ -206,16 +219,13 @@ fn an_overlap_after_an_operator_revoke_is_counted_not_a_violation() {
         elected(1050, "b", 2, 4000),
         lost(1200, "a", 1, "revoked", Some(3000)),
     ];
-    let report = check(&without, &[], &bounds());
-    assert!(
-        matches!(only(&report), Violation::Overlap { .. }),
-        "{report}"
-    );
+    let report = check_history(&without);
+    only_overlap(&report);
     assert_eq!(report.operator_overlaps, 0);
 
     let mut with = without.clone();
     with.push(fault(1000, "operator-revoke", "a"));
-    let report = check(&with, &[], &bounds());
+    let report = check_history(&with);
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.operator_overlaps, 1);
     assert_eq!(report.max_operator_overlap, Duration::from_millis(150));
@@ -225,29 +235,23 @@ fn an_overlap_after_an_operator_revoke_is_counted_not_a_violation() {
     // Only a loss the revoke explains is excused.
     let mut stopped = with.clone();
     stopped[2] = lost(1200, "a", 1, "stopped", Some(3000));
-    let report = check(&stopped, &[], &bounds());
-    assert!(
-        matches!(only(&report), Violation::Overlap { .. }),
-        "{report}"
-    );
+    let report = check_history(&stopped);
+    only_overlap(&report);
 }
 
 #[test]
 fn a_token_not_greater_than_an_earlier_one_is_reported() {
     for token in [1, 0] {
-        let history = vec![
+        let report = check_history(&[
             elected(0, "a", 1, 2000),
             lost(500, "a", 1, "resigned", Some(2000)),
             elected(600, "b", token, 2600),
-        ];
-        let report = check(&history, &[], &bounds());
-        match only(&report) {
-            Violation::TokenNotGreater { term, prior } => {
-                assert_eq!((term.who.as_str(), term.token), ("b", token));
-                assert_eq!((prior.who.as_str(), prior.token), ("a", 1));
-            }
-            other => panic!("{other}"),
-        }
+        ]);
+        let Violation::TokenNotGreater { term, prior } = only(&report) else {
+            panic!("{report}")
+        };
+        assert_eq!((term.who.as_str(), term.token), ("b", token));
+        assert_eq!((prior.who.as_str(), prior.token), ("a", 1));
     }
 }
 
@@ -257,15 +261,14 @@ fn a_loss_noticed_late_is_reported_unless_frozen_at_the_deadline() {
         elected(0, "a", 1, 2000),
         lost(2500, "a", 1, "expired", Some(2000)),
     ];
-    let report = check(&history, &[], &bounds());
-    match only(&report) {
-        Violation::LateLoss {
-            who, deadline, t, ..
-        } => {
-            assert_eq!((who.as_str(), *deadline, *t), ("a", 2000 * MS, 2500 * MS));
-        }
-        other => panic!("{other}"),
-    }
+    let report = check_history(&history);
+    let Violation::LateLoss {
+        who, deadline, t, ..
+    } = only(&report)
+    else {
+        panic!("{report}")
+    };
+    assert_eq!((who.as_str(), *deadline, *t), ("a", 2000 * MS, 2500 * MS));
     assert_eq!(report.max_loss_lateness, Some(500 * MS as i64));
 
     // Frozen before the deadline and thawed after it: not the candidate's fault. (b takes
@@ -275,14 +278,14 @@ fn a_loss_noticed_late_is_reported_unless_frozen_at_the_deadline() {
     let mut frozen = history.clone();
     frozen.push(fault(1500, "freeze-leader", "a"));
     frozen.push(healed(2400, "freeze-leader", "a"));
-    let report = check(&frozen, &[], &bounds());
+    let report = check_history(&frozen);
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.max_loss_lateness, None);
 
     // Frozen and never thawed (the record was written anyway, say by a restart).
     let mut never_thawed = history.clone();
     never_thawed.push(fault(1500, "freeze-leader", "a"));
-    assert!(check(&never_thawed, &[], &bounds())
+    assert!(check_history(&never_thawed)
         .violations
         .iter()
         .all(|v| !matches!(v, Violation::LateLoss { .. })));
@@ -292,7 +295,7 @@ fn a_loss_noticed_late_is_reported_unless_frozen_at_the_deadline() {
     thawed.push(fault(1500, "freeze-leader", "a"));
     thawed.push(healed(1900, "freeze-leader", "a"));
     assert!(matches!(
-        only(&check(&thawed, &[], &bounds())),
+        only(&check_history(&thawed)),
         Violation::LateLoss { .. }
     ));
 
@@ -301,7 +304,7 @@ fn a_loss_noticed_late_is_reported_unless_frozen_at_the_deadline() {
         elected(0, "a", 1, 2000),
         lost(2050, "a", 1, "expired", Some(2000)),
     ];
-    let report = check(&within, &[], &bounds());
+    let report = check_history(&within);
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.max_loss_lateness, Some(50 * MS as i64));
     let early = vec![
@@ -309,7 +312,7 @@ fn a_loss_noticed_late_is_reported_unless_frozen_at_the_deadline() {
         lost(1900, "a", 1, "expired", Some(2000)),
     ];
     assert_eq!(
-        check(&early, &[], &bounds()).max_loss_lateness,
+        check_history(&early).max_loss_lateness,
         Some(-100 * MS as i64)
     );
 
@@ -318,23 +321,20 @@ fn a_loss_noticed_late_is_reported_unless_frozen_at_the_deadline() {
         elected(0, "a", 1, 2000),
         lost(2500, "a", 1, "resigned", Some(2000)),
     ];
-    assert!(check(&resigned, &[], &bounds()).is_clean());
+    assert!(check_history(&resigned).is_clean());
 }
 
 #[test]
 fn a_stale_write_accepted_is_reported() {
-    let journal = vec![
+    let report = check_journal(&[
         entry(1, 10, "b", 2, None, true),
         entry(2, 20, "a", 1, Some("sub-0"), false),
         entry(3, 30, "a", 1, Some("sub-1"), true),
-    ];
-    let report = check(&[], &journal, &bounds());
-    match only(&report) {
-        Violation::StaleWriteAccepted { entry, prior } => {
-            assert_eq!((entry.seq, prior.seq), (3, 1));
-        }
-        other => panic!("{other}"),
-    }
+    ]);
+    let Violation::StaleWriteAccepted { entry, prior } = only(&report) else {
+        panic!("{report}")
+    };
+    assert_eq!((entry.seq, prior.seq), (3, 1));
     assert_eq!(report.fenced_writes, 1);
     assert_eq!(report.fenced_after_freeze, 0);
     assert_eq!(report.charges, 1);
@@ -342,19 +342,16 @@ fn a_stale_write_accepted_is_reported() {
 
 #[test]
 fn a_double_charge_is_reported() {
-    let journal = vec![
+    let report = check_journal(&[
         entry(1, 10, "a", 1, Some("sub-0"), true),
         entry(2, 20, "a", 1, Some("sub-0"), false),
         entry(3, 30, "b", 2, Some("sub-1"), true),
         entry(4, 40, "b", 2, Some("sub-0"), true),
-    ];
-    let report = check(&[], &journal, &bounds());
-    match only(&report) {
-        Violation::DoubleCharge { first, second } => {
-            assert_eq!((first.seq, second.seq), (1, 4));
-        }
-        other => panic!("{other}"),
-    }
+    ]);
+    let Violation::DoubleCharge { first, second } = only(&report) else {
+        panic!("{report}")
+    };
+    assert_eq!((first.seq, second.seq), (1, 4));
     assert!(report.violations[0]
         .to_string()
         .contains("sub-0 for period 1"));
@@ -364,7 +361,7 @@ fn a_double_charge_is_reported() {
 #[test]
 fn a_slow_failover_is_reported() {
     for kind in ["kill-leader", "freeze-leader", "cut-leader"] {
-        let history = vec![
+        let report = check_history(&[
             elected(0, "a", 1, 2000),
             fault(1000, kind, "a"),
             lost(1500, "a", 1, "expired", Some(1500)),
@@ -372,36 +369,30 @@ fn a_slow_failover_is_reported() {
             elected(2000, "a", 2, 4000),
             lost(2100, "a", 2, "resigned", Some(4000)),
             elected(5000, "b", 3, 7000),
-        ];
-        let report = check(&history, &[], &bounds());
-        match only(&report) {
-            Violation::SlowFailover { recovery, bound } => {
-                assert_eq!(recovery.kind, kind);
-                assert_eq!(recovery.by, "b");
-                assert_eq!(recovery.took, Duration::from_millis(4000));
-                assert_eq!(*bound, bounds().failover);
-            }
-            other => panic!("{kind}: {other}"),
-        }
+        ]);
+        let Violation::SlowFailover { recovery, bound } = only(&report) else {
+            panic!("{kind}: {report}")
+        };
+        assert_eq!(recovery.kind, kind);
+        assert_eq!(recovery.by, "b");
+        assert_eq!(recovery.took, Duration::from_millis(4000));
+        assert_eq!(*bound, bounds().failover);
         assert_eq!(report.failovers.len(), 1);
     }
 }
 
 #[test]
 fn a_failover_without_successor_is_reported() {
-    let history = vec![
+    let report = check_history(&[
         elected(0, "a", 1, 2000),
         fault(1000, "kill-leader", "a"),
         elected(3000, "a", 2, 5000),
         lost(9000, "a", 2, "stopped", Some(10000)),
-    ];
-    let report = check(&history, &[], &bounds());
-    match only(&report) {
-        Violation::NoSuccessor { kind, at, .. } => {
-            assert_eq!((kind.as_str(), *at), ("kill-leader", 1000 * MS));
-        }
-        other => panic!("{other}"),
-    }
+    ]);
+    let Violation::NoSuccessor { kind, at, .. } = only(&report) else {
+        panic!("{report}")
+    };
+    assert_eq!((kind.as_str(), *at), ("kill-leader", 1000 * MS));
     assert_eq!(report.violations[0].property(), "L1");
     assert!(report.failovers.is_empty());
 }
@@ -414,37 +405,30 @@ fn a_slow_handover_is_reported() {
         lost(1001, "a", 1, "resigned", Some(2000)),
         elected(2000, "b", 2, 4000),
     ];
-    let report = check(&history, &[], &bounds());
-    match only(&report) {
-        Violation::SlowHandover { recovery, .. } => {
-            assert_eq!(recovery.took, Duration::from_millis(1000));
-        }
-        other => panic!("{other}"),
-    }
+    let report = check_history(&history);
+    let Violation::SlowHandover { recovery, .. } = only(&report) else {
+        panic!("{report}")
+    };
+    assert_eq!(recovery.took, Duration::from_millis(1000));
     assert_eq!(report.handovers.len(), 1);
 
     let never = &history[..3];
-    let report = check(never, &[], &bounds());
+    let report = check_history(never);
     assert!(matches!(only(&report), Violation::NoSuccessor { kind, .. } if kind == "resign"));
     assert_eq!(report.violations[0].property(), "L2");
 }
 
 #[test]
 fn an_open_term_overlaps_every_later_one() {
-    let history = vec![
+    let report = check_history(&[
         elected(0, "a", 1, 2000),
         elected(10_000, "b", 2, 12_000),
         lost(11_000, "b", 2, "stopped", Some(12_000)),
-    ];
-    let report = check(&history, &[], &bounds());
-    match only(&report) {
-        Violation::Overlap { earlier, later } => {
-            assert!(earlier.is_open());
-            assert_eq!(earlier.ending, Ending::Open);
-            assert_eq!(later.who, "b");
-        }
-        other => panic!("{other}"),
-    }
+    ]);
+    let (earlier, later) = only_overlap(&report);
+    assert!(earlier.is_open());
+    assert_eq!(earlier.ending, Ending::Open);
+    assert_eq!(later.who, "b");
     let open: Vec<_> = report.open_terms().map(|t| t.who.as_str()).collect();
     assert_eq!(open, ["a"]);
     assert!(report.to_string().contains("open term: a"), "{report}");
@@ -461,18 +445,15 @@ fn belief_ends_at_the_deadline_when_the_loss_is_written_later() {
         healed(2800, "freeze-leader", "a"),
         lost(3000, "a", 1, "expired", Some(2000)),
     ];
-    let report = check(&history, &[], &bounds());
+    let report = check_history(&history);
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.terms[0].end, Some(2000 * MS));
 
     // Had b started before the deadline, it would have overlapped.
     let mut early = history.clone();
     early[2] = elected(1900, "b", 2, 3900);
-    let report = check(&early, &[], &bounds());
-    assert!(
-        matches!(only(&report), Violation::Overlap { .. }),
-        "{report}"
-    );
+    let report = check_history(&early);
+    only_overlap(&report);
 }
 
 #[test]
@@ -500,14 +481,14 @@ fn a_term_granted_after_its_deadline_is_judged_from_its_start() {
         elected(5000, "a", 7, 4000),
         lost(5001, "a", 7, "deadline-passed", Some(4000)),
     ];
-    assert!(check(&history, &[], &bounds()).is_clean());
+    assert!(check_history(&history).is_clean());
     // Noticed 500 ms after its start: late, from its start.
     let late = vec![
         elected(5000, "a", 7, 4000),
         lost(5500, "a", 7, "deadline-passed", Some(4000)),
     ];
     assert!(matches!(
-        only(&check(&late, &[], &bounds())),
+        only(&check_history(&late)),
         Violation::LateLoss { .. }
     ));
 }
