@@ -223,7 +223,6 @@ impl Elector for ConsulElector {
 
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
         let keys = self.keys(election);
-        let mut closed = self.state.closed();
         let candidacy = self.state.enter(election).await?;
         loop {
             self.state.check_open()?;
@@ -238,11 +237,15 @@ impl Elector for ConsulElector {
             // until it is released (a blocking query answers at once when it is).
             let (entries, _) = self.agent.read(&keys.lock, false, None).await?;
             let free = entries.first().is_none_or(|e| e.holder().is_none());
-            tokio::select! {
-                waited = self.wait_free(&keys, &session), if !free => { waited?; }
-                _ = tokio::time::sleep(LOCK_DELAY_RETRY), if free => {}
-                _ = closed.wait_for(|c| *c) => return Err(Error::Closed { backend: BACKEND }),
-            }
+            let wait = async {
+                if free {
+                    tokio::time::sleep(LOCK_DELAY_RETRY).await;
+                    Ok(())
+                } else {
+                    self.wait_free(&keys, &session).await.map(drop)
+                }
+            };
+            self.state.unless_closed(wait).await?;
         }
     }
 

@@ -102,11 +102,11 @@ async fn consul_lock_and_elect_share_one_election() {
             .expect("elect leads after consul lock released")
             .unwrap();
     let _ = first.wait().await;
-    intervals.push(Interval {
-        who: "consul lock",
-        from: stamp(&stop, "from"),
-        to: stamp(&stop, "to"),
-    });
+    intervals.push(Interval::new(
+        "consul lock",
+        stamp(&stop, "from"),
+        stamp(&stop, "to"),
+    ));
     eprintln!(
         "consul lock released: elect led {:?} after the child was told to stop",
         Duration::from_nanos((elected - released) as u64)
@@ -122,11 +122,7 @@ async fn consul_lock_and_elect_share_one_election() {
     );
     let resigned = now_ns();
     leadership.resign().await.unwrap();
-    intervals.push(Interval {
-        who: "elect",
-        from: elected,
-        to: resigned,
-    });
+    intervals.push(Interval::new("elect", elected, resigned));
     assert_eq!(
         said(&mut lines, Duration::from_secs(10)).await.as_deref(),
         Some("acquired")
@@ -140,11 +136,7 @@ async fn consul_lock_and_elect_share_one_election() {
     assert_ne!(holder.id, "rust");
     std::fs::write(&stop, "").unwrap();
     let _ = second.wait().await;
-    intervals.push(Interval {
-        who: "consul lock",
-        from: held_from,
-        to: stamp(&stop, "to"),
-    });
+    intervals.push(Interval::new("consul lock", held_from, stamp(&stop, "to")));
 
     let origin = intervals[0].from;
     for i in &intervals {

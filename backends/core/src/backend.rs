@@ -23,6 +23,19 @@ pub trait Session: Send + Sync {
     fn is_over(&self) -> bool;
 }
 
+/// Where a campaign that waits in line (a queue of claims ordered by the store) stands once
+/// its wait is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn<T = ()> {
+    /// Nobody older is left and our claim stands: lead, with what the wait learned (etcd: the
+    /// revision it saw).
+    Lead(T),
+    /// The session ended while we waited: our claim is gone with it.
+    SessionOver,
+    /// Our claim was deleted while we waited.
+    ClaimGone,
+}
+
 /// The state of one elector: its session `S` and the claims `C` of the terms it granted.
 #[derive(Debug)]
 pub struct ElectorState<S, C> {
@@ -62,6 +75,16 @@ impl<S: Session, C> ElectorState<S, C> {
     pub async fn enter(&self, election: &ElectionName) -> Result<Candidacy> {
         self.check_open()?;
         self.candidacies.enter(election).await
+    }
+
+    /// Runs `wait` (a campaign's wait for its turn), or fails with `Closed` as soon as the
+    /// elector is closed.
+    pub async fn unless_closed<T>(&self, wait: impl Future<Output = Result<T>>) -> Result<T> {
+        let mut closed = self.closed();
+        tokio::select! {
+            done = wait => done,
+            _ = closed.wait_for(|c| *c) => Err(Error::Closed { backend: self.backend }),
+        }
     }
 
     /// Resolves when the elector is closed.

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::backend::{Candidacy, ElectorState, OnDrop, Session as _};
+use elect_core::backend::{Candidacy, ElectorState, OnDrop, Session as _, Turn};
 use elect_core::config::{EtcdConfig, TlsConfig};
 use elect_core::{
     Candidate, CandidateInfo, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream,
@@ -253,7 +253,7 @@ impl EtcdElector {
     }
 
     /// Waits until no key older than ours is left; see [`Turn`].
-    async fn wait_turn(&self, session: &Session, keys: &Keys, revision: i64) -> Result<Turn> {
+    async fn wait_turn(&self, session: &Session, keys: &Keys, revision: i64) -> Result<Turn<i64>> {
         let mut lease = session.clock.watch();
         loop {
             let look = self.look(keys, revision).await?;
@@ -335,7 +335,7 @@ impl EtcdElector {
         keys: &Keys,
         revision: i64,
         at: i64,
-    ) -> Result<Option<Turn>> {
+    ) -> Result<Option<Turn<i64>>> {
         let options = GetOptions::new().with_keys_only().with_serializable();
         let me = error::get(
             &self.client,
@@ -433,16 +433,6 @@ struct Look {
     only_one_ahead: bool,
 }
 
-/// How a wait for our turn ended.
-enum Turn {
-    /// Nobody older is left and our key stands: lead, as of this revision.
-    Lead(i64),
-    /// The lease ended while we waited: our key is gone with it.
-    SessionOver,
-    /// Our key was deleted while we waited.
-    ClaimGone,
-}
-
 /// Deletes our key (and id key) if the campaign is dropped before it wins — armed before the
 /// create is sent, since a dropped request may still have been applied (cancel safety). Once
 /// the create's revision is stored in the returned cell (0 until then) only that term's key
@@ -531,24 +521,19 @@ impl Elector for EtcdElector {
                 continue;
             };
             created.store(revision, Ordering::SeqCst);
-            let mut closed = self.state.closed();
-            let turn = tokio::select! {
-                turn = self.wait_turn(&session, &keys, revision) => turn?,
-                _ = closed.wait_for(|c| *c) => return Err(Error::Closed { backend: BACKEND }),
-            };
-            match turn {
+            let turn = self.wait_turn(&session, &keys, revision);
+            match self.state.unless_closed(turn).await? {
                 Turn::Lead(seen) => {
                     guard.disarm();
-                    return Ok(candidacy
-                        .lead(self.grant(election, candidate, &session, keys, revision, seen)));
+                    let leadership =
+                        self.grant(election, candidate, &session, keys, revision, seen);
+                    return Ok(candidacy.lead(leadership));
                 }
-                Turn::SessionOver | Turn::ClaimGone => {
-                    tracing::info!(
-                        election = election.as_str(),
-                        "claim or lease lost while waiting; campaigning again"
-                    );
-                    continue;
-                }
+                lost => tracing::info!(
+                    election = election.as_str(),
+                    ?lost,
+                    "claim or lease lost while waiting; campaigning again"
+                ),
             }
         }
     }

@@ -8,11 +8,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use elect_core::testkit::campaign_as;
-use elect_core::{Candidate, ElectionName, Elector};
+use elect_core::testkit::{campaign_as, spawn_campaign_as};
+use elect_core::{ElectionName, Elector};
 use elect_etcd::EtcdElector;
+use elect_test_support::herd::one_handover_wakes_only_the_successor;
 use support::{config, connect, endpoints};
-use tokio::time::Instant;
 
 const WAITING: usize = 200;
 
@@ -43,14 +43,7 @@ async fn a_handover_among_200_waiting_candidates_wakes_only_the_successor() {
     let mut waiting = Vec::new();
     for i in 0..WAITING {
         let elector = EtcdElector::with_client(client.clone(), &config()).unwrap();
-        let name = election.clone();
-        waiting.push(tokio::spawn(async move {
-            let won = elector
-                .campaign(&name, &Candidate::new(format!("c{i}"), "v").unwrap())
-                .await
-                .unwrap();
-            (i, Instant::now(), won, elector)
-        }));
+        waiting.push(spawn_campaign_as(elector, &election, &format!("c{i}")));
         // Join one at a time, so that the order is known and every watch is set.
         tokio::time::timeout(Duration::from_secs(10), async {
             while leader.candidates(&election).await.unwrap().len() < i + 2 {
@@ -60,40 +53,12 @@ async fn a_handover_among_200_waiting_candidates_wakes_only_the_successor() {
         .await
         .expect("candidate joined");
     }
-    // Let every waiter's watch be established and settled.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = events_sent();
-    let resigned = Instant::now();
-    leadership.resign().await.unwrap();
-    let winner = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Some(i) = waiting.iter().position(|t| t.is_finished()) {
-                return waiting.remove(i).await.unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await
-    .expect("a successor leads");
-    let (index, elected, successor, _elector) = winner;
-    // Give any herd the time to show in the counters.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let events = events_sent() - before;
-    assert_eq!(index, 0, "the successor is the oldest waiter");
-    assert!(
-        waiting.iter().all(|t| !t.is_finished()),
-        "more than one candidate won"
-    );
-    assert!(
-        events <= 5,
-        "one handover sent {events} watch events for {WAITING} waiting candidates"
-    );
-    eprintln!(
-        "{WAITING} waiting: successor led {:?} after the resign; members sent {events} watch events",
-        elected - resigned
-    );
-    successor.resign().await.unwrap();
-    for task in waiting {
-        task.abort();
-    }
+    one_handover_wakes_only_the_successor(
+        leadership,
+        waiting,
+        "c0",
+        events_sent,
+        "watch events sent by the members",
+    )
+    .await;
 }

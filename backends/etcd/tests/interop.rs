@@ -83,11 +83,7 @@ async fn etcdctl_elect_and_elect_share_one_election() {
         .await
         .expect("elect leads after etcdctl resigned")
         .unwrap();
-    intervals.push(Interval {
-        who: "etcdctl",
-        from: etcdctl_from,
-        to: signalled,
-    });
+    intervals.push(Interval::new("etcdctl", etcdctl_from, signalled));
     let _ = first.wait().await;
     eprintln!(
         "etcdctl resigned: elect led {:?} after the SIGINT",
@@ -118,11 +114,7 @@ async fn etcdctl_elect_and_elect_share_one_election() {
     );
     let resigned = Instant::now();
     leadership.resign().await.unwrap();
-    intervals.push(Interval {
-        who: "elect",
-        from: elected,
-        to: resigned,
-    });
+    intervals.push(Interval::new("elect", elected, resigned));
     let key = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
         .await
         .expect("etcdctl leads after elect resigned")
@@ -141,11 +133,7 @@ async fn etcdctl_elect_and_elect_share_one_election() {
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    intervals.push(Interval {
-        who: "etcdctl",
-        from: etcdctl_from,
-        to: Instant::now(),
-    });
+    intervals.push(Interval::new("etcdctl", etcdctl_from, Instant::now()));
     let _ = second.wait().await;
     let origin = intervals[0].from;
     for i in &intervals {

@@ -28,7 +28,7 @@ mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::backend::{Candidacy, ElectorState, OnDrop, Session as _};
+use elect_core::backend::{Candidacy, ElectorState, OnDrop, Session as _, Turn};
 use elect_core::config::ZookeeperConfig;
 use elect_core::{
     Candidate, CandidateInfo, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream,
@@ -62,13 +62,6 @@ pub struct ZookeeperElector {
     config: ZookeeperConfig,
     acls: Acls,
     state: Arc<ElectorState<Session, ZkClaim>>,
-}
-
-/// How a wait for our turn ended.
-enum Turn {
-    Lead,
-    ClaimGone,
-    SessionOver,
 }
 
 impl ZookeeperElector {
@@ -300,7 +293,7 @@ impl ZookeeperElector {
                 return Ok(Turn::ClaimGone);
             };
             if position == 0 {
-                return Ok(Turn::Lead);
+                return Ok(Turn::Lead(()));
             }
             let predecessor = layout.claim(&children[position - 1]);
             let Ok(client) = session.client() else {
@@ -504,23 +497,18 @@ impl Elector for ZookeeperElector {
                 guard.disarm();
                 continue;
             };
-            let mut closed = self.state.closed();
-            let turn = tokio::select! {
-                turn = self.wait_turn(&session, &layout, &name) => turn?,
-                _ = closed.wait_for(|c| *c) => return Err(Error::Closed { backend: BACKEND }),
-            };
-            match turn {
-                Turn::Lead => {
+            let turn = self.wait_turn(&session, &layout, &name);
+            match self.state.unless_closed(turn).await? {
+                Turn::Lead(()) => {
                     guard.disarm();
-                    return Ok(candidacy
-                        .lead(self.grant(election, candidate, &session, layout, name, czxid)));
+                    let leadership = self.grant(election, candidate, &session, layout, name, czxid);
+                    return Ok(candidacy.lead(leadership));
                 }
-                Turn::ClaimGone | Turn::SessionOver => {
-                    tracing::info!(
-                        election = election.as_str(),
-                        "claim or session lost while waiting; campaigning again"
-                    );
-                }
+                lost => tracing::info!(
+                    election = election.as_str(),
+                    ?lost,
+                    "claim or session lost while waiting; campaigning again"
+                ),
             }
         }
     }

@@ -6,11 +6,11 @@ mod support;
 
 use std::time::Duration;
 
-use elect_core::testkit::campaign_as;
-use elect_core::{Candidate, ElectionName, Elector};
+use elect_core::testkit::{campaign_as, spawn_campaign_as};
+use elect_core::{ElectionName, Elector};
+use elect_test_support::herd::one_handover_wakes_only_the_successor;
 use elect_zookeeper::ZookeeperElector;
 use support::{config, connect, watches_fired};
-use tokio::time::Instant;
 
 const WAITING: usize = 200;
 
@@ -28,17 +28,7 @@ async fn a_handover_among_200_waiting_candidates_notifies_only_the_successor() {
     let mut waiting = Vec::new();
     for i in 0..WAITING {
         let elector = ZookeeperElector::with_client(client.clone(), &config()).unwrap();
-        let name = election.clone();
-        waiting.push(tokio::spawn(async move {
-            let won = elector
-                .campaign(
-                    &name,
-                    &Candidate::new(format!("c{i}"), format!("c{i}")).unwrap(),
-                )
-                .await
-                .unwrap();
-            (Instant::now(), won, elector)
-        }));
+        waiting.push(spawn_campaign_as(elector, &election, &format!("c{i}")));
     }
     let queue = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
@@ -52,40 +42,14 @@ async fn a_handover_among_200_waiting_candidates_notifies_only_the_successor() {
     .await
     .expect("every candidate joined");
     let next_in_line = queue[1].id.clone();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = watches_fired();
-    let resigned = Instant::now();
-    leadership.resign().await.unwrap();
-    let (elected, successor, _elector) = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Some(i) = waiting.iter().position(|t| t.is_finished()) {
-                return waiting.remove(i).await.unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await
-    .expect("a successor leads");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let fired = watches_fired() - before;
-    assert_eq!(
-        successor.candidate_id(),
-        next_in_line,
-        "the successor is the next in line"
-    );
-    assert!(
-        waiting.iter().all(|t| !t.is_finished()),
-        "more than one candidate won"
-    );
-    assert!(
-        fired <= 5,
-        "one handover fired {fired} watches for {WAITING} waiting candidates"
-    );
-    eprintln!("{WAITING} waiting: successor led {:?} after the resign; the ensemble fired {fired} watches", elected - resigned);
-    successor.resign().await.unwrap();
-    for task in waiting {
-        task.abort();
-    }
+    one_handover_wakes_only_the_successor(
+        leadership,
+        waiting,
+        &next_in_line,
+        watches_fired,
+        "watches fired by the ensemble",
+    )
+    .await;
 }
 
 /// Electors on one client check their one session once, however many there are: a hundred of

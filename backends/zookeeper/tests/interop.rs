@@ -112,11 +112,7 @@ async fn kazoo_and_elect_share_one_election() {
         .await
         .expect("elect leads after kazoo released")
         .unwrap();
-    intervals.push(Interval {
-        who: "kazoo",
-        from: kazoo_from,
-        to: released,
-    });
+    intervals.push(Interval::new("kazoo", kazoo_from, released));
     eprintln!("kazoo released: elect led {:?} later", elected - released);
 
     // 2. elect leads; kazoo waits and sees it; elect resigns and kazoo acquires.
@@ -128,11 +124,7 @@ async fn kazoo_and_elect_share_one_election() {
     );
     let resigned = Instant::now();
     leadership.resign().await.unwrap();
-    intervals.push(Interval {
-        who: "elect",
-        from: elected,
-        to: resigned,
-    });
+    intervals.push(Interval::new("elect", elected, resigned));
     assert_eq!(
         second.said(Duration::from_secs(5)).await.as_deref(),
         Some("acquired")
@@ -157,11 +149,7 @@ async fn kazoo_and_elect_share_one_election() {
         second.said(Duration::from_secs(5)).await.as_deref(),
         Some("released")
     );
-    intervals.push(Interval {
-        who: "kazoo",
-        from: kazoo_from,
-        to: released,
-    });
+    intervals.push(Interval::new("kazoo", kazoo_from, released));
 
     let origin = intervals[0].from;
     for i in &intervals {

@@ -11,6 +11,7 @@
 
 pub mod clusters;
 pub mod faults;
+pub mod herd;
 pub mod pki;
 pub mod process;
 pub mod proxy;
@@ -188,6 +189,14 @@ pub fn python() -> PathBuf {
     python
 }
 
+/// The output of the first of `tasks` to finish, which leaves `tasks`; the others go on.
+/// Panics if that task panicked.
+pub async fn first_finished<T>(tasks: &mut Vec<tokio::task::JoinHandle<T>>) -> T {
+    let (output, _, others) = futures::future::select_all(std::mem::take(tasks)).await;
+    *tasks = others;
+    output.expect("the task panicked")
+}
+
 /// `<prefix>-<8 hex digits>`: a fresh election name for each test run.
 pub fn unique_name(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -209,6 +218,13 @@ pub struct Interval<T> {
     pub from: T,
     /// When it stopped.
     pub to: T,
+}
+
+impl<T> Interval<T> {
+    /// `who` led from `from` to `to`.
+    pub fn new(who: &'static str, from: T, to: T) -> Self {
+        Interval { who, from, to }
+    }
 }
 
 /// Panics if two intervals overlap: two leaders at once.
