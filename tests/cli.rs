@@ -9,15 +9,20 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use elect_test_support::process::{alive, wait_for};
+use elect_test_support::cli::{assert_exit, assert_names, elect_on_files, sh};
+use elect_test_support::process::{alive, pgrp_of, wait_for, KillOnDrop};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 /// `elect` with a private lock directory and none of the caller's `ELECT_*` variables.
 fn elect(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_elect"));
-    elect_test_support::process::without_elect_env(&mut command);
-    command.env("ELECT_FILE_DIR", dir.join("locks"));
+    elect_on_files(env!("CARGO_BIN_EXE_elect"), &dir.join("locks"))
+}
+
+/// [`elect`] with the arguments of a command `line` (none of them holds a space).
+fn elect_line(dir: &Path, line: &str) -> Command {
+    let mut command = elect(dir);
+    command.args(line.split_whitespace());
     command
 }
 
@@ -46,18 +51,6 @@ fn group_alive(pgid: i32) -> bool {
             // fields[0] = state, fields[2] = pgrp
             fields.get(2) == Some(&pgid.to_string().as_str()) && fields[0] != "Z" && pid > 0
         })
-}
-
-/// The process group of `pid`, from /proc.
-fn pgrp_of(pid: i32) -> i32 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process exists");
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    fields[2].parse().unwrap()
 }
 
 fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
@@ -89,11 +82,10 @@ fn starts(log: &Path) -> Vec<Start> {
 
 /// A command that logs its start and then works forever, with a grandchild in its group.
 fn worker(log: &Path) -> Vec<String> {
-    let script = format!(
+    sh(format!(
         "echo \"$ELECT_CANDIDATE_ID $ELECT_FENCING_TOKEN $$\" >> {}; sleep 1000 & wait",
         log.display()
-    );
-    vec!["sh".into(), "-c".into(), script]
+    ))
 }
 
 fn spawn_run(dir: &Path, id: &str, election: &str, extra: &[&str], command: &[String]) -> Child {
@@ -108,25 +100,15 @@ fn spawn_run(dir: &Path, id: &str, election: &str, extra: &[&str], command: &[St
         .expect("start elect")
 }
 
-struct KillOnDrop(Vec<Child>);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 #[test]
 fn two_runs_one_child_at_a_time_and_kill_9_hands_over() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("starts.log");
     let command = worker(&log);
-    let mut runs = KillOnDrop(vec![
-        spawn_run(dir.path(), "a", "demo", &[], &command),
-        spawn_run(dir.path(), "b", "demo", &[], &command),
-    ]);
+    let mut runs = [
+        KillOnDrop(spawn_run(dir.path(), "a", "demo", &[], &command)),
+        KillOnDrop(spawn_run(dir.path(), "b", "demo", &[], &command)),
+    ];
 
     let first = wait_for(Duration::from_secs(10), "a first child", || {
         starts(&log).first().cloned()
@@ -146,12 +128,12 @@ fn two_runs_one_child_at_a_time_and_kill_9_hands_over() {
     let group = pgrp_of(first.pid);
     assert_ne!(
         group,
-        pgrp_of(runs.0[leader].id() as i32),
+        pgrp_of(runs[leader].0.id() as i32),
         "the command shares elect's process group"
     );
     let killed_at = Instant::now();
-    runs.0[leader].kill().expect("kill -9 the leading elect");
-    runs.0[leader].wait().unwrap();
+    runs[leader].0.kill().expect("kill -9 the leading elect");
+    runs[leader].0.wait().unwrap();
 
     // Its child, and the child's own child, are gone within 100 ms.
     wait_for(
@@ -177,16 +159,8 @@ fn two_runs_one_child_at_a_time_and_kill_9_hands_over() {
 #[test]
 fn a_command_that_exits_resigns_and_passes_its_status() {
     let dir = tempfile::tempdir().unwrap();
-    let status = elect(dir.path())
-        .args([
-            "run",
-            "--election",
-            "once",
-            "--",
-            "sh",
-            "-c",
-            "test \"$ELECT_FENCING_TOKEN\" -gt 0 && exit 7",
-        ])
+    let status = elect_line(dir.path(), "run --election once -- sh -c")
+        .arg("test \"$ELECT_FENCING_TOKEN\" -gt 0 && exit 7")
         .status()
         .unwrap();
     assert_eq!(status.code(), Some(7));
@@ -197,16 +171,8 @@ fn a_command_that_exits_resigns_and_passes_its_status() {
         "the term was not resigned: {out}"
     );
     // The next term gets a greater token.
-    let status = elect(dir.path())
-        .args([
-            "run",
-            "--election",
-            "once",
-            "--",
-            "sh",
-            "-c",
-            "exit $ELECT_FENCING_TOKEN",
-        ])
+    let status = elect_line(dir.path(), "run --election once -- sh -c")
+        .arg("exit $ELECT_FENCING_TOKEN")
         .status()
         .unwrap();
     assert_eq!(status.code(), Some(2));
@@ -230,11 +196,11 @@ fn status_shows_the_leader_and_the_waiting_candidates() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("starts.log");
     let command = worker(&log);
-    let _runs = KillOnDrop(vec![spawn_run(dir.path(), "alpha", "stat", &[], &command)]);
+    let _runs = KillOnDrop(spawn_run(dir.path(), "alpha", "stat", &[], &command));
     let start = wait_for(Duration::from_secs(10), "alpha leading", || {
         starts(&log).first().cloned()
     });
-    let _more = KillOnDrop(vec![spawn_run(dir.path(), "beta", "stat", &[], &command)]);
+    let _more = KillOnDrop(spawn_run(dir.path(), "beta", "stat", &[], &command));
     let status = wait_for(Duration::from_secs(5), "beta listed as waiting", || {
         let status = status_json(dir.path(), "stat");
         (status["candidates"].as_array().map_or(0, Vec::len) == 2).then_some(status)
@@ -249,10 +215,7 @@ fn status_shows_the_leader_and_the_waiting_candidates() {
         .output()
         .unwrap();
     let human = String::from_utf8(human.stdout).unwrap();
-    assert!(
-        human.contains("leader    alpha") && human.contains("waiting   beta"),
-        "{human}"
-    );
+    assert_names("status", &human, &["leader    alpha", "waiting   beta"]);
 }
 
 /// Issue 14, item 5: a value (or id) from the store cannot forge lines or send escape codes.
@@ -267,7 +230,7 @@ fn status_and_observe_escape_what_the_store_holds() {
         .args(worker(&log))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let _runs = KillOnDrop(vec![run.spawn().unwrap()]);
+    let _runs = KillOnDrop(run.spawn().unwrap());
     wait_for(Duration::from_secs(10), "alpha leading", || {
         starts(&log).first().cloned()
     });
@@ -306,13 +269,13 @@ fn status_and_observe_escape_what_the_store_holds() {
 fn timeout_gives_up_and_value_is_proclaimed() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("starts.log");
-    let _leader = KillOnDrop(vec![spawn_run(
+    let _leader = KillOnDrop(spawn_run(
         dir.path(),
         "alpha",
         "tmo",
         &["--value", "alpha's value"],
         &worker(&log),
-    )]);
+    ));
     wait_for(Duration::from_secs(10), "alpha leading", || {
         starts(&log).first().cloned()
     });
@@ -332,16 +295,7 @@ fn timeout_gives_up_and_value_is_proclaimed() {
     assert_eq!(exit_code("nobody-here"), Some(1), "nobody leads");
     let started = Instant::now();
     let marker = dir.path().join("ran");
-    let out = elect(dir.path())
-        .args([
-            "run",
-            "--election",
-            "tmo",
-            "--timeout",
-            "1.5s",
-            "--",
-            "touch",
-        ])
+    let out = elect_line(dir.path(), "run --election tmo --timeout 1.5s -- touch")
         .arg(&marker)
         .output()
         .unwrap();
@@ -363,12 +317,13 @@ fn timeout_gives_up_and_value_is_proclaimed() {
 fn observe_prints_one_line_per_change() {
     let dir = tempfile::tempdir().unwrap();
     let lines = dir.path().join("observed");
-    let mut observer = elect(dir.path())
-        .args(["observe", "--json", "--election", "obs"])
-        .stdout(fs::File::create(&lines).unwrap())
-        .spawn()
-        .unwrap();
-    let _guard = scopeguard(&mut observer);
+    let _observer = KillOnDrop(
+        elect(dir.path())
+            .args(["observe", "--json", "--election", "obs"])
+            .stdout(fs::File::create(&lines).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let read = || -> Vec<serde_json::Value> {
         fs::read_to_string(&lines)
             .unwrap_or_default()
@@ -379,17 +334,7 @@ fn observe_prints_one_line_per_change() {
     wait_for(Duration::from_secs(5), "the first line", || {
         (!read().is_empty()).then_some(())
     });
-    let status = elect(dir.path())
-        .args([
-            "run",
-            "--election",
-            "obs",
-            "--id",
-            "worker",
-            "--",
-            "sleep",
-            "0.5",
-        ])
+    let status = elect_line(dir.path(), "run --election obs --id worker -- sleep 0.5")
         .status()
         .unwrap();
     assert!(status.success());
@@ -401,17 +346,6 @@ fn observe_prints_one_line_per_change() {
     assert_eq!(seen[1]["leader"]["id"], "worker");
     assert_eq!(seen[2]["leader"], serde_json::Value::Null);
     assert_eq!(seen.len(), 3, "extra lines: {seen:?}");
-}
-
-fn scopeguard(child: &mut Child) -> impl Drop + '_ {
-    struct Guard<'a>(&'a mut Child);
-    impl Drop for Guard<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    Guard(child)
 }
 
 #[test]
@@ -494,22 +428,14 @@ fn a_lost_claim_stops_the_command_and_once_exits_75() {
         "trap '' TERM; touch {}; while :; do sleep 0.05; done",
         ready.display()
     );
-    let mut run = elect(dir.path())
-        .args([
-            "run",
-            "--once",
-            "--grace",
-            "300ms",
-            "--election",
-            "lose",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut run = elect_line(
+        dir.path(),
+        "run --once --grace 300ms --election lose -- sh -c",
+    )
+    .arg(&script)
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     wait_for(Duration::from_secs(10), "the command ready", || {
         ready.exists().then_some(())
     });
@@ -527,101 +453,53 @@ fn a_lost_claim_stops_the_command_and_once_exits_75() {
         "SIGKILL came before the grace period: {took:?}"
     );
     let Output { stderr, .. } = run.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&stderr);
-    assert!(
-        stderr.contains("revoked") && stderr.contains("SIGKILL"),
-        "{stderr}"
+    assert_names(
+        "elect run",
+        &String::from_utf8_lossy(&stderr),
+        &["revoked", "SIGKILL"],
     );
 }
 
 #[test]
 fn bad_input_gets_distinct_exit_codes_and_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], i32, &str); 11] = [
+    // Each case is one command line, its exit code, and what its message must name.
+    let cases: [(&str, i32, &str); 11] = [
+        ("run --election e --ttl 10s -- true", 78, "--ttl"),
         (
-            &["run", "--election", "e", "--ttl", "10s", "--", "true"],
+            "run --url etcd://127.0.0.1:1/e --ttl 1.5s -- true",
             78,
             "--ttl",
         ),
         (
-            &[
-                "run",
-                "--url",
-                "etcd://127.0.0.1:1/e",
-                "--ttl",
-                "1.5s",
-                "--",
-                "true",
-            ],
-            78,
-            "--ttl",
-        ),
-        (
-            &[
-                "run",
-                "--url",
-                "etcd://127.0.0.1:1/e",
-                "--lock-delay",
-                "1s",
-                "--",
-                "true",
-            ],
+            "run --url etcd://127.0.0.1:1/e --lock-delay 1s -- true",
             78,
             "--lock-delay",
         ),
         (
-            &[
-                "run",
-                "--url",
-                "consul://127.0.0.1:1/e",
-                "--lock-delay",
-                "61s",
-                "--",
-                "true",
-            ],
+            "run --url consul://127.0.0.1:1/e --lock-delay 61s -- true",
             78,
             "--lock-delay",
         ),
+        ("run --url bogus://x/y -- true", 78, "unknown scheme"),
+        ("run --election bad/name -- true", 78, "--election"),
+        ("status", 78, "no election"),
+        ("run --election e --grace 5 -- true", 2, "--grace"),
         (
-            &["run", "--url", "bogus://x/y", "--", "true"],
-            78,
-            "unknown scheme",
-        ),
-        (
-            &["run", "--election", "bad/name", "--", "true"],
-            78,
-            "--election",
-        ),
-        (&["status"], 78, "no election"),
-        (
-            &["run", "--election", "e", "--grace", "5", "--", "true"],
-            2,
-            "--grace",
-        ),
-        (
-            &["run", "--url", "consul://127.0.0.1:1/e", "--", "true"],
+            "run --url consul://127.0.0.1:1/e -- true",
             69,
             "unreachable",
         ),
+        ("run --url etcd://127.0.0.1:1/e -- true", 69, "unreachable"),
         (
-            &["run", "--url", "etcd://127.0.0.1:1/e", "--", "true"],
-            69,
-            "unreachable",
-        ),
-        (
-            &["run", "--election", "e", "--", "/nonexistent/command"],
+            "run --election e -- /nonexistent/command",
             127,
             "/nonexistent/command",
         ),
     ];
-    for (args, code, needle) in cases {
-        let out = elect(dir.path()).args(args).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains(needle),
-            "{args:?}: {stderr:?} should mention {needle:?}"
-        );
+    for (line, code, needle) in cases {
+        let out = elect_line(dir.path(), line).output().unwrap();
+        assert_exit(line, &out, code, &[needle]);
     }
 }
 
@@ -657,17 +535,7 @@ fn a_config_that_is_not_a_small_regular_file_is_refused_at_once() {
 #[test]
 fn log_json_has_election_candidate_and_token_on_every_state_change() {
     let dir = tempfile::tempdir().unwrap();
-    let out = elect(dir.path())
-        .args([
-            "run",
-            "--log-json",
-            "--election",
-            "logs",
-            "--id",
-            "me",
-            "--",
-            "true",
-        ])
+    let out = elect_line(dir.path(), "run --log-json --election logs --id me -- true")
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -715,10 +583,11 @@ fn completions_and_the_man_page_know_every_flag() {
     ] {
         let out = elect(dir.path()).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
-        let text = String::from_utf8_lossy(&out.stdout);
-        for needle in needles {
-            assert!(text.contains(needle), "{args:?}: no {needle:?}");
-        }
+        assert_names(
+            &format!("{args:?}"),
+            &String::from_utf8_lossy(&out.stdout),
+            needles,
+        );
     }
 }
 
@@ -736,8 +605,6 @@ fn a_url_without_hosts_takes_the_native_variables() {
             .args(["status", "--url", url])
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(69), "{url}: {stderr}");
-        assert!(stderr.contains("127.0.0.1:1"), "{url}: {stderr}");
+        assert_exit(url, &out, 69, &["127.0.0.1:1"]);
     }
 }

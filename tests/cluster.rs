@@ -128,26 +128,46 @@ impl Drop for Down {
     }
 }
 
+/// Runs `action` (`kill`, `start`) on node `victim`, then polls `status` until `done` accepts
+/// it within `deadline`; `doing` names the step and `goal` what `done` waits for, in a failure.
+/// Returns that status and how long it took after the action.
+fn act_then_poll(
+    backend: &str,
+    action: &str,
+    victim: u32,
+    doing: &str,
+    deadline: Duration,
+    done: impl Fn(&ScriptRun) -> bool,
+    goal: &str,
+) -> (ScriptRun, Duration) {
+    let acted = cluster(&[action, backend, &victim.to_string()], CALL_TIMEOUT);
+    assert!(
+        acted.ok(),
+        "{backend}: {doing} failed\n{}",
+        acted.describe()
+    );
+    let started = Instant::now();
+    let run = poll_status(backend, deadline, done).unwrap_or_else(|r| {
+        panic!(
+            "{backend}: {goal} within {deadline:?} after {doing}\n{}",
+            r.describe()
+        )
+    });
+    (run, started.elapsed())
+}
+
 /// Kill node `victim` (`what` says which role it had), check the cluster keeps or regains
 /// quorum, restart the node and wait until all three are running and healthy again.
 fn kill_and_restart(backend: &str, victim: u32, what: &str) {
-    let n = victim.to_string();
-    let killed = cluster(&["kill", backend, &n], CALL_TIMEOUT);
-    assert!(
-        killed.ok(),
-        "{backend}: killing {what} n{victim} failed\n{}",
-        killed.describe()
+    let (after, took) = act_then_poll(
+        backend,
+        "kill",
+        victim,
+        &format!("killing {what} n{victim}"),
+        QUORUM_DEADLINE,
+        |r| has_quorum(r, backend),
+        "no quorum (2 of 3 nodes must be enough)",
     );
-    let started = Instant::now();
-
-    let after =
-        poll_status(backend, QUORUM_DEADLINE, |r| has_quorum(r, backend)).unwrap_or_else(|r| {
-            panic!(
-                "{backend}: no quorum within {QUORUM_DEADLINE:?} after killing {what} n{victim} \
-             (2 of 3 nodes must be enough)\n{}",
-                r.describe()
-            )
-        });
     let line = node_line(&after, backend, victim);
     assert!(
         line.contains("stopped"),
@@ -160,8 +180,7 @@ fn kill_and_restart(backend: &str, victim: u32, what: &str) {
         after.describe()
     );
     eprintln!(
-        "{backend}: {what} n{victim} killed; quorum after {:?}: {}",
-        started.elapsed(),
+        "{backend}: {what} n{victim} killed; quorum after {took:?}: {}",
         summary(&after, backend)
     );
     if what == "leader" {
@@ -172,24 +191,17 @@ fn kill_and_restart(backend: &str, victim: u32, what: &str) {
         );
     }
 
-    let restart = cluster(&["start", backend, &n], CALL_TIMEOUT);
-    assert!(
-        restart.ok(),
-        "{backend}: restarting n{victim} failed\n{}",
-        restart.describe()
+    let (back, took) = act_then_poll(
+        backend,
+        "start",
+        victim,
+        &format!("restarting n{victim}"),
+        REJOIN_DEADLINE,
+        |r| all_back(r, backend),
+        "no rejoin (3/3 running and healthy)",
     );
-    let started = Instant::now();
-    let back =
-        poll_status(backend, REJOIN_DEADLINE, |r| all_back(r, backend)).unwrap_or_else(|r| {
-            panic!(
-                "{backend}: restarted n{victim} did not rejoin (3/3 running and healthy) within \
-             {REJOIN_DEADLINE:?}\n{}",
-                r.describe()
-            )
-        });
     eprintln!(
-        "{backend}: n{victim} restarted; rejoined after {:?}: {}",
-        started.elapsed(),
+        "{backend}: n{victim} restarted; rejoined after {took:?}: {}",
         summary(&back, backend)
     );
 }

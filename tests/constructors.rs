@@ -17,80 +17,61 @@ fn half_tls() -> Option<TlsConfig> {
     Some(tls)
 }
 
+/// `config` with one field spoiled by `spoil`, as a [`BackendConfig`] (`wrap`).
+fn spoiled<C>(mut config: C, wrap: fn(C) -> BackendConfig, spoil: fn(&mut C)) -> BackendConfig {
+    spoil(&mut config);
+    wrap(config)
+}
+
 /// Each invalid config with the field its error must name.
 fn invalid_configs() -> Vec<(&'static str, BackendConfig)> {
-    let etcd = || EtcdConfig::new(vec![CLOSED.parse().unwrap()]);
-    let consul = || ConsulConfig::new(vec![CLOSED.parse().unwrap()]);
-    let zk = || ZookeeperConfig::new(vec![CLOSED.parse().unwrap()]);
-    let mut cases: Vec<(&str, BackendConfig)> = Vec::new();
-    let mut add = |field, config| cases.push((field, config));
-
-    add(
-        "etcd.endpoints",
-        BackendConfig::Etcd(EtcdConfig::new(vec![])),
-    );
-    let mut c = etcd();
-    c.ttl = Duration::ZERO;
-    add("etcd.ttl", BackendConfig::Etcd(c));
-    let mut c = etcd();
-    c.ttl = Duration::from_millis(2500);
-    add("etcd.ttl", BackendConfig::Etcd(c));
-    let mut c = etcd();
-    c.ttl = Duration::from_secs(48 * 3600);
-    add("etcd.ttl", BackendConfig::Etcd(c));
-    let mut c = etcd();
-    c.drift_margin = Some(c.ttl);
-    add("etcd.drift_margin", BackendConfig::Etcd(c));
-    let mut c = etcd();
-    c.password = Some("pw".into());
-    add("etcd.username", BackendConfig::Etcd(c));
-    let mut c = etcd();
-    c.tls = half_tls();
-    add("etcd.tls.key", BackendConfig::Etcd(c));
-
-    add(
-        "consul.endpoints",
-        BackendConfig::Consul(ConsulConfig::new(vec![])),
-    );
-    let mut c = consul();
-    c.ttl = Duration::from_secs(5);
-    add("consul.ttl", BackendConfig::Consul(c));
-    let mut c = consul();
-    c.ttl = Duration::from_secs(90);
-    add("consul.ttl", BackendConfig::Consul(c));
-    let mut c = consul();
-    c.lock_delay = Some(Duration::from_secs(61));
-    add("consul.lock_delay", BackendConfig::Consul(c));
-    let mut c = consul();
-    c.drift_margin = Some(c.ttl * 2);
-    add("consul.drift_margin", BackendConfig::Consul(c));
-    let mut c = consul();
-    c.tls = half_tls();
-    add("consul.tls.key", BackendConfig::Consul(c));
-
-    add(
-        "zookeeper.endpoints",
-        BackendConfig::Zookeeper(ZookeeperConfig::new(vec![])),
-    );
-    let mut c = zk();
-    c.session_timeout = Duration::ZERO;
-    add("zookeeper.session_timeout", BackendConfig::Zookeeper(c));
-    let mut c = zk();
-    c.root = "no-slash".to_owned();
-    add("zookeeper.root", BackendConfig::Zookeeper(c));
-    let mut c = zk();
-    c.auth = Some("no-colon".into());
-    add("zookeeper.auth", BackendConfig::Zookeeper(c));
-    let mut c = zk();
-    c.drift_margin = Some(c.session_timeout);
-    add("zookeeper.drift_margin", BackendConfig::Zookeeper(c));
-    let mut c = zk();
-    c.tls = half_tls();
-    add("zookeeper.tls.key", BackendConfig::Zookeeper(c));
-
-    let c = FileConfig::in_dir(PathBuf::new());
-    add("file.dir", BackendConfig::File(c));
-    cases
+    let closed = || vec![CLOSED.parse().unwrap()];
+    let etcd = |spoil| spoiled(EtcdConfig::new(closed()), BackendConfig::Etcd, spoil);
+    let consul = |spoil| spoiled(ConsulConfig::new(closed()), BackendConfig::Consul, spoil);
+    let zk = |spoil| {
+        spoiled(
+            ZookeeperConfig::new(closed()),
+            BackendConfig::Zookeeper,
+            spoil,
+        )
+    };
+    vec![
+        ("etcd.endpoints", etcd(|c| c.endpoints.clear())),
+        ("etcd.ttl", etcd(|c| c.ttl = Duration::ZERO)),
+        ("etcd.ttl", etcd(|c| c.ttl = Duration::from_millis(2500))),
+        ("etcd.ttl", etcd(|c| c.ttl = Duration::from_secs(48 * 3600))),
+        ("etcd.drift_margin", etcd(|c| c.drift_margin = Some(c.ttl))),
+        ("etcd.username", etcd(|c| c.password = Some("pw".into()))),
+        ("etcd.tls.key", etcd(|c| c.tls = half_tls())),
+        ("consul.endpoints", consul(|c| c.endpoints.clear())),
+        ("consul.ttl", consul(|c| c.ttl = Duration::from_secs(5))),
+        ("consul.ttl", consul(|c| c.ttl = Duration::from_secs(90))),
+        (
+            "consul.lock_delay",
+            consul(|c| c.lock_delay = Some(Duration::from_secs(61))),
+        ),
+        (
+            "consul.drift_margin",
+            consul(|c| c.drift_margin = Some(c.ttl * 2)),
+        ),
+        ("consul.tls.key", consul(|c| c.tls = half_tls())),
+        ("zookeeper.endpoints", zk(|c| c.endpoints.clear())),
+        (
+            "zookeeper.session_timeout",
+            zk(|c| c.session_timeout = Duration::ZERO),
+        ),
+        ("zookeeper.root", zk(|c| c.root = "no-slash".to_owned())),
+        ("zookeeper.auth", zk(|c| c.auth = Some("no-colon".into()))),
+        (
+            "zookeeper.drift_margin",
+            zk(|c| c.drift_margin = Some(c.session_timeout)),
+        ),
+        ("zookeeper.tls.key", zk(|c| c.tls = half_tls())),
+        (
+            "file.dir",
+            BackendConfig::File(FileConfig::in_dir(PathBuf::new())),
+        ),
+    ]
 }
 
 /// A bound: an invalid config must be refused before anything waits on the network.

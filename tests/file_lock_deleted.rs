@@ -7,7 +7,8 @@
 //! whole directory) is deleted, the successor's first stamp must come after the old command's
 //! last one. Every wait polls under a deadline; nothing sleeps to synchronise.
 
-use elect_test_support::process::wait_for;
+use elect_test_support::cli::{elect_on_files, sh};
+use elect_test_support::process::{alive, wait_for, KillOnDrop};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,10 +22,7 @@ const GRACE_MS: u64 = 2_000;
 
 /// `elect` with a private lock directory and none of the caller's `ELECT_*` variables.
 fn elect(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_elect"));
-    elect_test_support::process::without_elect_env(&mut command);
-    command.env("ELECT_FILE_DIR", locks(dir));
-    command
+    elect_on_files(env!("CARGO_BIN_EXE_elect"), &locks(dir))
 }
 
 fn locks(dir: &Path) -> PathBuf {
@@ -40,11 +38,10 @@ fn now_ns() -> u128 {
 
 /// A command that ignores SIGTERM and stamps the wall clock every 10 ms.
 fn stamper(stamps: &Path) -> Vec<String> {
-    let script = format!(
+    sh(format!(
         "trap '' TERM; while :; do echo \"$ELECT_CANDIDATE_ID $$ $(date +%s%N)\" >> {}; sleep 0.01; done",
         stamps.display()
-    );
-    vec!["sh".into(), "-c".into(), script]
+    ))
 }
 
 /// The stamps of candidate `id`, in order: (the command's pid, ns since the epoch).
@@ -60,15 +57,6 @@ fn stamps_of(stamps: &Path, id: &str) -> Vec<(i32, u128)> {
             Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
         })
         .collect()
-}
-
-/// Whether process `pid` is gone (or a zombie).
-fn gone(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
-        stat.rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-    })
 }
 
 /// `elect run --grace GRACE` of the stamper as candidate `id` (with `--once` if `once`).
@@ -97,14 +85,15 @@ fn collect_stderr(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
     lines
 }
 
-struct KillOnDrop(Vec<Child>);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// Waits up to 5 s until a line of `log` (see [`collect_stderr`]) contains `needle`.
+fn wait_logged(log: &Mutex<Vec<String>>, needle: &str, what: &str) {
+    wait_for(Duration::from_secs(5), what, || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains(needle))
+            .then_some(())
+    });
 }
 
 /// Linux's `/proc/locks` name of a file: `MAJOR:MINOR:INODE`, as elect-file's `procfs::file_key` makes it.
@@ -148,7 +137,7 @@ fn handover_after(fault: Removed) -> (u128, u128, u128) {
     let stamps = dir.path().join("stamps");
     let lock = locks(dir.path()).join("del.lock");
     let once = !matches!(fault, Removed::LockFileWhileBothCampaign);
-    let mut runs = KillOnDrop(vec![spawn_run(dir.path(), "a", &stamps, once, GRACE)]);
+    let mut runs = vec![KillOnDrop(spawn_run(dir.path(), "a", &stamps, once, GRACE))];
     let (a_pid, _) = wait_for(Duration::from_secs(10), "a's command stamping", || {
         stamps_of(&stamps, "a").first().copied()
     });
@@ -158,8 +147,7 @@ fn handover_after(fault: Removed) -> (u128, u128, u128) {
     );
     if successor_waits {
         let key = proc_locks_key(&lock).expect("the lock file exists");
-        runs.0
-            .push(spawn_run(dir.path(), "b", &stamps, once, GRACE));
+        runs.push(KillOnDrop(spawn_run(dir.path(), "b", &stamps, once, GRACE)));
         wait_for(
             Duration::from_secs(10),
             "b waiting in flock on a's lock file",
@@ -172,8 +160,7 @@ fn handover_after(fault: Removed) -> (u128, u128, u128) {
         _ => fs::remove_file(&lock).unwrap(),
     }
     if !successor_waits {
-        runs.0
-            .push(spawn_run(dir.path(), "b", &stamps, once, GRACE));
+        runs.push(KillOnDrop(spawn_run(dir.path(), "b", &stamps, once, GRACE)));
     }
     let limit = Duration::from_millis(GRACE_MS + 5_000);
     // The next command: b's, or (campaigning again) a's second one.
@@ -186,7 +173,7 @@ fn handover_after(fault: Removed) -> (u128, u128, u128) {
         b.into_iter().chain(a_again).min()
     });
     wait_for(limit, "a's command gone after the grace period", || {
-        gone(a_pid).then_some(())
+        (!alive(a_pid)).then_some(())
     });
     let a_last = stamps_of(&stamps, "a")
         .into_iter()
@@ -222,24 +209,11 @@ fn check(fault: Removed) {
     );
 }
 
-#[test]
-fn rm_of_the_lock_file_never_lets_a_waiting_successor_overlap_the_old_command() {
-    check(Removed::LockFileWhileSuccessorWaits);
-}
-
-#[test]
-fn rm_of_the_lock_file_never_lets_the_next_term_overlap_when_the_old_leader_campaigns_again() {
-    check(Removed::LockFileWhileBothCampaign);
-}
-
-#[test]
-fn rm_of_the_lock_file_never_lets_a_new_successor_overlap_the_old_command() {
-    check(Removed::LockFileThenSuccessorStarts);
-}
-
-#[test]
-fn rm_of_the_lock_directory_never_lets_a_new_successor_overlap_the_old_command() {
-    check(Removed::DirectoryThenSuccessorStarts);
+elect_test_support::test_per_row! {
+    rm_of_the_lock_file_never_lets_a_waiting_successor_overlap_the_old_command => check(Removed::LockFileWhileSuccessorWaits);
+    rm_of_the_lock_file_never_lets_the_next_term_overlap_when_the_old_leader_campaigns_again => check(Removed::LockFileWhileBothCampaign);
+    rm_of_the_lock_file_never_lets_a_new_successor_overlap_the_old_command => check(Removed::LockFileThenSuccessorStarts);
+    rm_of_the_lock_directory_never_lets_a_new_successor_overlap_the_old_command => check(Removed::DirectoryThenSuccessorStarts);
 }
 
 /// A leader whose lock file was deleted, killed with SIGKILL while it is stopping its
@@ -251,47 +225,36 @@ fn a_leader_killed_while_stopping_never_makes_its_successor_wait_its_grace() {
     let dir = tempfile::tempdir().unwrap();
     let stamps = dir.path().join("stamps");
     let lock = locks(dir.path()).join("del.lock");
-    let mut runs = KillOnDrop(vec![spawn_run(dir.path(), "a", &stamps, true, "30s")]);
-    let a_log = collect_stderr(&mut runs.0[0]);
+    let mut runs = vec![KillOnDrop(spawn_run(dir.path(), "a", &stamps, true, "30s"))];
+    let a_log = collect_stderr(&mut runs[0].0);
     let (a_pid, _) = wait_for(Duration::from_secs(10), "a's command stamping", || {
         stamps_of(&stamps, "a").first().copied()
     });
     fs::remove_file(&lock).unwrap();
-    runs.0
-        .push(spawn_run(dir.path(), "b", &stamps, true, "30s"));
-    let b_log = collect_stderr(&mut runs.0[1]);
-    wait_for(
-        Duration::from_secs(5),
+    runs.push(KillOnDrop(spawn_run(dir.path(), "b", &stamps, true, "30s")));
+    let b_log = collect_stderr(&mut runs[1].0);
+    wait_logged(
+        &a_log,
+        "sending SIGTERM",
         "a sending SIGTERM to its command",
-        || {
-            a_log
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|line| line.contains("sending SIGTERM"))
-                .then_some(())
-        },
     );
-    wait_for(Duration::from_secs(5), "b waiting for a's old lock", || {
-        b_log
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|line| line.contains("waiting until it lets go of its lock"))
-            .then_some(())
-    });
+    wait_logged(
+        &b_log,
+        "waiting until it lets go of its lock",
+        "b waiting for a's old lock",
+    );
     assert!(
         stamps_of(&stamps, "b").is_empty(),
         "b started before a died"
     );
     let killed_at = now_ns();
-    runs.0[0].kill().expect("kill -9 a");
-    runs.0[0].wait().unwrap();
+    runs[0].0.kill().expect("kill -9 a");
+    runs[0].0.wait().unwrap();
     let (_, b_first) = wait_for(Duration::from_secs(2), "b's command stamping", || {
         stamps_of(&stamps, "b").first().copied()
     });
     wait_for(Duration::from_secs(1), "a's command gone", || {
-        gone(a_pid).then_some(())
+        (!alive(a_pid)).then_some(())
     });
     let (_, a_last) = *stamps_of(&stamps, "a").last().unwrap();
     eprintln!(

@@ -6,9 +6,11 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use elect_test_support::cli::assert_exit;
 
 const NOBODY: u32 = 65534;
 
@@ -66,6 +68,14 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A new empty directory `name`, in a temporary one that takes it along when dropped.
+fn new_dir(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join(name);
+    fs::create_dir(&dir).unwrap();
+    (base, dir)
+}
+
 /// A directory like `/tmp`: root's, writable by all, sticky.
 fn shared_tmp() -> tempfile::TempDir {
     let base = tempfile::tempdir().unwrap();
@@ -90,12 +100,15 @@ fn a_lock_directory_made_by_another_user_is_refused_and_nothing_in_it_is_written
     ));
     let (out, took) = elect_run(Some(&dir), &[], Duration::from_secs(10));
     eprintln!("{:?} after {took:?}: {}", out.status, stderr(&out));
-    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(&dir.display().to_string())
-            && stderr(&out).contains(&format!("owned by uid {NOBODY}")),
-        "the refusal names the directory and what is wrong: {}",
-        stderr(&out)
+    // The refusal names the directory and what is wrong.
+    assert_exit(
+        "a lock directory of nobody's",
+        &out,
+        77,
+        &[
+            &dir.display().to_string(),
+            &format!("owned by uid {NOBODY}"),
+        ],
     );
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
     assert!(took < Duration::from_secs(2), "{took:?}");
@@ -104,16 +117,14 @@ fn a_lock_directory_made_by_another_user_is_refused_and_nothing_in_it_is_written
 #[test]
 fn a_root_owned_directory_that_others_can_write_is_refused() {
     need_root();
-    let base = tempfile::tempdir().unwrap();
-    let dir = base.path().join("open");
-    fs::create_dir(&dir).unwrap();
+    let (_base, dir) = new_dir("open");
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
     let (out, _) = elect_run(Some(&dir), &[], Duration::from_secs(10));
-    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("writable by others"),
-        "{}",
-        stderr(&out)
+    assert_exit(
+        "a lock directory open to all",
+        &out,
+        77,
+        &["writable by others"],
     );
     assert!(!dir.join("demo.lock").exists());
 }
@@ -239,9 +250,7 @@ fn permanent_errors_end_elect_run_within_a_second() {
 #[test]
 fn a_read_only_lock_directory_ends_elect_run_within_a_second() {
     need_root();
-    let base = tempfile::tempdir().unwrap();
-    let ro = base.path().join("ro");
-    fs::create_dir(&ro).unwrap();
+    let (_base, ro) = new_dir("ro");
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
         .arg(&ro)
@@ -261,7 +270,6 @@ fn a_read_only_lock_directory_ends_elect_run_within_a_second() {
         out.status.code(),
         stderr(&out)
     );
-    assert_eq!(out.status.code(), Some(74), "{}", stderr(&out));
-    assert!(stderr(&out).contains("Read-only"), "{}", stderr(&out));
+    assert_exit("a read-only lock directory", &out, 74, &["Read-only"]);
     assert!(took < Duration::from_secs(1), "{took:?}");
 }

@@ -11,26 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use elect::{connect, Candidate, Config, Elector};
-use elect_test_support::clusters;
-use elect_test_support::process::alive;
+use elect_test_support::cli::{block_on, short_ttl_url, Backend};
+use elect_test_support::process::{alive, pgrp_of, wait_for_in_task as poll};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use tokio::time::Instant;
-
-fn zk_url(election: &str) -> String {
-    let hosts = clusters::zookeeper_connect();
-    format!("zk://{hosts}/{election}?session_timeout=2s")
-}
-
-fn consul_url(election: &str) -> String {
-    let hosts = clusters::consul_addresses();
-    format!("consul://{hosts}/{election}?ttl=10s")
-}
-
-fn etcd_url(election: &str) -> String {
-    let hosts = clusters::etcd_endpoints();
-    format!("etcd://{hosts}/{election}?ttl=2s")
-}
 
 /// `(token, pid)` of each command start, from the command's own log.
 fn starts(log: &Path) -> Vec<(u64, i32)> {
@@ -44,29 +29,6 @@ fn starts(log: &Path) -> Vec<(u64, i32)> {
         .collect()
 }
 
-fn pgrp_of(pid: i32) -> i32 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process exists");
-    stat.rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-async fn poll<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 struct Stop(Child);
 impl Drop for Stop {
     fn drop(&mut self) {
@@ -74,6 +36,11 @@ impl Drop for Stop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// This run's election on `backend`'s cluster.
+fn url(backend: Backend) -> String {
+    short_ttl_url(backend, &format!("frozen-{}", std::process::id()))
 }
 
 async fn frozen_leader(url: String, expiry_bound: Duration) {
@@ -107,8 +74,7 @@ async fn frozen_leader(url: String, expiry_bound: Duration) {
         Duration::from_secs(20),
         "the frozen-to-be leader's command",
         || starts(&log).first().copied(),
-    )
-    .await;
+    );
 
     let config = Config::from_url(&url).unwrap();
     let election = config.election.clone().unwrap();
@@ -127,8 +93,7 @@ async fn frozen_leader(url: String, expiry_bound: Duration) {
     };
     poll(Duration::from_secs(5), "the successor waiting", || {
         Some(()).filter(|_| !waiting.is_finished())
-    })
-    .await;
+    });
 
     // Freeze the whole leader: elect and its command's process group.
     let elect_pid = Pid::from_raw(elect.0.id() as i32);
@@ -155,8 +120,7 @@ async fn frozen_leader(url: String, expiry_bound: Duration) {
         Duration::from_secs(2),
         "the woken leader's command killed",
         || Some(()).filter(|_| !alive(command)),
-    )
-    .await;
+    );
     let stopped = thawed_at.elapsed();
     // The loss is logged as the term ends, which may come a moment after the command died.
     let elect_log = dir.path().join("elect.log");
@@ -170,8 +134,7 @@ async fn frozen_leader(url: String, expiry_bound: Duration) {
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                 .find(|e| e["message"] == "lost")
         },
-    )
-    .await;
+    );
     let reason = lost["reason"].as_str().unwrap().to_owned();
     assert!(
         ["deadline-passed", "expired", "revoked"].contains(&reason.as_str()),
@@ -185,8 +148,7 @@ async fn frozen_leader(url: String, expiry_bound: Duration) {
         Duration::from_secs(10),
         "the woken leader's next term",
         || starts(&log).get(1).copied(),
-    )
-    .await;
+    );
     assert!(
         again > term.token().get(),
         "its new token {again} is not above the successor's {}",
@@ -198,32 +160,11 @@ async fn frozen_leader(url: String, expiry_bound: Duration) {
     drop(elect);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zookeeper_frozen_leader() {
-    // Session timeout 2 s (negotiated within the ensemble's bounds) plus the expiry tick.
-    frozen_leader(
-        zk_url(&format!("frozen-{}", std::process::id())),
-        Duration::from_secs(6),
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn etcd_frozen_leader() {
-    // TTL 2 s plus etcd's expiry check.
-    frozen_leader(
-        etcd_url(&format!("frozen-{}", std::process::id())),
-        Duration::from_secs(6),
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consul_frozen_leader() {
-    // Consul invalidates between TTL and 2 × TTL; then the lock delay (one TTL) runs.
-    frozen_leader(
-        consul_url(&format!("frozen-{}", std::process::id())),
-        Duration::from_secs(40),
-    )
-    .await;
+elect_test_support::test_per_row! {
+    /// Session timeout 2 s (negotiated within the ensemble's bounds) plus the expiry tick.
+    zookeeper_frozen_leader => block_on(frozen_leader(url(Backend::Zookeeper), Duration::from_secs(6)));
+    /// TTL 2 s plus etcd's expiry check.
+    etcd_frozen_leader => block_on(frozen_leader(url(Backend::Etcd), Duration::from_secs(6)));
+    /// Consul invalidates between TTL and 2 × TTL; then the lock delay (one TTL) runs.
+    consul_frozen_leader => block_on(frozen_leader(url(Backend::Consul), Duration::from_secs(40)));
 }

@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use elect::{connect, Candidate, Config};
-use elect_test_support::clusters;
+use elect_test_support::cli::{block_on, short_ttl_url, Backend};
+use elect_test_support::process::wait_for_in_task;
 use tokio::time::Instant;
 
 fn first_token(log: &std::path::Path) -> Option<u64> {
@@ -20,7 +21,14 @@ fn first_token(log: &std::path::Path) -> Option<u64> {
         .ok()
 }
 
-async fn killed_leader(url: String, bound: Duration) -> Duration {
+/// This run's election on `backend`'s cluster.
+fn url(backend: Backend) -> String {
+    short_ttl_url(backend, &format!("killed-{}", std::process::id()))
+}
+
+/// Kills the leader at `url`; a successor must lead within `bound`, and not before `floor`
+/// (when the store cannot have expired the session sooner).
+async fn killed_leader(url: String, bound: Duration, floor: Option<Duration>) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tokens");
     let script = format!(
@@ -35,17 +43,11 @@ async fn killed_leader(url: String, bound: Duration) -> Duration {
         .stderr(Stdio::null())
         .spawn()
         .expect("start elect");
-    let started = Instant::now();
-    let token = loop {
-        if let Some(token) = first_token(&log) {
-            break token;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{url}: the leader's command never started"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let token = wait_for_in_task(
+        Duration::from_secs(20),
+        &format!("{url}: the leader's command starting"),
+        || first_token(&log),
+    );
     let config = Config::from_url(&url).unwrap();
     let election = config.election.clone().unwrap();
     let successor = connect(&config).await.unwrap_or_else(|e| {
@@ -74,49 +76,19 @@ async fn killed_leader(url: String, bound: Duration) -> Duration {
     let failover = elected - killed_at;
     eprintln!("{url}: leader killed; successor led after {failover:?} (bound {bound:?})");
     term.resign().await.unwrap();
-    failover
+    if let Some(floor) = floor {
+        assert!(
+            failover >= floor,
+            "{url}: failover {failover:?} came before the session could expire ({floor:?})"
+        );
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn etcd_killed_leader() {
-    let hosts = clusters::etcd_endpoints();
-    // TTL 2 s + etcd's expiry check (500 ms) + a round trip.
-    let failover = killed_leader(
-        format!("etcd://{hosts}/killed-{}?ttl=2s", std::process::id()),
-        Duration::from_secs(4),
-    )
-    .await;
-    assert!(
-        failover >= Duration::from_millis(1500),
-        "failover {failover:?} is shorter than the lease could expire"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zookeeper_killed_leader() {
-    let hosts = clusters::zookeeper_connect();
-    // The session timeout (2 s) + a tick + a round trip.
-    killed_leader(
-        format!(
-            "zk://{hosts}/killed-{}?session_timeout=2s",
-            std::process::id()
-        ),
-        Duration::from_secs(4),
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consul_killed_leader() {
-    let hosts = clusters::consul_addresses();
-    // Invalidation between TTL and 2 × TTL, then the lock delay (one TTL).
-    let failover = killed_leader(
-        format!("consul://{hosts}/killed-{}?ttl=10s", std::process::id()),
-        Duration::from_secs(35),
-    )
-    .await;
-    assert!(
-        failover >= Duration::from_secs(10),
-        "failover {failover:?} came before the TTL"
-    );
+elect_test_support::test_per_row! {
+    /// TTL 2 s + etcd's expiry check (500 ms) + a round trip; the lease lives 1.5 s at least.
+    etcd_killed_leader => block_on(killed_leader(url(Backend::Etcd), Duration::from_secs(4), Some(Duration::from_millis(1500))));
+    /// The session timeout (2 s) + a tick + a round trip.
+    zookeeper_killed_leader => block_on(killed_leader(url(Backend::Zookeeper), Duration::from_secs(4), None));
+    /// Invalidation between TTL and 2 × TTL, then the lock delay (one TTL); never before the TTL.
+    consul_killed_leader => block_on(killed_leader(url(Backend::Consul), Duration::from_secs(35), Some(Duration::from_secs(10))));
 }

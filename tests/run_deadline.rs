@@ -3,12 +3,14 @@
 //! ignores SIGTERM; while renewals get through, it is never disturbed.
 
 use std::fs;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::time::Duration;
 
-use elect::run::{run, RunExit, RunOptions, Signals, KILL_MARGIN};
+use elect::run::{run, RunError, RunExit, RunOptions, Signals, KILL_MARGIN};
 use elect::settings::Settings;
-use elect::{Candidate, Config, LossReason, MemoryStore};
+use elect::{Candidate, Config, LossReason, MemoryElector, MemoryStore};
 use elect_test_support::process::alive;
 use tokio::time::Instant;
 
@@ -29,18 +31,7 @@ fn stubborn(pid_file: &Path) -> RunOptions {
         "trap '' TERM; echo $$ > {}; while :; do sleep 0.02; done",
         pid_file.display()
     );
-    RunOptions {
-        command: vec!["sh".into(), "-c".into(), script.into()],
-        grace: Duration::from_secs(10),
-        once: true,
-        guardian: None,
-        history: None,
-        pass_credentials: false,
-        contain: elect::ContainMode::Auto,
-        campaign_timeout: None,
-        systemd: None,
-        metrics_addr: None,
-    }
+    elect_test_support::once_sh_options!(script, Duration::from_secs(10), elect::ContainMode::Auto)
 }
 
 async fn wait_for_pid(pid_file: &Path) -> i32 {
@@ -59,22 +50,35 @@ async fn wait_for_pid(pid_file: &Path) -> i32 {
     .expect("the command started")
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_silent_store_gets_the_command_killed_before_the_deadline() {
+/// `run` of the stubborn command as the leader of `election` on `elector`, polled until the
+/// command wrote its pid: (that pid, the `run` going on, which owns the pid file's folder).
+async fn started<'a>(
+    elector: &'a MemoryElector,
+    election: &str,
+) -> (
+    i32,
+    Pin<Box<impl Future<Output = Result<RunExit, RunError>> + 'a>>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
-    let store = MemoryStore::new();
-    let elector = store.elector(TTL, MARGIN);
     let options = stubborn(&pid_file);
-    let settings = settings("silent");
+    let settings = settings(election);
     let mut signals = Signals::install().unwrap();
-    let supervisor = run(&elector, &settings, &options, &mut signals);
-    tokio::pin!(supervisor);
-
+    let mut supervisor = Box::pin(async move {
+        let _dir = dir;
+        run(elector, &settings, &options, &mut signals).await
+    });
     let pid = tokio::select! {
         pid = wait_for_pid(&pid_file) => pid,
         exit = &mut supervisor => panic!("run ended early: {exit:?}"),
     };
+    (pid, supervisor)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_silent_store_gets_the_command_killed_before_the_deadline() {
+    let elector = MemoryStore::new().elector(TTL, MARGIN);
+    let (pid, mut supervisor) = started(&elector, "silent").await;
     elector.set_partitioned(true);
     let cut_at = Instant::now();
     // The last renewal that got through was sent before the cut: the deadline is no later.
@@ -112,19 +116,8 @@ async fn a_silent_store_gets_the_command_killed_before_the_deadline() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_healthy_leader_keeps_its_command_running() {
-    let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("pid");
-    let store = MemoryStore::new();
-    let elector = store.elector(TTL, MARGIN);
-    let options = stubborn(&pid_file);
-    let settings = settings("healthy");
-    let mut signals = Signals::install().unwrap();
-    let supervisor = run(&elector, &settings, &options, &mut signals);
-    tokio::pin!(supervisor);
-    let pid = tokio::select! {
-        pid = wait_for_pid(&pid_file) => pid,
-        exit = &mut supervisor => panic!("run ended early: {exit:?}"),
-    };
+    let elector = MemoryStore::new().elector(TTL, MARGIN);
+    let (pid, mut supervisor) = started(&elector, "healthy").await;
     // Three TTLs of renewals: the stop window must never open.
     tokio::select! {
         exit = &mut supervisor => panic!("run ended while healthy: {exit:?}"),

@@ -7,36 +7,30 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use elect_test_support::cli::{elect_on_files, sh};
 use elect_test_support::process::{alive, wait_for};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// `elect run` of election `desc` in mode `contain`, up to the `--` before its command.
+fn run_args(contain: &str) -> [&str; 6] {
+    ["run", "--election", "desc", "--contain", contain, "--"]
+}
+
 fn elect(dir: &Path, contain: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_elect"));
-    elect_test_support::process::without_elect_env(&mut command);
-    command.env("ELECT_FILE_DIR", dir.join("locks")).args([
-        "run",
-        "--election",
-        "desc",
-        "--contain",
-        contain,
-        "--",
-    ]);
+    let mut command = elect_on_files(env!("CARGO_BIN_EXE_elect"), &dir.join("locks"));
+    command.args(run_args(contain));
     command
 }
 
 /// A command that starts a descendant in a session of its own, writes its pid to `pid_file`,
 /// waits until it runs, then `then` (a shell command).
-fn escaping(pid_file: &Path, then: &str) -> [String; 3] {
+fn escaping(pid_file: &Path, then: &str) -> Vec<String> {
     let file = pid_file.display();
-    [
-        "sh".into(),
-        "-c".into(),
-        format!(
-            "setsid sh -c 'echo $$ > {file}.tmp; mv {file}.tmp {file}; exec sleep 1000' & \
-             while [ ! -s {file} ]; do sleep 0.01; done; {then}"
-        ),
-    ]
+    sh(format!(
+        "setsid sh -c 'echo $$ > {file}.tmp; mv {file}.tmp {file}; exec sleep 1000' & \
+         while [ ! -s {file} ]; do sleep 0.01; done; {then}"
+    ))
 }
 
 fn read_pid(pid_file: &Path) -> i32 {
@@ -127,15 +121,8 @@ fn cgroup_mode_is_refused_where_no_cgroup_can_be_made() {
                 "ELECT_FILE_DIR",
                 dir.path().join(format!("locks-{contain}")),
             )
-            .args([
-                "run",
-                "--election",
-                "desc",
-                "--contain",
-                contain,
-                "--",
-                "true",
-            ]);
+            .args(run_args(contain))
+            .arg("true");
         command.output().unwrap()
     };
     let refused = run_as_nobody("cgroup");
@@ -156,23 +143,18 @@ fn cgroup_mode_is_refused_where_no_cgroup_can_be_made() {
 /// the same process. (CI saw one run's cleanup reap the other's command.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_terms_cleanup_leaves_another_terms_command_alone() {
-    use elect::run::{run, RunOptions, Signals};
+    use elect::run::{run, Signals};
     use elect::settings::Settings;
     use elect::{Candidate, Config, MemoryStore};
 
     let dir = tempfile::tempdir().unwrap();
     let store = MemoryStore::new();
-    let options = |script: String| RunOptions {
-        command: vec!["sh".into(), "-c".into(), script.into()],
-        grace: Duration::from_secs(1),
-        once: true,
-        guardian: None,
-        history: None,
-        pass_credentials: false,
-        contain: elect::ContainMode::Subreaper,
-        campaign_timeout: None,
-        systemd: None,
-        metrics_addr: None,
+    let options = |script: String| {
+        elect_test_support::once_sh_options!(
+            script,
+            Duration::from_secs(1),
+            elect::ContainMode::Subreaper
+        )
     };
     let settings = |election: &str| Settings {
         config: Config::file_default(),

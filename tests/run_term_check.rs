@@ -76,22 +76,11 @@ fn settings() -> Settings {
 
 /// A command that only leaves a mark that it ran.
 fn marking(mark: &Path) -> RunOptions {
-    RunOptions {
-        command: vec![
-            "sh".into(),
-            "-c".into(),
-            format!("echo ran > {}", mark.display()).into(),
-        ],
-        grace: GRACE,
-        once: true,
-        guardian: None,
-        history: None,
-        pass_credentials: false,
-        contain: elect::ContainMode::Auto,
-        campaign_timeout: None,
-        systemd: None,
-        metrics_addr: None,
-    }
+    elect_test_support::once_sh_options!(
+        format!("echo ran > {}", mark.display()),
+        GRACE,
+        elect::ContainMode::Auto
+    )
 }
 
 async fn run_once(elector: &Granting, options: &RunOptions) -> RunExit {

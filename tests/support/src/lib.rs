@@ -9,6 +9,7 @@
 //! [`NetnsCluster`] runs a cluster with every member in a network namespace of its own, for
 //! tests that cut members from their peers (see the [`netns`] module).
 
+pub mod cli;
 pub mod clusters;
 pub mod faults;
 pub mod herd;

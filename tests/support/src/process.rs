@@ -17,6 +17,12 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Optio
     }
 }
 
+/// [`wait_for`] from a task of a multi-threaded tokio runtime, which moves its other tasks off
+/// this thread meanwhile (one polling loop serves sync and async tests alike).
+pub fn wait_for_in_task<T>(limit: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    tokio::task::block_in_place(|| wait_for(limit, what, check))
+}
+
 /// Whether `pid` runs: it exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
@@ -27,6 +33,16 @@ pub fn alive(pid: i32) -> bool {
             .trim_start()
             .starts_with('Z')
     })
+}
+
+/// The process group of `pid`, from `/proc` (the third field after the command's name).
+pub fn pgrp_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process exists");
+    stat.rsplit(')')
+        .next()
+        .and_then(|fields| fields.split_whitespace().nth(2))
+        .and_then(|pgrp| pgrp.parse().ok())
+        .unwrap_or_else(|| panic!("no process group in /proc/{pid}/stat: {stat}"))
 }
 
 /// A child process killed (and reaped) when dropped.
