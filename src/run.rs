@@ -139,6 +139,37 @@ pub struct RunOptions {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
+impl RunOptions {
+    /// Runs `command` (program and arguments) term after term, as `elect run -- COMMAND` does
+    /// with no other flag: a 10 s grace, no guardian, history, credentials, campaign timeout,
+    /// systemd or metrics, and [`ContainMode::Auto`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use elect::run::RunOptions;
+    /// let options = RunOptions {
+    ///     once: true,
+    ///     grace: Duration::from_secs(3),
+    ///     ..RunOptions::new(vec!["billing-job".into()])
+    /// };
+    /// assert!(options.guardian.is_none());
+    /// ```
+    pub fn new(command: Vec<OsString>) -> Self {
+        RunOptions {
+            command,
+            grace: Duration::from_secs(10),
+            once: false,
+            guardian: None,
+            history: None,
+            pass_credentials: false,
+            contain: ContainMode::Auto,
+            campaign_timeout: None,
+            systemd: None,
+            metrics_addr: None,
+        }
+    }
+}
+
 /// The environment variables that carry `elect`'s credentials; the command does not see them
 /// unless [`RunOptions::pass_credentials`] is set.
 pub const CREDENTIAL_VARIABLES: [&str; 3] =

@@ -11,7 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use elect::{connect, Candidate, Config, Elector};
-use elect_test_support::cli::{block_on, short_ttl_url, Backend};
+use elect_test_support::cli::{block_on, short_ttl_url};
+use elect_test_support::clusters::TestCluster;
 use elect_test_support::process::{alive, pgrp_of, wait_for_in_task as poll};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
@@ -39,7 +40,7 @@ impl Drop for Stop {
 }
 
 /// This run's election on `backend`'s cluster.
-fn url(backend: Backend) -> String {
+fn url(backend: TestCluster) -> String {
     short_ttl_url(backend, &format!("frozen-{}", std::process::id()))
 }
 
@@ -162,9 +163,9 @@ async fn frozen_leader(url: String, expiry_bound: Duration) {
 
 elect_test_support::test_per_row! {
     /// Session timeout 2 s (negotiated within the ensemble's bounds) plus the expiry tick.
-    zookeeper_frozen_leader => block_on(frozen_leader(url(Backend::Zookeeper), Duration::from_secs(6)));
+    zookeeper_frozen_leader => block_on(frozen_leader(url(TestCluster::Zookeeper), Duration::from_secs(6)));
     /// TTL 2 s plus etcd's expiry check.
-    etcd_frozen_leader => block_on(frozen_leader(url(Backend::Etcd), Duration::from_secs(6)));
+    etcd_frozen_leader => block_on(frozen_leader(url(TestCluster::Etcd), Duration::from_secs(6)));
     /// Consul invalidates between TTL and 2 × TTL; then the lock delay (one TTL) runs.
-    consul_frozen_leader => block_on(frozen_leader(url(Backend::Consul), Duration::from_secs(40)));
+    consul_frozen_leader => block_on(frozen_leader(url(TestCluster::Consul), Duration::from_secs(40)));
 }

@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use elect::{connect, Candidate, Config};
-use elect_test_support::cli::{block_on, short_ttl_url, Backend};
+use elect_test_support::cli::{block_on, short_ttl_url};
+use elect_test_support::clusters::TestCluster;
 use elect_test_support::process::wait_for_in_task;
 use tokio::time::Instant;
 
@@ -22,7 +23,7 @@ fn first_token(log: &std::path::Path) -> Option<u64> {
 }
 
 /// This run's election on `backend`'s cluster.
-fn url(backend: Backend) -> String {
+fn url(backend: TestCluster) -> String {
     short_ttl_url(backend, &format!("killed-{}", std::process::id()))
 }
 
@@ -86,9 +87,9 @@ async fn killed_leader(url: String, bound: Duration, floor: Option<Duration>) {
 
 elect_test_support::test_per_row! {
     /// TTL 2 s + etcd's expiry check (500 ms) + a round trip; the lease lives 1.5 s at least.
-    etcd_killed_leader => block_on(killed_leader(url(Backend::Etcd), Duration::from_secs(4), Some(Duration::from_millis(1500))));
+    etcd_killed_leader => block_on(killed_leader(url(TestCluster::Etcd), Duration::from_secs(4), Some(Duration::from_millis(1500))));
     /// The session timeout (2 s) + a tick + a round trip.
-    zookeeper_killed_leader => block_on(killed_leader(url(Backend::Zookeeper), Duration::from_secs(4), None));
+    zookeeper_killed_leader => block_on(killed_leader(url(TestCluster::Zookeeper), Duration::from_secs(4), None));
     /// Invalidation between TTL and 2 × TTL, then the lock delay (one TTL); never before the TTL.
-    consul_killed_leader => block_on(killed_leader(url(Backend::Consul), Duration::from_secs(35), Some(Duration::from_secs(10))));
+    consul_killed_leader => block_on(killed_leader(url(TestCluster::Consul), Duration::from_secs(35), Some(Duration::from_secs(10))));
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use elect::run::{run, RunError, RunExit, RunOptions, Signals, KILL_MARGIN};
 use elect::settings::Settings;
 use elect::{Candidate, Config, LossReason, MemoryElector, MemoryStore};
+use elect_test_support::cli::sh;
 use elect_test_support::process::alive;
 use tokio::time::Instant;
 
@@ -31,7 +32,10 @@ fn stubborn(pid_file: &Path) -> RunOptions {
         "trap '' TERM; echo $$ > {}; while :; do sleep 0.02; done",
         pid_file.display()
     );
-    elect_test_support::once_sh_options!(script, Duration::from_secs(10), elect::ContainMode::Auto)
+    RunOptions {
+        once: true,
+        ..RunOptions::new(sh(script))
+    }
 }
 
 async fn wait_for_pid(pid_file: &Path) -> i32 {

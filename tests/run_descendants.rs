@@ -143,18 +143,17 @@ fn cgroup_mode_is_refused_where_no_cgroup_can_be_made() {
 /// the same process. (CI saw one run's cleanup reap the other's command.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_terms_cleanup_leaves_another_terms_command_alone() {
-    use elect::run::{run, Signals};
+    use elect::run::{run, RunOptions, Signals};
     use elect::settings::Settings;
     use elect::{Candidate, Config, MemoryStore};
 
     let dir = tempfile::tempdir().unwrap();
     let store = MemoryStore::new();
-    let options = |script: String| {
-        elect_test_support::once_sh_options!(
-            script,
-            Duration::from_secs(1),
-            elect::ContainMode::Subreaper
-        )
+    let options = |script: String| RunOptions {
+        once: true,
+        grace: Duration::from_secs(1),
+        contain: elect::ContainMode::Subreaper,
+        ..RunOptions::new(sh(script))
     };
     let settings = |election: &str| Settings {
         config: Config::file_default(),

@@ -16,6 +16,7 @@ use elect::{
 };
 use elect_core::clock::LeaseClock;
 use elect_core::testkit::{capture_logs, AcceptingClaim};
+use elect_test_support::cli::sh;
 use tokio::time::Instant;
 
 const GRACE: Duration = Duration::from_secs(1);
@@ -76,11 +77,11 @@ fn settings() -> Settings {
 
 /// A command that only leaves a mark that it ran.
 fn marking(mark: &Path) -> RunOptions {
-    elect_test_support::once_sh_options!(
-        format!("echo ran > {}", mark.display()),
-        GRACE,
-        elect::ContainMode::Auto
-    )
+    RunOptions {
+        once: true,
+        grace: GRACE,
+        ..RunOptions::new(sh(format!("echo ran > {}", mark.display())))
+    }
 }
 
 async fn run_once(elector: &Granting, options: &RunOptions) -> RunExit {

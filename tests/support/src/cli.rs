@@ -1,18 +1,16 @@
 //! What the `elect` CLI's own tests (the root `tests/*.rs`) share: the binary on a private
 //! lock directory, checks of its exit and message, `sh -c` commands, the real clusters' URLs
-//! at their shortest TTL, the options of one `elect run` term in-process, and one test per
-//! case of a scenario.
+//! at their shortest TTL, and one test per case of a scenario.
 //!
 //! This crate cannot depend on `elect` (elect depends on it), so the binary's path comes from
-//! the caller (`env!("CARGO_BIN_EXE_elect")`), and what names `elect`'s own types is a macro
-//! that expands in the calling test.
+//! the caller (`env!("CARGO_BIN_EXE_elect")`).
 
 use std::ffi::OsStr;
 use std::future::Future;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::clusters;
+use crate::clusters::TestCluster;
 use crate::process::without_elect_env;
 
 /// The `elect` binary `bin` on the file backend with lock directory `locks`, without the
@@ -45,52 +43,15 @@ pub fn sh<T: From<&'static str> + From<String>>(script: String) -> Vec<T> {
     vec!["sh".into(), "-c".into(), script.into()]
 }
 
-/// A backend with a real test cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// etcd.
-    Etcd,
-    /// Consul.
-    Consul,
-    /// ZooKeeper.
-    Zookeeper,
-}
-
 /// The URL of `election` on `backend`'s test cluster at the shortest session TTL each allows
 /// here: etcd's and ZooKeeper's 2 s, Consul's floor of 10 s.
-pub fn short_ttl_url(backend: Backend, election: &str) -> String {
-    match backend {
-        Backend::Etcd => format!("etcd://{}/{election}?ttl=2s", clusters::etcd_endpoints()),
-        Backend::Consul => format!(
-            "consul://{}/{election}?ttl=10s",
-            clusters::consul_addresses()
-        ),
-        Backend::Zookeeper => format!(
-            "zk://{}/{election}?session_timeout=2s",
-            clusters::zookeeper_connect()
-        ),
+pub fn short_ttl_url(cluster: TestCluster, election: &str) -> String {
+    let addresses = cluster.addresses();
+    match cluster {
+        TestCluster::Etcd => format!("etcd://{addresses}/{election}?ttl=2s"),
+        TestCluster::Consul => format!("consul://{addresses}/{election}?ttl=10s"),
+        TestCluster::Zookeeper => format!("zk://{addresses}/{election}?session_timeout=2s"),
     }
-}
-
-/// `elect::run::RunOptions` for one term (`once`) of `sh -c $script` with grace `$grace` and
-/// containment `$contain` (an `elect::ContainMode`), nothing else on. Expands in the calling
-/// test, which depends on `elect`.
-#[macro_export]
-macro_rules! once_sh_options {
-    ($script:expr, $grace:expr, $contain:expr) => {
-        elect::run::RunOptions {
-            command: $crate::cli::sh($script),
-            grace: $grace,
-            once: true,
-            guardian: None,
-            history: None,
-            pass_credentials: false,
-            contain: $contain,
-            campaign_timeout: None,
-            systemd: None,
-            metrics_addr: None,
-        }
-    };
 }
 
 /// Runs `scenario` to its end on a tokio runtime of two worker threads, as
