@@ -95,11 +95,8 @@ fn one_leader_on_the_endpoints_and_the_other_after_a_handover() {
 #[test]
 fn renewal_round_trips_are_a_histogram_on_the_metrics_endpoint() {
     const ADDR: &str = "127.0.0.1:19466";
-    let url = format!(
-        "etcd://{}/metrics-{}?ttl=2s",
-        elect_test_support::clusters::etcd_endpoints(),
-        std::process::id()
-    );
+    let url = elect_test_support::clusters::TestCluster::Etcd
+        .url(&format!("metrics-{}", std::process::id()));
     let mut command = Command::new(env!("CARGO_BIN_EXE_elect"));
     elect_test_support::process::without_elect_env(&mut command);
     let _replica = KillOnDrop(

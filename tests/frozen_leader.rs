@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use elect::{connect, Candidate, Config, Elector};
-use elect_test_support::cli::{block_on, short_ttl_url};
+use elect_test_support::cli::block_on;
 use elect_test_support::clusters::TestCluster;
 use elect_test_support::process::{alive, pgrp_of, wait_for_in_task as poll};
 use nix::sys::signal::{kill, killpg, Signal};
@@ -41,7 +41,7 @@ impl Drop for Stop {
 
 /// This run's election on `backend`'s cluster.
 fn url(backend: TestCluster) -> String {
-    short_ttl_url(backend, &format!("frozen-{}", std::process::id()))
+    backend.url(&format!("frozen-{}", std::process::id()))
 }
 
 async fn frozen_leader(url: String, expiry_bound: Duration) {

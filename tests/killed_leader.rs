@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use elect::{connect, Candidate, Config};
-use elect_test_support::cli::{block_on, short_ttl_url};
+use elect_test_support::cli::block_on;
 use elect_test_support::clusters::TestCluster;
 use elect_test_support::process::wait_for_in_task;
 use tokio::time::Instant;
@@ -24,7 +24,7 @@ fn first_token(log: &std::path::Path) -> Option<u64> {
 
 /// This run's election on `backend`'s cluster.
 fn url(backend: TestCluster) -> String {
-    short_ttl_url(backend, &format!("killed-{}", std::process::id()))
+    backend.url(&format!("killed-{}", std::process::id()))
 }
 
 /// Kills the leader at `url`; a successor must lead within `bound`, and not before `floor`

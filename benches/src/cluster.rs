@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use elect::{Config, ElectionName, Elector};
+use elect_test_support::clusters::TestCluster;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -33,23 +34,24 @@ impl Backend {
     /// Every backend, in the order the report lists them.
     pub const ALL: [Backend; 3] = [Backend::Etcd, Backend::Zookeeper, Backend::Consul];
 
+    /// The test kit's name for this cluster: where it is, its test TTL.
+    pub fn cluster(self) -> TestCluster {
+        match self {
+            Backend::Etcd => TestCluster::Etcd,
+            Backend::Zookeeper => TestCluster::Zookeeper,
+            Backend::Consul => TestCluster::Consul,
+        }
+    }
+
     /// `etcd`, `zookeeper` or `consul`.
     pub fn name(self) -> &'static str {
-        match self {
-            Backend::Etcd => "etcd",
-            Backend::Zookeeper => "zookeeper",
-            Backend::Consul => "consul",
-        }
+        self.cluster().name()
     }
 
     /// The members' client addresses, `host:port,…`, from the variables
     /// `tests/cluster/cluster env` prints, or the cluster script's defaults.
     pub fn hosts(self) -> String {
-        match self {
-            Backend::Etcd => elect_test_support::clusters::etcd_endpoints(),
-            Backend::Zookeeper => elect_test_support::clusters::zookeeper_connect(),
-            Backend::Consul => elect_test_support::clusters::consul_addresses(),
-        }
+        self.cluster().addresses()
     }
 
     /// The members' addresses, one by one.
@@ -57,13 +59,9 @@ impl Backend {
         self.hosts().split(',').map(str::to_owned).collect()
     }
 
-    /// The shortest TTL (session timeout) the tests use: etcd's 2 s minimum lease, the
-    /// ZooKeeper tests' 2 s session, Consul's 10 s minimum.
+    /// The shortest TTL (session timeout) the tests use.
     pub fn short_ttl(self) -> Duration {
-        match self {
-            Backend::Etcd | Backend::Zookeeper => Duration::from_secs(2),
-            Backend::Consul => Duration::from_secs(10),
-        }
+        self.cluster().ttl()
     }
 
     /// The URL query that sets the TTL (session timeout) to `ttl`.

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::check::{check, Report};
 use crate::faults::{operator_revoke, Fault};
-use crate::target::Backend;
+use crate::target::{bounds, url, Backend};
 use elect_test_support::proxy::{Link, Proxy};
 use elect_test_support::NetnsCluster;
 
@@ -319,7 +319,7 @@ pub fn check_dir(dir: &Path, backend: Backend) -> Result<Report, String> {
     let journal = billing::ledger::Ledger::open(dir.join("ledger.db"))
         .and_then(|l| l.journal())
         .map_err(|e| e.to_string())?;
-    Ok(check(&records, &journal, &backend.bounds()))
+    Ok(check(&records, &journal, &bounds(backend)))
 }
 
 /// Follows the election's leader as the store reports it, re-observing after errors (a
@@ -336,7 +336,7 @@ async fn observe(
     String,
 > {
     let config =
-        Config::from_url(&backend.url(members, election.as_str())).map_err(|e| e.to_string())?;
+        Config::from_url(&url(backend, members, election.as_str())).map_err(|e| e.to_string())?;
     let elector = elect::connect(&config)
         .await
         .map_err(|e| format!("no {} cluster at {members:?}: {e}", backend.name()))?;
@@ -398,7 +398,7 @@ impl Run<'_> {
     /// Starts the replicas that are not running, then waits for one of them to lead, as the
     /// store says and as it has logged itself.
     async fn ready(&mut self) -> Result<LeaderInfo, String> {
-        let bound = self.config.backend.bounds().failover * 3 + Duration::from_secs(60);
+        let bound = bounds(self.config.backend).failover * 3 + Duration::from_secs(60);
         let deadline = tokio::time::Instant::now() + bound;
         loop {
             for index in 0..self.replicas.len() {
@@ -454,7 +454,7 @@ impl Run<'_> {
         replica.stopped_by_fault = false;
         replica.generation += 1;
         replica.id = format!("r{}g{}", replica.index, replica.generation);
-        let url = backend.url(replica.proxy.addresses(), self.election.as_str());
+        let url = url(backend, replica.proxy.addresses(), self.election.as_str());
         let history = self.dir.join("history.jsonl");
         let ledger = self.dir.join("ledger.db");
         let log = std::fs::File::create(self.dir.join("logs").join(format!("{}.log", replica.id)))
@@ -638,7 +638,7 @@ impl Run<'_> {
         round: usize,
     ) -> Result<String, String> {
         let backend = self.config.backend;
-        let bounds = backend.bounds();
+        let bounds = bounds(backend);
         // Bounded waits: generous, since the checker judges the times.
         let wait = bounds.failover * 2 + Duration::from_secs(10);
         let kind = fault.kind().to_owned();

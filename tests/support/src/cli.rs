@@ -10,7 +10,6 @@ use std::future::Future;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::clusters::TestCluster;
 use crate::process::without_elect_env;
 
 /// The `elect` binary `bin` on the file backend with lock directory `locks`, without the
@@ -41,17 +40,6 @@ pub fn assert_exit(what: &str, out: &Output, code: i32, names: &[&str]) {
 /// `sh -c script`, as a command line of any string type (`String`, `OsString`).
 pub fn sh<T: From<&'static str> + From<String>>(script: String) -> Vec<T> {
     vec!["sh".into(), "-c".into(), script.into()]
-}
-
-/// The URL of `election` on `backend`'s test cluster at the shortest session TTL each allows
-/// here: etcd's and ZooKeeper's 2 s, Consul's floor of 10 s.
-pub fn short_ttl_url(cluster: TestCluster, election: &str) -> String {
-    let addresses = cluster.addresses();
-    match cluster {
-        TestCluster::Etcd => format!("etcd://{addresses}/{election}?ttl=2s"),
-        TestCluster::Consul => format!("consul://{addresses}/{election}?ttl=10s"),
-        TestCluster::Zookeeper => format!("zk://{addresses}/{election}?session_timeout=2s"),
-    }
 }
 
 /// Runs `scenario` to its end on a tokio runtime of two worker threads, as

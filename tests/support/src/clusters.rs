@@ -3,34 +3,71 @@
 //! publishes); `tests/cluster/cluster env` prints the variables that point elsewhere.
 
 use std::fmt::Display;
+use std::time::Duration;
 
 use elect_core::config::Endpoint;
 
-/// The etcd members' client endpoints, `host:port,…` (`ELECT_TEST_ETCD_ENDPOINTS`).
-pub fn etcd_endpoints() -> String {
-    TestCluster::Etcd.addresses()
-}
-
-/// The ZooKeeper connect string, `host:port,…` (`ELECT_TEST_ZK_CONNECT`).
-pub fn zookeeper_connect() -> String {
-    TestCluster::Zookeeper.addresses()
-}
-
-/// The Consul agents' HTTP addresses, `host:port,…` (`ELECT_TEST_CONSUL_ADDRS`).
-pub fn consul_addresses() -> String {
-    TestCluster::Consul.addresses()
-}
-
-/// One of the three test clusters: where it is, and how a test that cannot reach it says how
-/// to start it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One of the three test clusters: where it is, the TTL tests use on it, and how a test that
+/// cannot reach it says how to start it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TestCluster {
     Etcd,
-    Consul,
     Zookeeper,
+    Consul,
 }
 
 impl TestCluster {
+    /// All three, in the order reports list them.
+    pub const ALL: [TestCluster; 3] = [
+        TestCluster::Etcd,
+        TestCluster::Zookeeper,
+        TestCluster::Consul,
+    ];
+
+    /// `etcd`, `zookeeper` or `consul`: the name the cluster script uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            TestCluster::Etcd => "etcd",
+            TestCluster::Zookeeper => "zookeeper",
+            TestCluster::Consul => "consul",
+        }
+    }
+
+    /// Parses `etcd`, `zookeeper` (or `zk`), `consul`.
+    pub fn parse(name: &str) -> Option<TestCluster> {
+        match name {
+            "zk" => Some(TestCluster::Zookeeper),
+            _ => TestCluster::ALL.into_iter().find(|c| c.name() == name),
+        }
+    }
+
+    /// The TTL (session timeout) the tests use: the shortest each store allows here (etcd's
+    /// 2 s minimum lease with a 1 s election timeout, ZooKeeper's 2 s, Consul's 10 s floor).
+    pub fn ttl(self) -> Duration {
+        match self {
+            TestCluster::Etcd | TestCluster::Zookeeper => Duration::from_secs(2),
+            TestCluster::Consul => Duration::from_secs(10),
+        }
+    }
+
+    /// The URL of `election` on this cluster, at [`TestCluster::ttl`].
+    pub fn url(self, election: &str) -> String {
+        self.url_through(&self.addresses(), election)
+    }
+
+    /// [`TestCluster::url`] through the members (or proxies) `hosts`, `host:port,…`.
+    pub fn url_through(self, hosts: &str, election: &str) -> String {
+        let ttl = self.ttl().as_secs();
+        match self {
+            TestCluster::Etcd => format!("etcd://{hosts}/{election}?ttl={ttl}s"),
+            // The test ensemble's tickTime (`tests/cluster/cluster topology`).
+            TestCluster::Zookeeper => {
+                format!("zk://{hosts}/{election}?session_timeout={ttl}s&tick_time=200ms")
+            }
+            TestCluster::Consul => format!("consul://{hosts}/{election}?ttl={ttl}s"),
+        }
+    }
+
     /// The variable that points the tests at another cluster.
     pub fn variable(self) -> &'static str {
         match self {
@@ -67,17 +104,18 @@ impl TestCluster {
     /// What `connect` returned, or a failure that says how to start this cluster: a missing
     /// cluster fails loudly, it never skips a test.
     pub fn connected<E, Error: Display>(self, result: Result<E, Error>) -> E {
-        let (name, script) = match self {
-            TestCluster::Etcd => ("etcd cluster", "etcd"),
-            TestCluster::Consul => ("Consul cluster", "consul"),
-            TestCluster::Zookeeper => ("ZooKeeper ensemble", "zookeeper"),
+        let what = match self {
+            TestCluster::Etcd => "etcd cluster",
+            TestCluster::Consul => "Consul cluster",
+            TestCluster::Zookeeper => "ZooKeeper ensemble",
         };
         result.unwrap_or_else(|error| {
             panic!(
-                "no {name} at {}: {error}\n\
-                 start one with `tests/cluster/cluster up {script}` (or run `tests/run`), \
+                "no {what} at {}: {error}\n\
+                 start one with `tests/cluster/cluster up {}` (or run `tests/run`), \
                  or set {}",
                 self.addresses(),
+                self.name(),
                 self.variable()
             )
         })
