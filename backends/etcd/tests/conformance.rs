@@ -12,27 +12,19 @@ use elect_test_support::proxy;
 
 mod support;
 
-use support::{config, TTL};
+use support::TTL;
 
 fn harness() -> Harness {
     let mut harness = Harness::new(
         "etcd",
         || async { Ok(support::connect().await) },
-        |election| {
-            async move {
-                // What `etcdctl del --prefix <election>/` does.
-                let elector = EtcdElector::connect(&config()).await?;
-                elector
-                    .client()
-                    .clone()
-                    .delete(
-                        format!("{election}/"),
-                        Some(etcd_client::DeleteOptions::new().with_prefix()),
-                    )
-                    .await
-                    .expect("delete the claims");
-                Ok(())
-            }
+        |election| async move {
+            let mut delete = support::etcdctl();
+            delete.args(["del", "--prefix", &format!("{election}/")]);
+            let output = elect_test_support::process::output_ok(&mut delete);
+            let deleted = String::from_utf8_lossy(&output.stdout);
+            assert_ne!(deleted.trim(), "0", "etcdctl deleted no key");
+            Ok(())
         },
     );
     // etcd's lessor checks expiry every 500 ms; the lease may also be extended by a raft

@@ -49,25 +49,6 @@ async fn lease_revoked_by_etcdctl_is_lost_within_a_second() {
 }
 
 #[tokio::test]
-async fn key_deleted_by_hand_is_lost_within_a_second() {
-    let _serial = SERIAL.lock().await;
-    let elector = connect().await;
-    let election = election("delete");
-    let leadership = elector.campaign(&election, &me()).await.unwrap();
-    let lease = elector.lease_id().await.expect("a lease");
-    let mut delete = etcdctl();
-    delete.args(["del", &format!("{election}/{lease:x}")]);
-    let started = Instant::now();
-    assert_eq!(run_ok(delete).trim(), "1", "etcdctl deleted no key");
-    let reason = tokio::time::timeout(Duration::from_secs(1), leadership.lost())
-        .await
-        .expect("lost within 1 s of the delete");
-    let took = started.elapsed();
-    assert_eq!(reason, LossReason::Revoked);
-    eprintln!("key deleted: lost after {took:?}");
-}
-
-#[tokio::test]
 async fn a_frozen_cluster_ends_leadership_by_the_deadline() {
     let _serial = SERIAL.lock().await;
     let elector = connect().await;
