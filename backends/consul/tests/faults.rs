@@ -5,8 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use elect_core::{Candidate, Elector, LossReason};
-use elect_test_support::faults::{self, election, me, MemberFault};
+use elect_core::{Candidate, LossReason};
+use elect_test_support::faults::{self, lead, MemberFault};
 use support::{connect, http, TTL};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -28,8 +28,7 @@ async fn a_session_destroyed_by_an_operator_is_lost_within_a_blocking_query_roun
     let _serial = SERIAL.lock().await;
     log();
     let elector = connect().await;
-    let election = election("destroy");
-    let leadership = elector.campaign(&election, &me()).await.unwrap();
+    let (_, leadership) = lead(&elector, "destroy").await;
     let session = elector.session_id().await.unwrap();
     let started = Instant::now();
     let (status, body) = http("PUT", &format!("/v1/session/destroy/{session}"));
@@ -40,13 +39,13 @@ async fn a_session_destroyed_by_an_operator_is_lost_within_a_blocking_query_roun
     assert_eq!(reason, LossReason::Revoked);
     eprintln!("session destroyed: lost after {:?}", started.elapsed());
 }
+
 #[tokio::test]
 async fn frozen_servers_end_leadership_by_the_deadline() {
     let _serial = SERIAL.lock().await;
     log();
     let elector = connect().await;
-    let election = election("frozen");
-    let leadership = elector.campaign(&election, &me()).await.unwrap();
+    let (_, leadership) = lead(&elector, "frozen").await;
     faults::frozen_cluster_ends_the_term_by_its_deadline("consul", &leadership, TTL).await;
 }
 
@@ -59,8 +58,7 @@ async fn the_server_we_talk_to_dies_and_there_is_never_a_second_leader() {
     let _serial = SERIAL.lock().await;
     log();
     let (elector, rival) = (connect().await, connect().await);
-    let election = election("agent");
-    let leadership = elector.campaign(&election, &me()).await.unwrap();
+    let (election, leadership) = lead(&elector, "agent").await;
     let waiting = {
         let election = election.clone();
         tokio::spawn(async move {

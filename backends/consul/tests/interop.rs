@@ -40,21 +40,22 @@ fn consul_lock(election: &ElectionName, stop: &Path) -> (Child, Lines<BufReader<
     (process, lines)
 }
 
-/// Now, in nanoseconds of the wall clock that `date +%s%N` reads.
-fn now_ns() -> u128 {
+/// Now, on the wall clock that `date +%s%N` reads (since the epoch).
+fn now() -> Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("the clock is after 1970")
-        .as_nanos()
 }
 
-/// The stamp the child wrote to `<stop>.<end>`.
-fn stamp(stop: &Path, end: &str) -> u128 {
+/// The stamp the child wrote to `<stop>.<end>` (`date +%s%N`).
+fn stamp(stop: &Path, end: &str) -> Duration {
     let path = stop.with_extension(end);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.trim()
+    let nanos: u64 = text
+        .trim()
         .parse()
-        .unwrap_or_else(|e| panic!("{}: {e}: {text:?}", path.display()))
+        .unwrap_or_else(|e| panic!("{}: {e}: {text:?}", path.display()));
+    Duration::from_nanos(nanos)
 }
 
 async fn said(lines: &mut Lines<BufReader<ChildStdout>>, within: Duration) -> Option<String> {
@@ -89,12 +90,12 @@ async fn consul_lock_and_elect_share_one_election() {
         let election = election.clone();
         tokio::spawn(async move {
             let leadership = campaign_as(&elector, &election, "rust").await;
-            (now_ns(), leadership, elector)
+            (now(), leadership, elector)
         })
     };
     tokio::time::sleep(SETTLE).await;
     assert!(!campaign.is_finished(), "elect won while consul lock holds");
-    let released = now_ns();
+    let released = now();
     std::fs::write(&stop, "").unwrap();
     let (elected, leadership, _other) =
         tokio::time::timeout(Duration::from_secs(10), &mut campaign)
@@ -109,7 +110,7 @@ async fn consul_lock_and_elect_share_one_election() {
     ));
     eprintln!(
         "consul lock released: elect led {:?} after the child was told to stop",
-        Duration::from_nanos((elected - released) as u64)
+        elected.saturating_sub(released)
     );
 
     // 2. elect leads; consul lock waits; elect resigns and consul lock's child runs.
@@ -120,7 +121,7 @@ async fn consul_lock_and_elect_share_one_election() {
         None,
         "consul lock acquired while elect leads"
     );
-    let resigned = now_ns();
+    let resigned = now();
     leadership.resign().await.unwrap();
     intervals.push(Interval::new("elect", elected, resigned));
     assert_eq!(
@@ -130,7 +131,7 @@ async fn consul_lock_and_elect_share_one_election() {
     let held_from = stamp(&stop, "from");
     eprintln!(
         "elect resigned: consul lock's child ran {:?} later",
-        Duration::from_nanos(held_from.saturating_sub(resigned) as u64)
+        held_from.saturating_sub(resigned)
     );
     let holder = elector.leader(&election).await.unwrap().expect("a holder");
     assert_ne!(holder.id, "rust");
@@ -138,14 +139,5 @@ async fn consul_lock_and_elect_share_one_election() {
     let _ = second.wait().await;
     intervals.push(Interval::new("consul lock", held_from, stamp(&stop, "to")));
 
-    let origin = intervals[0].from;
-    for i in &intervals {
-        eprintln!(
-            "{:>12} held from {:?} to {:?}",
-            i.who,
-            Duration::from_nanos((i.from - origin) as u64),
-            Duration::from_nanos((i.to - origin) as u64)
-        );
-    }
     assert_no_overlap(&intervals);
 }

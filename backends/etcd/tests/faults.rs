@@ -8,7 +8,7 @@ use std::time::Duration;
 use elect_core::testkit::{campaign_as, spawn_campaign_as, Won};
 use elect_core::{Candidate, Elector, LeadershipState, LossReason};
 use elect_test_support::cluster;
-use elect_test_support::faults::{self, election, me, MemberFault};
+use elect_test_support::faults::{self, election, lead, me, MemberFault};
 use support::{connect, etcdctl, TTL};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -25,8 +25,7 @@ fn run_ok(mut command: std::process::Command) -> String {
 async fn lease_revoked_by_etcdctl_is_lost_within_a_second() {
     let _serial = SERIAL.lock().await;
     let elector = connect().await;
-    let election = election("revoke");
-    let leadership = elector.campaign(&election, &me()).await.unwrap();
+    let (election, leadership) = lead(&elector, "revoke").await;
     let lease = elector.lease_id().await.expect("a lease");
     let mut revoke = etcdctl();
     revoke.args(["lease", "revoke", &format!("{lease:x}")]);
@@ -52,8 +51,7 @@ async fn lease_revoked_by_etcdctl_is_lost_within_a_second() {
 async fn a_frozen_cluster_ends_leadership_by_the_deadline() {
     let _serial = SERIAL.lock().await;
     let elector = connect().await;
-    let election = election("frozen");
-    let leadership = elector.campaign(&election, &me()).await.unwrap();
+    let (_, leadership) = lead(&elector, "frozen").await;
     // Let a renewal or two through, so the deadline is a renewed one.
     tokio::time::sleep(TTL / 2).await;
     faults::frozen_cluster_ends_the_term_by_its_deadline("etcd", &leadership, TTL).await;
@@ -69,8 +67,7 @@ async fn a_killed_member_does_not_cost_the_leadership() {
     config.ttl = Duration::from_secs(6);
     for victim in ["follower", "raft leader"] {
         let elector = elect_etcd::EtcdElector::connect(&config).await.unwrap();
-        let election = election("member");
-        let leadership = elector.campaign(&election, &me()).await.unwrap();
+        let (_, leadership) = lead(&elector, "member").await;
         let raft_leader: u32 = String::from_utf8_lossy(&cluster(&["leader", "etcd"]).stdout)
             .trim()
             .parse()
@@ -274,8 +271,7 @@ async fn a_waiting_campaign_whose_lease_is_revoked_is_no_zombie() {
 async fn a_key_of_ours_left_from_an_earlier_term_is_made_again_with_a_greater_token() {
     let _serial = SERIAL.lock().await;
     let elector = connect().await;
-    let election = election("leftover");
-    let first = elector.campaign(&election, &me()).await.unwrap();
+    let (election, first) = lead(&elector, "leftover").await;
     first.resign().await.unwrap();
     // Put our key back by hand, under our own live lease: what a lost release leaves.
     let lease = elector.lease_id().await.expect("a lease");

@@ -135,14 +135,5 @@ async fn etcdctl_elect_and_elect_share_one_election() {
     .unwrap();
     intervals.push(Interval::new("etcdctl", etcdctl_from, Instant::now()));
     let _ = second.wait().await;
-    let origin = intervals[0].from;
-    for i in &intervals {
-        eprintln!(
-            "{:>8} led from {:?} to {:?}",
-            i.who,
-            i.from - origin,
-            i.to - origin
-        );
-    }
     assert_no_overlap(&intervals);
 }

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use elect_core::{Candidate, Elector, LeadershipState, LossReason};
-use elect_test_support::faults::{election, me, MemberFault};
+use elect_test_support::faults::{election, lead, me, MemberFault};
 use elect_zookeeper::ZookeeperElector;
 use support::{config, connect, member_of_session};
 use tokio::sync::Mutex;
@@ -22,8 +22,7 @@ async fn killing_the_member_we_talk_to_suspends_and_resumes_without_loss() {
     let mut config = config();
     config.session_timeout = Duration::from_secs(4);
     let elector = ZookeeperElector::connect(&config).await.unwrap();
-    let election = election("member");
-    let leadership = elector.campaign(&election, &me()).await.unwrap();
+    let (election, leadership) = lead(&elector, "member").await;
     let session = elector.session_id().await.unwrap();
     let member = member_of_session(session)
         .expect("a member holds our connection")
@@ -158,8 +157,7 @@ async fn a_session_the_elector_gave_up_is_closed_and_its_claim_goes() {
     config.tick_time = Some(Duration::from_secs(2));
     let elector = ZookeeperElector::connect(&config).await.unwrap();
     let rival = connect().await;
-    let election = election("given-up");
-    let held = elector.campaign(&election, &me()).await.unwrap();
+    let (election, held) = lead(&elector, "given-up").await;
     let waiting = {
         let election = election.clone();
         tokio::spawn(async move {

@@ -151,14 +151,5 @@ async fn kazoo_and_elect_share_one_election() {
     );
     intervals.push(Interval::new("kazoo", kazoo_from, released));
 
-    let origin = intervals[0].from;
-    for i in &intervals {
-        eprintln!(
-            "{:>6} led from {:?} to {:?}",
-            i.who,
-            i.from - origin,
-            i.to - origin
-        );
-    }
     assert_no_overlap(&intervals);
 }

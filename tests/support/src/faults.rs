@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use elect_core::{Candidate, ElectionName, Leadership, LossReason};
+use elect_core::{Candidate, ElectionName, Elector, Leadership, LossReason};
 use tokio::time::Instant;
 
 use crate::cluster;
@@ -18,6 +18,16 @@ pub fn election(case: &str) -> ElectionName {
 /// The candidate a fault case campaigns as.
 pub fn me() -> Candidate {
     Candidate::new("leader", "leader").expect("a valid candidate")
+}
+
+/// A new election of fault case `case`, and `elector`'s term in it as [`me`].
+pub async fn lead<E: Elector + ?Sized>(elector: &E, case: &str) -> (ElectionName, Leadership) {
+    let election = election(case);
+    let leadership = elector
+        .campaign(&election, &me())
+        .await
+        .unwrap_or_else(|e| panic!("{case}: the campaign failed: {e}"));
+    (election, leadership)
 }
 
 /// Members of a cluster frozen or killed until the guard is dropped: then — even when an

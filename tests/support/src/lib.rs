@@ -229,7 +229,22 @@ impl<T> Interval<T> {
 }
 
 /// Panics if two intervals overlap: two leaders at once.
-pub fn assert_no_overlap<T: PartialOrd + Copy + Debug>(intervals: &[Interval<T>]) {
+pub fn assert_no_overlap<T, Since>(intervals: &[Interval<T>])
+where
+    T: PartialOrd + Copy + Debug + std::ops::Sub<Output = Since>,
+    Since: Debug,
+{
+    // The log, from the first interval's start, shows the handovers' gaps.
+    if let Some(first) = intervals.first() {
+        for i in intervals {
+            eprintln!(
+                "{:>12} led from {:?} to {:?}",
+                i.who,
+                i.from - first.from,
+                i.to - first.from
+            );
+        }
+    }
     for (i, a) in intervals.iter().enumerate() {
         for b in &intervals[i + 1..] {
             assert!(
