@@ -238,6 +238,24 @@ pub async fn within<F: Future>(limit: Duration, future: F, what: &str) -> F::Out
     }
 }
 
+/// Asserts that `attempt` fails with [`Error::PermissionDenied`] within 3 s: a refused
+/// credential fails at once, it is not retried as if the store were down. `what` names the
+/// case.
+pub async fn assert_refused_at_once<T: std::fmt::Debug>(
+    what: &str,
+    attempt: impl Future<Output = Result<T>>,
+) {
+    let started = Instant::now();
+    let result = attempt.await;
+    let took = started.elapsed();
+    assert!(
+        matches!(result, Err(Error::PermissionDenied { .. })),
+        "{what}: {result:?}"
+    );
+    assert!(took < Duration::from_secs(3), "{what}: took {took:?}");
+    eprintln!("{what}: {}", result.unwrap_err());
+}
+
 /// A campaign that must win: `elector` campaigns in `election` as candidate `id` (whose value
 /// is `id` too); panics if the campaign fails.
 pub async fn campaign_as<E: Elector + ?Sized>(
@@ -782,21 +800,18 @@ pub async fn proclaim_is_visible_to_observers(h: &Harness) {
 pub async fn try_campaign_does_not_wait(h: &Harness) {
     let (ea, eb) = (h.elector().await, h.elector().await);
     let election = h.election("try");
-    let a = within(
-        h.quick,
-        ea.try_campaign(&election, &candidate("a")),
-        "try on an empty election",
-    )
-    .await
-    .expect("try_campaign")
-    .expect("an empty election is won by a try");
-    let b = within(
-        h.quick,
-        eb.try_campaign(&election, &candidate("b")),
-        "try while a leads",
-    )
-    .await
-    .expect("try_campaign");
+    let try_as = |elector: &Arc<dyn Elector>, name: &str, what: &'static str| {
+        let (elector, election, who) = (elector.clone(), election.clone(), candidate(name));
+        async move {
+            within(h.quick, elector.try_campaign(&election, &who), what)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: try_campaign failed: {e}"))
+        }
+    };
+    let a = try_as(&ea, "a", "try on an empty election")
+        .await
+        .expect("an empty election is won by a try");
+    let b = try_as(&eb, "b", "try while a leads").await;
     assert!(b.is_none(), "a try won while someone leads");
     a.resign().await.expect("resign");
     eventually(h.quick, "nobody leading after a resigned", || {
@@ -806,14 +821,9 @@ pub async fn try_campaign_does_not_wait(h: &Harness) {
     .await;
     let list = eb.candidates(&election).await.expect("candidates");
     assert!(list.is_empty(), "a failed try left a candidacy: {list:?}");
-    let b = within(
-        h.quick,
-        eb.try_campaign(&election, &candidate("b")),
-        "try after resign",
-    )
-    .await
-    .expect("try_campaign")
-    .expect("a try wins once nobody leads");
+    let b = try_as(&eb, "b", "try after resign")
+        .await
+        .expect("a try wins once nobody leads");
     assert!(b.token() > a.token());
     b.resign().await.expect("resign");
 }
