@@ -225,7 +225,6 @@ impl Elector for ConsulElector {
         let keys = self.keys(election);
         let candidacy = self.state.enter(election).await?;
         loop {
-            self.state.check_open()?;
             let session = self.session(candidate).await?;
             let guard = release_on_drop(&candidacy, &self.agent, &keys, &session);
             if let Some(token) = self.acquire(&keys, &session, candidate).await? {

@@ -87,24 +87,51 @@ impl<S: Session, C> ElectorState<S, C> {
         }
     }
 
+    /// Waits in line (`wait`) unless the elector closes: what the wait learned when it is our
+    /// turn, or `None` when the session or the claim was lost meanwhile and the campaign must
+    /// start again (logged here).
+    pub async fn my_turn<T>(
+        &self,
+        election: &ElectionName,
+        wait: impl Future<Output = Result<Turn<T>>>,
+    ) -> Result<Option<T>> {
+        match self.unless_closed(wait).await? {
+            Turn::Lead(learned) => Ok(Some(learned)),
+            lost => {
+                let lost = match lost {
+                    Turn::SessionOver => "session over",
+                    _ => "claim gone",
+                };
+                tracing::info!(
+                    backend = self.backend,
+                    election = election.as_str(),
+                    lost,
+                    "claim or session lost while waiting; campaigning again"
+                );
+                Ok(None)
+            }
+        }
+    }
+
     /// Resolves when the elector is closed.
     pub fn closed(&self) -> watch::Receiver<bool> {
         self.closed.subscribe()
     }
 
-    /// The live session, or a new one from `create` if there is none or it is over.
+    /// The live session, or a new one from `create` if there is none or it is over; `Closed`
+    /// once the elector is closed, so that a campaign's every try stops there.
     pub async fn session<F, Fut>(&self, create: F) -> Result<Arc<S>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<S>>,
     {
+        self.check_open()?;
         let mut slot = self.session.lock().await;
         if let Some(session) = slot.as_ref() {
             if !session.is_over() {
                 return Ok(session.clone());
             }
         }
-        self.check_open()?;
         let session = Arc::new(create().await?);
         *slot = Some(session.clone());
         Ok(session)

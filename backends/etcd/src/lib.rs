@@ -512,7 +512,6 @@ impl Elector for EtcdElector {
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
         let candidacy = self.state.enter(election).await?;
         loop {
-            self.state.check_open()?;
             let session = self.session().await?;
             let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
             let (guard, created) = withdraw_on_drop(&candidacy, &self.client, &keys, &session);
@@ -522,19 +521,12 @@ impl Elector for EtcdElector {
             };
             created.store(revision, Ordering::SeqCst);
             let turn = self.wait_turn(&session, &keys, revision);
-            match self.state.unless_closed(turn).await? {
-                Turn::Lead(seen) => {
-                    guard.disarm();
-                    let leadership =
-                        self.grant(election, candidate, &session, keys, revision, seen);
-                    return Ok(candidacy.lead(leadership));
-                }
-                lost => tracing::info!(
-                    election = election.as_str(),
-                    ?lost,
-                    "claim or lease lost while waiting; campaigning again"
-                ),
-            }
+            let Some(seen) = self.state.my_turn(election, turn).await? else {
+                continue;
+            };
+            guard.disarm();
+            let leadership = self.grant(election, candidate, &session, keys, revision, seen);
+            return Ok(candidacy.lead(leadership));
         }
     }
 

@@ -484,7 +484,6 @@ impl Elector for ZookeeperElector {
         let layout = self.layout(election);
         let candidacy = self.state.enter(election).await?;
         loop {
-            self.state.check_open()?;
             let session = self.session().await?;
             let uuid = uuid_v4();
             let guard = withdraw_on_drop(&candidacy, &session, &layout, &uuid);
@@ -498,18 +497,12 @@ impl Elector for ZookeeperElector {
                 continue;
             };
             let turn = self.wait_turn(&session, &layout, &name);
-            match self.state.unless_closed(turn).await? {
-                Turn::Lead(()) => {
-                    guard.disarm();
-                    let leadership = self.grant(election, candidate, &session, layout, name, czxid);
-                    return Ok(candidacy.lead(leadership));
-                }
-                lost => tracing::info!(
-                    election = election.as_str(),
-                    ?lost,
-                    "claim or session lost while waiting; campaigning again"
-                ),
+            if self.state.my_turn(election, turn).await?.is_none() {
+                continue;
             }
+            guard.disarm();
+            let leadership = self.grant(election, candidate, &session, layout, name, czxid);
+            return Ok(candidacy.lead(leadership));
         }
     }
 
