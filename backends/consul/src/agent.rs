@@ -338,6 +338,18 @@ impl Agent {
         }
     }
 
+    /// A PUT of a JSON body, bounded by [`CALL_TIMEOUT`].
+    async fn put_json(
+        &self,
+        operation: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<Reply, Error> {
+        let body = Some(body.to_string().into_bytes());
+        self.call(operation, Method::PUT, path, body, CALL_TIMEOUT)
+            .await
+    }
+
     fn unexpected(operation: &str, reply: &Reply) -> Error {
         Error::backend(
             BACKEND,
@@ -368,13 +380,7 @@ impl Agent {
             "NodeChecks": checks,
         });
         let reply = self
-            .call(
-                "create session",
-                Method::PUT,
-                "/v1/session/create",
-                Some(body.to_string().into_bytes()),
-                CALL_TIMEOUT,
-            )
+            .put_json("create session", "/v1/session/create", &body)
             .await?;
         if reply.status != StatusCode::OK {
             return Err(Self::unexpected("create session", &reply));
@@ -546,15 +552,7 @@ impl Agent {
         &self,
         operations: serde_json::Value,
     ) -> Result<Option<Vec<KvEntry>>, Error> {
-        let reply = self
-            .call(
-                "txn",
-                Method::PUT,
-                "/v1/txn",
-                Some(operations.to_string().into_bytes()),
-                CALL_TIMEOUT,
-            )
-            .await?;
+        let reply = self.put_json("txn", "/v1/txn", &operations).await?;
         match reply.status {
             StatusCode::OK => {
                 #[derive(Deserialize)]

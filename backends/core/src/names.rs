@@ -30,13 +30,13 @@ pub struct ElectionName(String);
 impl ElectionName {
     /// Checks `name` and names the field it came from in the error.
     pub fn parse_field(field: &str, name: &str) -> Result<Self, ConfigError> {
-        if name.is_empty() {
-            return Err(ConfigError::new(
-                field,
-                name,
-                "an election name must not be empty",
-            ));
-        }
+        check_length(
+            field,
+            name,
+            "an election name",
+            MAX_ELECTION_LEN,
+            "characters",
+        )?;
         if let Some(bad) = name
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
@@ -46,16 +46,6 @@ impl ElectionName {
                 name,
                 format!(
                     "character {bad:?} is not allowed in an election name (use A-Z a-z 0-9 . _ -)"
-                ),
-            ));
-        }
-        if name.len() > MAX_ELECTION_LEN {
-            return Err(ConfigError::new(
-                field,
-                name,
-                format!(
-                    "an election name has at most {MAX_ELECTION_LEN} characters, this one has {}",
-                    name.len()
                 ),
             ));
         }
@@ -153,29 +143,42 @@ pub fn default_candidate_id() -> String {
 
 /// Checks a candidate id: 1–256 bytes of printable ASCII without spaces.
 pub fn check_id(field: &str, id: &str) -> Result<(), ConfigError> {
-    if id.is_empty() {
-        return Err(ConfigError::new(
-            field,
-            id,
-            "a candidate id must not be empty",
-        ));
-    }
-    if id.len() > MAX_ID_LEN {
-        return Err(ConfigError::new(
-            field,
-            id,
-            format!(
-                "a candidate id has at most {MAX_ID_LEN} bytes, this one has {}",
-                id.len()
-            ),
-        ));
-    }
+    check_length(field, id, "a candidate id", MAX_ID_LEN, "bytes")?;
     if let Some(bad) = id.chars().find(|c| !c.is_ascii_graphic()) {
         return Err(ConfigError::new(
             field,
             id,
             format!(
                 "character {bad:?} is not allowed in a candidate id (printable ASCII, no spaces)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `text`, `what` (e.g. "a candidate id"), is not empty and at most `max` bytes
+/// long (`unit` says how a user counts them).
+fn check_length(
+    field: &str,
+    text: &str,
+    what: &str,
+    max: usize,
+    unit: &str,
+) -> Result<(), ConfigError> {
+    if text.is_empty() {
+        return Err(ConfigError::new(
+            field,
+            text,
+            format!("{what} must not be empty"),
+        ));
+    }
+    if text.len() > max {
+        return Err(ConfigError::new(
+            field,
+            text,
+            format!(
+                "{what} has at most {max} {unit}, this one has {}",
+                text.len()
             ),
         ));
     }

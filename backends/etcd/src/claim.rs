@@ -4,7 +4,7 @@ use elect_core::{Claim, ElectionName, Error, LossReason, Result, TermControl};
 use etcd_client::{Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchOptions};
 use tokio::sync::watch;
 
-use crate::error::{self, BACKEND};
+use crate::error;
 use crate::keys::Keys;
 
 /// Our claim in one election: the key `<prefix><lease hex>` created at `revision`.
@@ -124,22 +124,9 @@ pub(crate) async fn watch_own_key(
 async fn key_deleted(claim: &EtcdClaim, next: &mut i64) -> Result<bool> {
     let key = claim.keys.key.as_str();
     let options = WatchOptions::new().with_start_revision(*next);
-    let mut stream = error::once(
-        &format!("watch {key}"),
-        claim.client.clone().watch(key, Some(options)),
-    )
-    .await?;
+    let mut watch = error::Watch::open(&claim.client, format!("watch {key}"), key, options).await?;
     loop {
-        let message = stream
-            .message()
-            .await
-            .map_err(|e| error::map(format!("watch {key}"), e))?;
-        let Some(message) = message else {
-            return Err(Error::Unavailable {
-                backend: BACKEND,
-                source: format!("watch {key}: stream ended").into(),
-            });
-        };
+        let message = watch.message().await?;
         if message.canceled() {
             // Compacted past `next`, or cancelled by the server: read the truth and resume.
             let response = error::get(&claim.client, &format!("get {key}"), key, None).await?;

@@ -152,3 +152,35 @@ pub(crate) async fn txn(
     })
     .await
 }
+
+/// A watch whose messages come with `elect`'s error kinds: a stream that ends (its member went
+/// away) is [`Error::Unavailable`], for the caller to watch again through another.
+pub(crate) struct Watch {
+    stream: etcd_client::WatchStream,
+    operation: String,
+}
+
+impl Watch {
+    /// Opens a watch on `key`, the call bounded as [`once`] does.
+    pub(crate) async fn open(
+        client: &etcd_client::Client,
+        operation: String,
+        key: impl Into<Vec<u8>>,
+        options: etcd_client::WatchOptions,
+    ) -> Result<Watch, Error> {
+        let stream = once(&operation, client.clone().watch(key, Some(options))).await?;
+        Ok(Watch { stream, operation })
+    }
+
+    /// The next message.
+    pub(crate) async fn message(&mut self) -> Result<etcd_client::WatchResponse, Error> {
+        match self.stream.message().await {
+            Ok(Some(message)) => Ok(message),
+            Ok(None) => Err(Error::Unavailable {
+                backend: BACKEND,
+                source: format!("{}: watch stream ended", self.operation).into(),
+            }),
+            Err(error) => Err(map(self.operation.clone(), error)),
+        }
+    }
+}

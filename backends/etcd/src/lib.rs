@@ -361,34 +361,20 @@ impl EtcdElector {
     /// `None` when the watch was compacted or cancelled (the caller looks again).
     async fn deleted(&self, key: &[u8], from_revision: i64) -> Result<Option<i64>> {
         let options = WatchOptions::new().with_start_revision(from_revision);
-        let mut stream = error::once(
-            "watch predecessor",
-            self.client.clone().watch(key, Some(options)),
-        )
-        .await?;
+        let operation = "watch predecessor".to_owned();
+        let mut watch = error::Watch::open(&self.client, operation, key, options).await?;
         loop {
-            match stream
-                .message()
-                .await
-                .map_err(|e| error::map("watch predecessor", e))?
-            {
-                None => {
-                    return Err(Error::Unavailable {
-                        backend: BACKEND,
-                        source: "watch predecessor: stream ended".into(),
-                    })
-                }
-                Some(message) if message.canceled() => return Ok(None),
-                Some(message) => {
-                    let sent_at = message.header().map_or(i64::MAX, |h| h.revision());
-                    let delete = message.events().iter().find_map(|e| {
-                        (e.event_type() == EventType::Delete)
-                            .then(|| e.kv().map_or(sent_at, |kv| kv.mod_revision()))
-                    });
-                    if let Some(at) = delete {
-                        return Ok(Some(at));
-                    }
-                }
+            let message = watch.message().await?;
+            if message.canceled() {
+                return Ok(None);
+            }
+            let sent_at = message.header().map_or(i64::MAX, |h| h.revision());
+            let delete = message.events().iter().find_map(|e| {
+                (e.event_type() == EventType::Delete)
+                    .then(|| e.kv().map_or(sent_at, |kv| kv.mod_revision()))
+            });
+            if let Some(at) = delete {
+                return Ok(Some(at));
             }
         }
     }

@@ -6,11 +6,11 @@
 //! compacted watch is never trusted: the observer re-reads, so the last item is the truth.
 
 use elect_core::observe::WatchLeader;
-use elect_core::{ElectionName, Error, FencingToken, LeaderInfo, LeaderStream, Result};
+use elect_core::{ElectionName, FencingToken, LeaderInfo, LeaderStream, Result};
 use etcd_client::{Client, GetOptions, SortOrder, SortTarget, WatchOptions};
 use tokio::sync::watch;
 
-use crate::error::{self, BACKEND};
+use crate::error;
 use crate::keys;
 
 /// The leader as of the returned revision, and its key.
@@ -105,21 +105,11 @@ async fn watch_once(
     from_revision: i64,
 ) -> Result<()> {
     let options = options.with_start_revision(from_revision);
-    let mut stream = error::once("observe", client.clone().watch(key, Some(options))).await?;
+    let mut watch = error::Watch::open(client, "observe".to_owned(), key, options).await?;
     loop {
-        match stream
-            .message()
-            .await
-            .map_err(|e| error::map("observe", e))?
-        {
-            None => {
-                return Err(Error::Unavailable {
-                    backend: BACKEND,
-                    source: "observe: watch stream ended".into(),
-                })
-            }
-            Some(message) if message.canceled() || !message.events().is_empty() => return Ok(()),
-            Some(_) => {}
+        let message = watch.message().await?;
+        if message.canceled() || !message.events().is_empty() {
+            return Ok(());
         }
     }
 }

@@ -36,6 +36,15 @@ fn etcdctl_elect(
     (child, lines)
 }
 
+/// The key `etcdctl elect` prints once it leads, within 5 s.
+async fn elected_key(lines: &mut Lines<BufReader<ChildStdout>>, what: &str) -> String {
+    tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: etcdctl did not lead within 5 s"))
+        .unwrap()
+        .expect("etcdctl's output ended")
+}
+
 #[tokio::test]
 async fn etcdctl_elect_and_elect_share_one_election() {
     let elector = connect().await;
@@ -44,11 +53,7 @@ async fn etcdctl_elect_and_elect_share_one_election() {
 
     // 1. etcdctl leads; elect sees it and waits; etcdctl resigns (SIGINT) and elect leads.
     let (mut first, mut lines) = etcdctl_elect(&election, "from-etcdctl");
-    let key = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
-        .await
-        .expect("etcdctl elected")
-        .unwrap()
-        .unwrap();
+    let key = elected_key(&mut lines, "etcdctl elected").await;
     let etcdctl_from = Instant::now();
     assert!(
         key.starts_with(&format!("{election}/")),
@@ -115,11 +120,7 @@ async fn etcdctl_elect_and_elect_share_one_election() {
     let resigned = Instant::now();
     leadership.resign().await.unwrap();
     intervals.push(Interval::new("elect", elected, resigned));
-    let key = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
-        .await
-        .expect("etcdctl leads after elect resigned")
-        .unwrap()
-        .unwrap();
+    let key = elected_key(&mut lines, "etcdctl leads after elect resigned").await;
     let etcdctl_from = Instant::now();
     assert!(key.starts_with(&format!("{election}/")));
     let seen = other.leader(&election).await.unwrap().expect("a leader");
