@@ -338,6 +338,17 @@ impl Agent {
         }
     }
 
+    /// A request with no body, bounded by [`CALL_TIMEOUT`], that must be answered 200 OK.
+    async fn call_ok(&self, operation: &str, method: Method, path: &str) -> Result<Reply, Error> {
+        let reply = self
+            .call(operation, method, path, None, CALL_TIMEOUT)
+            .await?;
+        if reply.status != StatusCode::OK {
+            return Err(Self::unexpected(operation, &reply));
+        }
+        Ok(reply)
+    }
+
     /// A PUT of a JSON body, bounded by [`CALL_TIMEOUT`].
     async fn put_json(
         &self,
@@ -425,35 +436,16 @@ impl Agent {
     }
 
     pub(crate) async fn destroy_session(&self, id: &str) -> Result<(), Error> {
-        let reply = self
-            .call(
-                "destroy session",
-                Method::PUT,
-                &format!("/v1/session/destroy/{id}"),
-                None,
-                CALL_TIMEOUT,
-            )
-            .await?;
-        if reply.status != StatusCode::OK {
-            return Err(Self::unexpected("destroy session", &reply));
-        }
-        Ok(())
+        let path = format!("/v1/session/destroy/{id}");
+        self.call_ok("destroy session", Method::PUT, &path)
+            .await
+            .map(drop)
     }
 
     /// A session's name, if the session exists.
     pub(crate) async fn session_name(&self, id: &str) -> Result<Option<String>, Error> {
-        let reply = self
-            .call(
-                "session info",
-                Method::GET,
-                &format!("/v1/session/info/{id}"),
-                None,
-                CALL_TIMEOUT,
-            )
-            .await?;
-        if reply.status != StatusCode::OK {
-            return Err(Self::unexpected("session info", &reply));
-        }
+        let path = format!("/v1/session/info/{id}");
+        let reply = self.call_ok("session info", Method::GET, &path).await?;
         let sessions: Option<Vec<SessionInfo>> = serde_json::from_slice(&reply.body)
             .map_err(|e| Error::backend(BACKEND, "session info", e))?;
         Ok(sessions

@@ -550,15 +550,21 @@ pub async fn handover_on_resign(h: &Harness) {
         LossReason::Resigned
     );
     let b = joined(b_task, h.quick, "b elected after a resigned").await;
-    tracing::info!(
-        backend = h.backend,
-        handover_ms = started.elapsed().as_millis() as u64,
-        "handover"
-    );
-    assert!(
-        b.token() > a.token(),
-        "token did not grow across the handover"
-    );
+    took_over(h, "handover", started, a.token(), b).await;
+}
+
+/// `b` took over from the term whose token was `before`, `started` ago (`what`: handover or
+/// failover): logs how long it took, checks the token grew, and ends `b`.
+async fn took_over(
+    h: &Harness,
+    what: &str,
+    started: Instant,
+    before: crate::FencingToken,
+    b: Leadership,
+) {
+    let took_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(backend = h.backend, what, took_ms, "took over");
+    assert!(b.token() > before, "token did not grow across the {what}");
     b.resign().await.expect("resign");
 }
 
@@ -576,16 +582,7 @@ pub async fn handover_on_holder_crash(h: &Harness) {
     drop(ea);
     let started = Instant::now();
     let b = joined(b_task, h.crash_failover, "b elected after a crashed").await;
-    tracing::info!(
-        backend = h.backend,
-        failover_ms = started.elapsed().as_millis() as u64,
-        "failover"
-    );
-    assert!(
-        b.token() > a_token,
-        "token did not grow across the failover"
-    );
-    b.resign().await.expect("resign");
+    took_over(h, "failover", started, a_token, b).await;
 }
 
 /// A campaign whose future is dropped withdraws: it is not listed, it never leads, and the
@@ -922,6 +919,12 @@ pub async fn close_ends_every_leadership(h: &Harness) {
     );
 }
 
+/// What `term` reads at `key` through its fenced get must be `value`.
+async fn assert_stored(term: &Leadership, key: &str, value: &str) {
+    let stored = term.fenced_get(key).await.expect("fenced get");
+    assert_eq!(stored.as_deref(), Some(value.as_bytes()), "at {key}");
+}
+
 /// A fenced write commits for the current term only: after a handover the old term's write
 /// is refused and does not land.
 pub async fn fenced_put_commits_only_for_the_current_term(h: &Harness) {
@@ -932,10 +935,7 @@ pub async fn fenced_put_commits_only_for_the_current_term(h: &Harness) {
     a.fenced_put(&key, "from-a")
         .await
         .expect("fenced put by the leader");
-    assert_eq!(
-        a.fenced_get(&key).await.expect("get").as_deref(),
-        Some(&b"from-a"[..])
-    );
+    assert_stored(&a, &key, "from-a").await;
     let b_task = spawn_campaign(&eb, &election, &candidate("b"));
     a.resign().await.expect("resign");
     let b = joined(b_task, h.quick, "b elected after a resigned").await;
@@ -944,17 +944,11 @@ pub async fn fenced_put_commits_only_for_the_current_term(h: &Harness) {
         matches!(late, Err(Error::NotLeader { .. })),
         "an ended term's write: {late:?}"
     );
-    assert_eq!(
-        b.fenced_get(&key).await.expect("get").as_deref(),
-        Some(&b"from-a"[..])
-    );
+    assert_stored(&b, &key, "from-a").await;
     b.fenced_put(&key, "from-b")
         .await
         .expect("fenced put by the new leader");
-    assert_eq!(
-        b.fenced_get(&key).await.expect("get").as_deref(),
-        Some(&b"from-b"[..])
-    );
+    assert_stored(&b, &key, "from-b").await;
     b.resign().await.expect("resign");
 }
 

@@ -44,6 +44,19 @@ async fn revoked(leadership: &Leadership) {
     assert_eq!(reason, LossReason::Revoked);
 }
 
+/// `elector` leads `election` (in `dir`) as "a", then an operator deletes the lock file: the
+/// term is revoked.
+async fn lead_then_delete_the_lock(
+    elector: &FileElector,
+    dir: &Path,
+    election: &ElectionName,
+) -> Leadership {
+    let a = lead(elector, election, "a").await;
+    fs::remove_file(dir.join(format!("{election}.lock"))).unwrap();
+    revoked(&a).await;
+    a
+}
+
 /// How the operator takes the lock away.
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -124,9 +137,7 @@ async fn dropping_a_revoked_term_lets_the_successor_lead() {
     let dir = tmp.path();
     let election: ElectionName = "drop".parse().unwrap();
     let (ea, eb) = (elector(dir), elector(dir));
-    let a = lead(&ea, &election, "a").await;
-    fs::remove_file(dir.join("drop.lock")).unwrap();
-    revoked(&a).await;
+    let a = lead_then_delete_the_lock(&ea, dir, &election).await;
     drop(a);
     let b = lead(&eb, &election, "b").await;
     b.resign().await.unwrap();
@@ -143,9 +154,7 @@ async fn the_wait_for_an_unresigned_term_is_bounded_by_its_stop_grace() {
     let ea = elector(dir).with_stop_grace(grace);
     // The successor's own stop grace is the default hour: the bound must come from a's record.
     let eb = elector(dir);
-    let a = lead(&ea, &election, "a").await;
-    fs::remove_file(dir.join("bound.lock")).unwrap();
-    revoked(&a).await;
+    let a = lead_then_delete_the_lock(&ea, dir, &election).await;
     let started = Instant::now();
     let b = timeout(
         Duration::from_secs(3),
@@ -174,9 +183,7 @@ async fn closing_the_elector_of_a_revoked_term_lets_the_successor_lead() {
     let dir = tmp.path();
     let election: ElectionName = "close".parse().unwrap();
     let (ea, eb) = (elector(dir), elector(dir));
-    let a = lead(&ea, &election, "a").await;
-    fs::remove_file(dir.join("close.lock")).unwrap();
-    revoked(&a).await;
+    let a = lead_then_delete_the_lock(&ea, dir, &election).await;
     ea.close().await.unwrap();
     assert_eq!(a.lost().await, LossReason::Revoked);
     let b = lead(&eb, &election, "b").await;
