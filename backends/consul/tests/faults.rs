@@ -13,20 +13,22 @@ use tokio::time::Instant;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
-/// `ELECT_TEST_LOG=elect_consul=debug` shows what the backend did.
-fn log() {
+/// Waits until no other case runs (they share the cluster); with
+/// `ELECT_TEST_LOG=elect_consul=debug`, shows what the backend did.
+async fn alone() -> tokio::sync::MutexGuard<'static, ()> {
+    let serial = SERIAL.lock().await;
     if let Ok(filter) = std::env::var("ELECT_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_test_writer()
             .try_init();
     }
+    serial
 }
 
 #[tokio::test]
 async fn a_session_destroyed_by_an_operator_is_lost_within_a_blocking_query_round_trip() {
-    let _serial = SERIAL.lock().await;
-    log();
+    let _alone = alone().await;
     let elector = connect().await;
     let (_, leadership) = lead(&elector, "destroy").await;
     let session = elector.session_id().await.unwrap();
@@ -42,8 +44,7 @@ async fn a_session_destroyed_by_an_operator_is_lost_within_a_blocking_query_roun
 
 #[tokio::test]
 async fn frozen_servers_end_leadership_by_the_deadline() {
-    let _serial = SERIAL.lock().await;
-    log();
+    let _alone = alone().await;
     let elector = connect().await;
     let (_, leadership) = lead(&elector, "frozen").await;
     faults::frozen_cluster_ends_the_term_by_its_deadline("consul", &leadership, TTL).await;
@@ -55,8 +56,7 @@ async fn frozen_servers_end_leadership_by_the_deadline() {
 /// rival out meanwhile, so there is never a second leader.
 #[tokio::test]
 async fn the_server_we_talk_to_dies_and_there_is_never_a_second_leader() {
-    let _serial = SERIAL.lock().await;
-    log();
+    let _alone = alone().await;
     let (elector, rival) = (connect().await, connect().await);
     let (election, leadership) = lead(&elector, "agent").await;
     let waiting = {

@@ -178,6 +178,14 @@ fn unusable(operation: &str, path: &Path, error: io::Error) -> Error {
 mod tests {
     use super::*;
 
+    /// A new directory `name` in `base`, with permission bits `mode`.
+    fn dir_with_mode(base: &Path, name: &str, mode: u32) -> std::path::PathBuf {
+        let dir = base.join(name);
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, Permissions::from_mode(mode)).unwrap();
+        dir
+    }
+
     fn problem(error: &Error) -> String {
         std::error::Error::source(error)
             .map(|s| s.to_string())
@@ -201,9 +209,7 @@ mod tests {
     #[test]
     fn a_directory_writable_by_others_is_refused_naming_it() {
         let base = tempfile::tempdir().unwrap();
-        let dir = base.path().join("shared");
-        fs::create_dir(&dir).unwrap();
-        fs::set_permissions(&dir, Permissions::from_mode(0o1777)).unwrap();
+        let dir = dir_with_mode(base.path(), "shared", 0o1777);
         let error = prepare(&dir).unwrap_err();
         assert!(matches!(error, Error::PermissionDenied { .. }), "{error:?}");
         assert!(
@@ -236,9 +242,7 @@ mod tests {
     #[test]
     fn a_symlinked_directory_is_followed_and_its_target_checked() {
         let base = tempfile::tempdir().unwrap();
-        let target = base.path().join("real");
-        fs::create_dir(&target).unwrap();
-        fs::set_permissions(&target, Permissions::from_mode(0o700)).unwrap();
+        let target = dir_with_mode(base.path(), "real", 0o700);
         let link = base.path().join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         prepare(&link).unwrap();
