@@ -41,9 +41,12 @@ impl TestCluster {
         }
     }
 
+    /// The test ensemble's tickTime (`tests/cluster/cluster topology`).
+    pub const ZOOKEEPER_TICK_TIME: Duration = Duration::from_millis(200);
+
     /// The TTL (session timeout) the tests use: the shortest each store allows here (etcd's
     /// 2 s minimum lease with a 1 s election timeout, ZooKeeper's 2 s, Consul's 10 s floor).
-    pub fn ttl(self) -> Duration {
+    pub const fn ttl(self) -> Duration {
         match self {
             TestCluster::Etcd | TestCluster::Zookeeper => Duration::from_secs(2),
             TestCluster::Consul => Duration::from_secs(10),
@@ -60,9 +63,9 @@ impl TestCluster {
         let ttl = self.ttl().as_secs();
         match self {
             TestCluster::Etcd => format!("etcd://{hosts}/{election}?ttl={ttl}s"),
-            // The test ensemble's tickTime (`tests/cluster/cluster topology`).
             TestCluster::Zookeeper => {
-                format!("zk://{hosts}/{election}?session_timeout={ttl}s&tick_time=200ms")
+                let tick = TestCluster::ZOOKEEPER_TICK_TIME.as_millis();
+                format!("zk://{hosts}/{election}?session_timeout={ttl}s&tick_time={tick}ms")
             }
             TestCluster::Consul => format!("consul://{hosts}/{election}?ttl={ttl}s"),
         }

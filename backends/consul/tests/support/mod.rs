@@ -10,7 +10,7 @@ use elect_core::config::ConsulConfig;
 use elect_test_support::clusters::TestCluster;
 
 /// Consul's minimum session TTL.
-pub const TTL: Duration = Duration::from_secs(10);
+pub const TTL: Duration = TestCluster::Consul.ttl();
 
 pub fn addresses() -> String {
     TestCluster::Consul.addresses()

@@ -10,7 +10,7 @@ use elect_etcd::EtcdElector;
 use elect_test_support::clusters::TestCluster;
 
 /// The lease TTL of test electors: etcd's minimum with the test cluster's 1 s election timeout.
-pub const TTL: Duration = Duration::from_secs(2);
+pub const TTL: Duration = TestCluster::Etcd.ttl();
 
 pub fn endpoints() -> String {
     TestCluster::Etcd.addresses()

@@ -9,10 +9,10 @@ use elect_test_support::clusters::TestCluster;
 use elect_zookeeper::ZookeeperElector;
 
 /// The requested session timeout of test electors.
-pub const SESSION_TIMEOUT: Duration = Duration::from_secs(2);
+pub const SESSION_TIMEOUT: Duration = TestCluster::Zookeeper.ttl();
 
 /// The test ensemble's tickTime (`tests/cluster/cluster topology`).
-pub const TICK_TIME: Duration = Duration::from_millis(200);
+pub const TICK_TIME: Duration = TestCluster::ZOOKEEPER_TICK_TIME;
 
 pub fn connect_string() -> String {
     TestCluster::Zookeeper.addresses()
