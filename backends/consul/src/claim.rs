@@ -29,6 +29,24 @@ impl Keys {
             dir,
         }
     }
+
+    /// The keys of the election whose lock key is `lock`.
+    pub(crate) fn of_lock(lock: &str) -> Option<Self> {
+        let dir = lock.strip_suffix("/.lock")?;
+        Some(Keys::new(dir, ""))
+    }
+
+    /// Releases the lock if `session` holds it in the term the lock's `ModifyIndex` `index`
+    /// names, and deletes the value and id keys with it, in one write (so that no reader pairs
+    /// them with the next holder). Rolled back if the lock is no longer that term's.
+    pub(crate) fn release(&self, session: &str, index: u64) -> serde_json::Value {
+        serde_json::json!([
+            {"KV": {"Verb": "check-index", "Key": self.lock, "Index": index}},
+            {"KV": {"Verb": "delete", "Key": self.value}},
+            {"KV": {"Verb": "delete", "Key": self.id}},
+            {"KV": {"Verb": "unlock", "Key": self.lock, "Flags": LOCK_FLAGS, "Session": session}},
+        ])
+    }
 }
 
 #[derive(Debug)]
@@ -75,17 +93,11 @@ impl Claim for ConsulClaim {
     }
 
     async fn release(&self) -> Result<()> {
-        // The value key goes with the lock, in one write, so that no reader pairs it with the
-        // next holder. Rolled back if the lock is no longer this term's — released, taken, or
-        // taken again by our own session for a later term: nothing left to release.
-        let [_, index] = self.checks();
-        let txn = serde_json::json!([
-            index,
-            {"KV": {"Verb": "delete", "Key": self.keys.value}},
-            {"KV": {"Verb": "delete", "Key": self.keys.id}},
-            {"KV": {"Verb": "unlock", "Key": self.keys.lock, "Flags": LOCK_FLAGS, "Session": self.session}},
-        ]);
-        self.agent.txn(txn).await?;
+        // Rolled back if the lock is no longer this term's — released, taken, or taken again
+        // by our own session for a later term: nothing left to release.
+        self.agent
+            .txn(self.keys.release(&self.session, self.token))
+            .await?;
         Ok(())
     }
 

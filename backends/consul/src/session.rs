@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::agent::{Agent, BACKEND};
+use crate::claim::Keys;
 
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -47,10 +48,13 @@ impl Session {
             .create_session(name, config.ttl, config.lock_delay(), &config.health_checks)
             .await?;
         let clock = LeaseClock::new(sent_at, config.ttl, config.drift_margin(), config.ttl / 2);
-        let renewing =
-            KeepAlive::new(BACKEND, clock.clone(), config.ttl / 2).spawn(SessionRenewer {
+        // Consul invalidates a session it hears nothing from 2 × TTL after its last renewal.
+        let renewing = KeepAlive::new(BACKEND, clock.clone(), config.ttl / 2)
+            .abandon_within(config.ttl * 2)
+            .spawn(SessionRenewer {
                 agent: agent.clone(),
                 id: id.clone(),
+                prefix: config.prefix.clone(),
             });
         tracing::debug!(
             session = id.as_str(),
@@ -77,6 +81,8 @@ impl Session {
 struct SessionRenewer {
     agent: Arc<Agent>,
     id: String,
+    /// Where the elector's elections live: what [`Renew::abandon`] looks through.
+    prefix: String,
 }
 
 #[async_trait::async_trait]
@@ -90,5 +96,25 @@ impl Renew for SessionRenewer {
             Ok(None) => Renewal::Gone(LossReason::Revoked),
             Err(error) => Renewal::Failed(elect_core::with_causes(&error)),
         }
+    }
+
+    /// Releases every lock the session holds, then destroys it. Releasing first: Consul holds
+    /// the locks of a destroyed session back for the lock delay, which protects a holder that
+    /// does not know it lost — ours ended its terms at the deadline.
+    async fn abandon(&mut self) -> Result<(), String> {
+        let failed = |error: Error| elect_core::with_causes(&error);
+        let (entries, _) = self
+            .agent
+            .read(&self.prefix, true, None)
+            .await
+            .map_err(failed)?;
+        let ours = entries.iter().filter(|e| e.holder() == Some(&self.id));
+        for (keys, index) in ours.filter_map(|e| Some((Keys::of_lock(&e.key)?, e.modify_index))) {
+            self.agent
+                .txn(keys.release(&self.id, index))
+                .await
+                .map_err(failed)?;
+        }
+        self.agent.destroy_session(&self.id).await.map_err(failed)
     }
 }

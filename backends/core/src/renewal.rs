@@ -69,6 +69,17 @@ pub trait Renew: Send + 'static {
     /// it after `patience` (the time left to the deadline) and drops the future: a renewer
     /// that keeps a stream must not count on getting it back then.
     async fn renew(&mut self, sent_at: Instant, patience: Duration) -> Renewal;
+
+    /// Ends at the store a session whose deadline passed unrenewed: the store may still hold
+    /// it, and every claim of it, until its own expiry (Consul: 2 × TTL after the last
+    /// renewal, then the lock delay), which keeps the candidates behind those claims waiting
+    /// for nothing. Tried once the deadline ended the session and again after each failure
+    /// (the links may be back any moment), for as long as [`KeepAlive::abandon_within`] says
+    /// the store may hold it; never called without it. Only claims of *this* session may be
+    /// touched: their terms ended with the deadline. By default there is nothing to do.
+    async fn abandon(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// How soon a failed renewal is tried again at first; the pause doubles up to
@@ -84,6 +95,7 @@ pub struct KeepAlive {
     clock: LeaseClock,
     every: Duration,
     first: Duration,
+    abandon_within: Duration,
     renew_now: Arc<Notify>,
 }
 
@@ -96,8 +108,17 @@ impl KeepAlive {
             clock,
             every,
             first: every,
+            abandon_within: Duration::ZERO,
             renew_now: Arc::new(Notify::new()),
         }
+    }
+
+    /// How long, after the deadline ended the session, the store may still hold it:
+    /// [`Renew::abandon`] is called then, and tried again after failures for that long. By
+    /// default (zero) it is not called.
+    pub fn abandon_within(mut self, within: Duration) -> Self {
+        self.abandon_within = within;
+        self
     }
 
     /// Sends the first renewal at once instead of a period after the start.
@@ -113,18 +134,30 @@ impl KeepAlive {
     }
 
     /// Starts the loop on its own task; it returns once the session ended (or the task is
-    /// aborted, as a crash would stop it).
+    /// aborted, as a crash would stop it). Abandoning a session the deadline ended runs on a
+    /// task of its own, so that dropping the session (which aborts the loop) does not stop it.
     pub fn spawn<R: Renew>(self, renewer: R) -> JoinHandle<()> {
+        let renewer = Arc::new(tokio::sync::Mutex::new(renewer));
+        if !self.abandon_within.is_zero() {
+            tokio::spawn(abandon_if_given_up(
+                self.backend,
+                self.clock.watch(),
+                renewer.clone(),
+                self.abandon_within,
+            ));
+        }
         tokio::spawn(self.run(renewer))
     }
 
-    /// Runs the loop until the session ended.
-    pub async fn run<R: Renew>(self, mut renewer: R) {
+    /// Runs the loop until the session ended, holding the renewer until then.
+    async fn run<R: Renew>(self, renewer: Arc<tokio::sync::Mutex<R>>) {
+        let mut renewer = renewer.lock().await;
         let KeepAlive {
             backend,
             clock,
             every,
             first,
+            abandon_within: _,
             renew_now,
         } = self;
         let mut ended = clock.watch();
@@ -190,6 +223,44 @@ impl KeepAlive {
     }
 }
 
+/// Once the deadline ended the session (not the store, not its owner), tries
+/// [`Renew::abandon`] until it succeeds or `within` passed, pausing as failed renewals do.
+async fn abandon_if_given_up<R: Renew>(
+    backend: &'static str,
+    mut lease: tokio::sync::watch::Receiver<clock::LeaseStatus>,
+    renewer: Arc<tokio::sync::Mutex<R>>,
+    within: Duration,
+) {
+    // A session dropped unended ends as `ShutDown` here: its owner let it go.
+    if clock::lease_ended(&mut lease).await != LossReason::DeadlinePassed {
+        return;
+    }
+    let give_up_at = Instant::now() + within;
+    // The loop lets the renewer go as it ends (an answer it waits for is bounded by the
+    // deadline), or at once when it is aborted.
+    let mut renewer = renewer.lock().await;
+    let mut pause = RETRY_FIRST;
+    loop {
+        match renewer.abandon().await {
+            Ok(()) => {
+                tracing::info!(backend, "the session given up is ended at the store");
+                return;
+            }
+            Err(error) if Instant::now() + pause > give_up_at => {
+                tracing::warn!(
+                    backend,
+                    error,
+                    "the session given up is left to the store's expiry"
+                );
+                return;
+            }
+            Err(error) => tracing::debug!(backend, error, "ending the session given up failed"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_AT_MOST);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,10 +270,15 @@ mod tests {
     const TTL: Duration = Duration::from_secs(9);
     const MARGIN: Duration = Duration::from_secs(1);
 
+    type Times = Arc<std::sync::Mutex<Vec<Instant>>>;
+
     /// Answers with what the test queued, then never answers; records when it was asked.
+    /// Abandoning fails `abandon_failures` times, then succeeds; each try is recorded.
     struct Scripted {
         answers: VecDeque<Renewal>,
-        asked: Arc<std::sync::Mutex<Vec<Instant>>>,
+        asked: Times,
+        abandon_failures: usize,
+        abandoned: Times,
     }
 
     #[async_trait::async_trait]
@@ -215,13 +291,24 @@ mod tests {
                 None => std::future::pending().await,
             }
         }
+
+        async fn abandon(&mut self) -> Result<(), String> {
+            self.abandoned.lock().unwrap().push(Instant::now());
+            if self.abandon_failures == 0 {
+                return Ok(());
+            }
+            self.abandon_failures -= 1;
+            Err("unreachable".into())
+        }
     }
 
-    fn scripted(answers: Vec<Renewal>) -> (Scripted, Arc<std::sync::Mutex<Vec<Instant>>>) {
-        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    fn scripted(answers: Vec<Renewal>) -> (Scripted, Times) {
+        let asked = Times::default();
         let renewer = Scripted {
             answers: answers.into(),
             asked: asked.clone(),
+            abandon_failures: 0,
+            abandoned: Times::default(),
         };
         (renewer, asked)
     }
@@ -293,9 +380,65 @@ mod tests {
     async fn a_gone_session_ends_at_once_with_the_stores_reason() {
         let clock = LeaseClock::new(clock::now(), TTL, MARGIN, TTL / 3);
         let (renewer, _) = scripted(vec![Renewal::Gone(LossReason::Revoked)]);
-        let task = KeepAlive::new("test", clock.clone(), TTL / 3).spawn(renewer);
+        let abandoned = renewer.abandoned.clone();
+        let task = KeepAlive::new("test", clock.clone(), TTL / 3)
+            .abandon_within(TTL)
+            .spawn(renewer);
         task.await.unwrap();
         assert_eq!(clock.status().phase, LeasePhase::Ended(LossReason::Revoked));
+        tokio::time::sleep(TTL).await;
+        assert!(
+            abandoned.lock().unwrap().is_empty(),
+            "a session the store ended has nothing left to abandon"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_the_deadline_ended_is_abandoned_until_the_store_takes_it() {
+        let start = clock::now();
+        let clock = LeaseClock::new(start, TTL, MARGIN, TTL / 3);
+        let (mut renewer, _) = scripted(vec![]);
+        renewer.abandon_failures = 3;
+        let abandoned = renewer.abandoned.clone();
+        let task = KeepAlive::new("test", clock.clone(), TTL / 3)
+            .abandon_within(TTL)
+            .spawn(renewer);
+        clock::lease_ended(&mut clock.watch()).await;
+        // The session's owner lets it go at once: the abandoning goes on regardless.
+        task.abort();
+        tokio::time::sleep(TTL).await;
+        let abandoned = abandoned.lock().unwrap().clone();
+        let ended = start + TTL - MARGIN;
+        let expected = [0, 1, 3, 7].map(|n| ended + RETRY_FIRST * n);
+        assert_eq!(
+            abandoned, expected,
+            "tried at the end, then backing off, until it took"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn abandoning_stops_once_the_store_has_expired_the_session_anyway() {
+        let start = clock::now();
+        let clock = LeaseClock::new(start, TTL, MARGIN, TTL / 3);
+        let (mut renewer, _) = scripted(vec![]);
+        renewer.abandon_failures = usize::MAX;
+        let abandoned = renewer.abandoned.clone();
+        KeepAlive::new("test", clock.clone(), TTL / 3)
+            .abandon_within(TTL)
+            .spawn(renewer);
+        clock::lease_ended(&mut clock.watch()).await;
+        let ended = clock::now();
+        tokio::time::sleep(TTL * 3).await;
+        let abandoned = abandoned.lock().unwrap().clone();
+        let last = *abandoned.last().unwrap();
+        assert!(
+            last <= ended + TTL,
+            "tried after the store's expiry: {last:?}"
+        );
+        assert!(
+            last + RETRY_AT_MOST > ended + TTL,
+            "gave up early: {last:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

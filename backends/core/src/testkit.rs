@@ -1058,9 +1058,11 @@ pub async fn a_campaign_dropped_while_cut_off_is_withdrawn_later(h: &Harness) {
 }
 
 /// A leader cut off until its term is lost, whose resign cannot reach the store either: once
-/// its links are back, the elector has given that session up, and the store must reap the
-/// session's claim within its own expiry bound — nothing of ours may keep a session we no
-/// longer renew alive (a ZooKeeper client pings on its own) — so the waiting rival leads.
+/// its links are back, the elector ends the session it gave up at the store itself, so the
+/// waiting rival leads within a few round trips of the heal — not at the store's own expiry
+/// (Consul invalidates a session only 2 × TTL after its last renewal, then runs the lock
+/// delay), and nothing of ours may keep a session we no longer renew alive (a ZooKeeper client
+/// pings on its own).
 pub async fn a_session_given_up_lets_its_claims_go(h: &Harness) {
     let cut = h.cut_off().await;
     let rival = h.elector().await;
@@ -1074,9 +1076,9 @@ pub async fn a_session_given_up_lets_its_claims_go(h: &Harness) {
     (cut.set_down)(false);
     let next = joined(
         rival_task,
-        h.crash_failover,
+        h.quick * 2,
         &format!(
-            "the rival leading once the cut-off leader's session is given up (lost: {reason}, \
+            "the rival leading once the cut-off leader's links are back (lost: {reason}, \
              resign: {resigned:?})"
         ),
     )

@@ -59,12 +59,16 @@ impl Session {
         let renew_every = granted_ttl / 3;
         let clock = LeaseClock::new(sent_at, granted_ttl, margin, renew_every);
         let stream = open_first(client, lease, &clock, granted_ttl).await?;
-        let keepalive = KeepAlive::new(BACKEND, clock.clone(), renew_every).spawn(LeaseRenewer {
-            client: client.clone(),
-            lease,
-            granted_ttl,
-            stream: Some(stream),
-        });
+        // etcd expires a lease it hears nothing from by its TTL (a new etcd leader restarts
+        // the count, hence the margin of one more).
+        let keepalive = KeepAlive::new(BACKEND, clock.clone(), renew_every)
+            .abandon_within(granted_ttl * 2)
+            .spawn(LeaseRenewer {
+                client: client.clone(),
+                lease,
+                granted_ttl,
+                stream: Some(stream),
+            });
         tracing::debug!(
             lease = format!("{lease:x}"),
             ttl_s = granted_ttl.as_secs(),
@@ -165,6 +169,17 @@ impl Renew for LeaseRenewer {
             Ok(Some(_)) => Renewal::Gone(LossReason::Revoked),
             Ok(None) => Renewal::Failed("the keep-alive stream closed".into()),
             Err(e) => Renewal::Failed(e.to_string()),
+        }
+    }
+
+    /// Revokes the lease: the keys attached to it go at once, not at its expiry.
+    async fn abandon(&mut self) -> Result<(), String> {
+        let mut client = self.client.clone();
+        match tokio::time::timeout(error::CALL_TIMEOUT, client.lease_revoke(self.lease)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if lease_is_gone(&e) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("not answered within {:?}", error::CALL_TIMEOUT)),
         }
     }
 }
