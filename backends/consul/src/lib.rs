@@ -151,6 +151,9 @@ impl ConsulElector {
             .lock_op(&place, b"", Some(&session.id), None)
             .await?
         {
+            // Our session is no longer valid (the next renewal notices): no tight loop of
+            // refused acquires meanwhile.
+            tokio::time::sleep(LOCK_DELAY_RETRY).await;
             return Ok(None);
         }
         loop {
