@@ -66,6 +66,8 @@ pub(crate) struct KvEntry {
     pub(crate) session: Option<String>,
     pub(crate) flags: u64,
     pub(crate) lock_index: u64,
+    #[serde(default)]
+    pub(crate) create_index: u64,
     pub(crate) modify_index: u64,
 }
 

@@ -10,13 +10,15 @@ use crate::agent::{b64, Agent, LOCK_FLAGS};
 /// Where one election lives: `<prefix><election>/` with `.lock`, `.value` and `.id` in it.
 /// `.id` holds the holder's candidate id, written in the acquire's own transaction (so its
 /// `ModifyIndex` is the lock's): one session serves every campaign of an elector, so the
-/// session's name cannot tell which candidate holds the lock.
+/// session's name cannot tell which candidate holds the lock. Waiting `elect` candidates line
+/// up under `.queue/`, one key per session (see [`Keys::place`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     pub(crate) dir: String,
     pub(crate) lock: String,
     pub(crate) value: String,
     pub(crate) id: String,
+    pub(crate) queue: String,
 }
 
 impl Keys {
@@ -26,6 +28,7 @@ impl Keys {
             lock: format!("{dir}.lock"),
             value: format!("{dir}.value"),
             id: format!("{dir}.id"),
+            queue: format!("{dir}.queue/"),
             dir,
         }
     }
@@ -46,6 +49,11 @@ impl Keys {
             {"KV": {"Verb": "delete", "Key": self.id}},
             {"KV": {"Verb": "unlock", "Key": self.lock, "Flags": LOCK_FLAGS, "Session": session}},
         ])
+    }
+
+    /// The place in line of `session`: a key held by it, ordered by its `CreateIndex`.
+    pub(crate) fn place(&self, session: &str) -> String {
+        format!("{}{session}", self.queue)
     }
 }
 

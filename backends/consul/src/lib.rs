@@ -114,6 +114,8 @@ impl ConsulElector {
                 "Session": session.id,
             }},
             {"KV": {"Verb": "set", "Key": keys.id, "Value": agent::b64(candidate.id().as_bytes())}},
+            // Leading, we leave the line: the one behind us becomes its head.
+            {"KV": {"Verb": "delete", "Key": keys.place(&session.id)}},
         ]);
         let Some(entries) = self.agent.txn_entries(txn).await? else {
             return Ok(None);
@@ -134,19 +136,71 @@ impl ConsulElector {
         Ok(Some(acquired.modify_index))
     }
 
-    /// Waits until the lock key is free (missing, or no session holds it). `None` when the
-    /// session ended meanwhile.
-    async fn wait_free(&self, keys: &Keys, session: &Session) -> Result<Option<()>> {
-        let mut lease = session.clock.watch();
-        let mut index = 0;
+    /// Takes our place in line (a key held by our session under `.queue/`, kept through the
+    /// retries of this session) and waits until the place before ours is gone, then, at the
+    /// head, until the lock is free. `None` when our place or session went meanwhile.
+    ///
+    /// Only the head watches the lock key, and each other waiter the place before its own: a
+    /// release wakes one waiter, not all of them (no herd). `consul lock` candidates do not
+    /// line up; they block on the lock key as always and race the head for it, and the lock
+    /// alone decides who leads.
+    async fn wait_in_line(&self, keys: &Keys, session: &Session) -> Result<Option<()>> {
+        let place = keys.place(&session.id);
+        if !self
+            .agent
+            .lock_op(&place, b"", Some(&session.id), None)
+            .await?
+        {
+            // Our session is no longer valid (the next renewal notices): no tight loop of
+            // refused acquires meanwhile.
+            tokio::time::sleep(LOCK_DELAY_RETRY).await;
+            return Ok(None);
+        }
         loop {
+            let (entries, index) = self.agent.read(&keys.queue, true, None).await?;
+            let mut line: Vec<&agent::KvEntry> = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                if entry.holder().is_some() {
+                    line.push(entry);
+                } else {
+                    // The place of a session that ended: nobody will delete it but us.
+                    let stale = serde_json::json!([{"KV": {
+                        "Verb": "delete-cas", "Key": entry.key, "Index": entry.modify_index,
+                    }}]);
+                    self.agent.txn(stale).await?;
+                }
+            }
+            line.sort_by_key(|e| e.create_index);
+            let Some(ours) = line.iter().position(|e| e.key == place) else {
+                return Ok(None);
+            };
+            let Some(ahead) = ours.checked_sub(1).map(|i| line[i].key.clone()) else {
+                return self.wait_unheld(&keys.lock, 0, session).await;
+            };
+            if self.wait_unheld(&ahead, index, session).await?.is_none() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Waits until `key` is unheld (missing, or no session holds it), with a blocking query
+    /// from `index` (0: read first). `None` when our session ended meanwhile.
+    async fn wait_unheld(&self, key: &str, index: u64, session: &Session) -> Result<Option<()>> {
+        let mut lease = session.clock.watch();
+        let mut index = index;
+        loop {
+            let blocking = (index > 0).then_some((index, WAIT));
             let read = tokio::select! {
-                read = self.agent.read(&keys.lock, false, Some((index, WAIT))) => read?,
+                read = self.agent.read(key, false, blocking) => read?,
                 _ = elect_core::clock::lease_ended(&mut lease) => return Ok(None),
             };
             let (entries, new_index) = read;
             // Consul's rule: an index that went backwards starts over.
-            index = if new_index < index { 0 } else { new_index };
+            index = if new_index < index {
+                0
+            } else {
+                new_index.max(1)
+            };
             match entries.first() {
                 None => return Ok(Some(())),
                 Some(entry) if entry.flags != LOCK_FLAGS => {
@@ -193,23 +247,29 @@ impl ConsulElector {
     }
 }
 
-/// Releases the lock if a campaign is dropped between its acquire and its grant (the
-/// acquire's answer lost: it may have been granted). Tried until it lands or the session
-/// ends: our own session would otherwise hold the lock for as long as it lives. No other
-/// campaign of this elector in the election runs meanwhile (the candidacy), so our session
-/// holds the lock for this campaign if at all.
+/// Releases the lock and leaves the line if a campaign is dropped before its grant (while it
+/// waits, or with the acquire's answer lost: it may have been granted). Tried until it lands
+/// or the session ends: our own session would otherwise hold the lock, or a place that keeps
+/// the waiters behind it waiting, for as long as it lives. No other campaign of this elector
+/// in the election runs meanwhile (the candidacy), so our session holds them for this
+/// campaign if at all.
 fn release_on_drop(
     candidacy: &Candidacy,
     agent: &Arc<Agent>,
     keys: &Keys,
     session: &Session,
 ) -> OnDrop {
-    let (agent, key, id) = (agent.clone(), keys.lock.clone(), session.id.clone());
+    let (agent, lock, place) = (agent.clone(), keys.lock.clone(), keys.place(&session.id));
+    let id = session.id.clone();
     let lease = session.clock.watch();
     candidacy.withdraw_on_drop(async move {
         elect_core::clock::retry_until_session_ends("release lock", lease, || {
-            let (agent, key, id) = (agent.clone(), key.clone(), id.clone());
-            async move { agent.lock_op(&key, b"", None, Some(&id)).await.map(|_| ()) }
+            let (agent, lock, place, id) = (agent.clone(), lock.clone(), place.clone(), id.clone());
+            async move {
+                agent.lock_op(&lock, b"", None, Some(&id)).await?;
+                let leave = serde_json::json!([{"KV": {"Verb": "delete", "Key": place}}]);
+                agent.txn(leave).await.map(drop)
+            }
         })
         .await
     })
@@ -224,27 +284,42 @@ impl Elector for ConsulElector {
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
         let keys = self.keys(election);
         let candidacy = self.state.enter(election).await?;
+        // Whether the last wait ended at a free lock that refused us anyway (a lock delay).
+        let mut delayed = false;
+        // Armed for as long as the session may hold our place or the lock: a campaign dropped
+        // or failed at any point leaves nothing behind.
+        let mut guard: Option<(Arc<Session>, OnDrop)> = None;
         loop {
             let session = self.session(candidate).await?;
-            let guard = release_on_drop(&candidacy, &self.agent, &keys, &session);
+            if guard
+                .as_ref()
+                .is_none_or(|(s, _)| !Arc::ptr_eq(s, &session))
+            {
+                // A new session: the old one ended, and what it held was released with it.
+                if let Some((_, old)) = guard.take() {
+                    old.disarm();
+                }
+                let undo = release_on_drop(&candidacy, &self.agent, &keys, &session);
+                guard = Some((session.clone(), undo));
+            }
             if let Some(token) = self.acquire(&keys, &session, candidate).await? {
-                guard.disarm();
+                if let Some((_, undo)) = guard.take() {
+                    undo.disarm();
+                }
                 return Ok(candidacy.lead(self.grant(election, candidate, &session, keys, token)));
             }
-            guard.disarm();
-            // Refused. Free anyway means a lock delay runs: ask again shortly. Held: wait
-            // until it is released (a blocking query answers at once when it is).
-            let (entries, _) = self.agent.read(&keys.lock, false, None).await?;
-            let free = entries.first().is_none_or(|e| e.holder().is_none());
+            // Refused. After a free lock refused us, a lock delay runs: ask again shortly.
+            // Else wait in line (a blocking query answers at once when the lock is free).
             let wait = async {
-                if free {
+                if delayed {
                     tokio::time::sleep(LOCK_DELAY_RETRY).await;
-                    Ok(())
+                    Ok(Some(()))
                 } else {
-                    self.wait_free(&keys, &session).await.map(drop)
+                    self.wait_in_line(&keys, &session).await
                 }
             };
-            self.state.unless_closed(wait).await?;
+            let waited = self.state.unless_closed(wait).await?;
+            delayed = waited.is_some() && !delayed;
         }
     }
 

@@ -59,6 +59,7 @@ async fn a_handover_among_200_waiting_candidates_wakes_only_the_successor() {
         "c0",
         events_sent,
         "watch events sent by the members",
+        5,
     )
     .await;
 }

@@ -48,6 +48,7 @@ async fn a_handover_among_200_waiting_candidates_notifies_only_the_successor() {
         &next_in_line,
         watches_fired,
         "watches fired by the ensemble",
+        5,
     )
     .await;
 }

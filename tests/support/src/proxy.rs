@@ -31,15 +31,20 @@ pub enum Link {
     Down,
 }
 
-/// Proxies from local ports to each of `upstreams`, each with its own [`Link`] setting, and
-/// counting the bytes each carries (which member a client really talks to).
+/// Proxies from local ports to each of `upstreams`, each with its own [`Link`] setting,
+/// counting the bytes each carries (which member a client really talks to) and logging the
+/// HTTP requests that pass (for HTTP stores: what a client asked, and when).
 #[derive(Debug)]
 pub struct Proxy {
     links: Vec<watch::Sender<Link>>,
     carried: Vec<Arc<AtomicU64>>,
+    requests: Requests,
     addresses: Vec<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
+
+/// The request lines (`GET /v1/kv/…`) of the HTTP requests a proxy carried, in order.
+type Requests = Arc<std::sync::Mutex<Vec<String>>>;
 
 impl Proxy {
     /// Listens on a free loopback port for each upstream.
@@ -47,6 +52,7 @@ impl Proxy {
         let mut proxy = Proxy {
             links: Vec::new(),
             carried: Vec::new(),
+            requests: Requests::default(),
             addresses: Vec::new(),
             tasks: Vec::new(),
         };
@@ -60,6 +66,7 @@ impl Proxy {
                 upstream,
                 watching,
                 carried.clone(),
+                proxy.requests.clone(),
             )));
             proxy.links.push(link);
             proxy.carried.push(carried);
@@ -104,6 +111,13 @@ impl Proxy {
         self.links[index].send_replace(link);
     }
 
+    /// The request lines of the HTTP requests carried so far to any upstream, in order: a
+    /// chunk a client sent that opens with an HTTP method is a request (clients send each
+    /// request's head in one write).
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("requests poisoned").clone()
+    }
+
     /// Bytes carried so far to and from each upstream, in the order given.
     pub fn carried(&self) -> Vec<u64> {
         self.carried
@@ -126,6 +140,7 @@ async fn accept(
     upstream: SocketAddr,
     link: watch::Receiver<Link>,
     carried: Arc<AtomicU64>,
+    requests: Requests,
 ) {
     // Connections end with the listener's task: they are its children.
     let mut connections = tokio::task::JoinSet::new();
@@ -133,7 +148,7 @@ async fn accept(
         if *link.borrow() == Link::Down {
             continue; // dropped: closed at once
         }
-        let (link, carried) = (link.clone(), carried.clone());
+        let (link, carried, requests) = (link.clone(), carried.clone(), requests.clone());
         connections.spawn(async move {
             let Ok(server) = TcpStream::connect(upstream).await else {
                 return;
@@ -144,8 +159,8 @@ async fn accept(
             let (server_read, server_write) = server.into_split();
             let mut down = link.clone();
             tokio::select! {
-                _ = pump(client_read, server_write, link.clone(), carried.clone()) => {}
-                _ = pump(server_read, client_write, link, carried) => {}
+                _ = pump(client_read, server_write, link.clone(), carried.clone(), Some(requests)) => {}
+                _ = pump(server_read, client_write, link, carried, None) => {}
                 _ = down.wait_for(|l| *l == Link::Down) => {}
             }
         });
@@ -154,12 +169,14 @@ async fn accept(
 }
 
 /// Moves bytes from `from` to `to` as the link allows: a slow link delays each chunk by its
-/// delay from when it was read (a pipeline, not a queue that adds the delays up).
+/// delay from when it was read (a pipeline, not a queue that adds the delays up). Logs the
+/// request line of each chunk that opens an HTTP request into `requests`, if given.
 async fn pump(
     mut from: impl AsyncReadExt + Unpin,
     mut to: impl AsyncWriteExt + Unpin,
     link: watch::Receiver<Link>,
     carried: Arc<AtomicU64>,
+    requests: Option<Requests>,
 ) {
     let (chunks, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
     let mut reading = link.clone();
@@ -175,6 +192,17 @@ async fn pump(
                 Ok(n) => n,
             };
             carried.fetch_add(n as u64, Ordering::Relaxed);
+            if let Some(requests) = &requests {
+                let chunk = &buffer[..n];
+                if [&b"GET "[..], b"PUT ", b"POST ", b"DELETE "]
+                    .iter()
+                    .any(|method| chunk.starts_with(method))
+                {
+                    let line = chunk.split(|&b| b == b'\r').next().unwrap_or_default();
+                    let line = String::from_utf8_lossy(line).into_owned();
+                    requests.lock().expect("requests poisoned").push(line);
+                }
+            }
             let due = match *reading.borrow() {
                 Link::Slow(delay) => tokio::time::Instant::now() + delay,
                 _ => tokio::time::Instant::now(),
