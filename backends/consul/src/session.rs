@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::clock::{LeaseClock, LeasePhase};
+use elect_core::clock::LeaseClock;
 use elect_core::config::ConsulConfig;
 use elect_core::renewal::{KeepAlive, Renew, Renewal};
 use elect_core::{Error, LossReason};
@@ -27,7 +27,7 @@ pub(crate) struct Session {
 
 impl elect_core::backend::Session for Session {
     fn is_over(&self) -> bool {
-        matches!(self.clock.status().phase, LeasePhase::Ended(_))
+        self.clock.is_ended()
     }
 }
 

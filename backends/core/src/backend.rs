@@ -36,6 +36,70 @@ pub enum Turn<T = ()> {
     ClaimGone,
 }
 
+/// A recipe where candidates wait in line, each claim ordered by the store (etcd, ZooKeeper,
+/// the memory backend): the backend writes its requests, and
+/// [`ElectorState::campaign_in_line`] runs the campaign — join, wait for the turn, grant, and
+/// start again with a live session when the session or the claim was lost meanwhile.
+#[async_trait::async_trait]
+pub trait Line: Send + Sync {
+    /// The backend's session.
+    type Session: Session;
+    /// Our place in line: what the wait and the grant need to know of our claim.
+    type Place: Send + Sync;
+    /// What the wait learned when it was our turn (etcd: the revision it saw).
+    type Seen: Send;
+
+    /// The elector's live session, or a new one.
+    async fn session(&self) -> Result<Arc<Self::Session>>;
+
+    /// Writes our claim, with a guard from the candidacy that withdraws it if the campaign is
+    /// dropped before its grant; `None` when the session ended meanwhile.
+    async fn join(&self, at: &Campaign<'_, Self::Session>)
+        -> Result<Option<(Self::Place, OnDrop)>>;
+
+    /// Waits until nobody older is left in line, or our claim or session is gone.
+    async fn wait_turn(
+        &self,
+        at: &Campaign<'_, Self::Session>,
+        place: &Self::Place,
+    ) -> Result<Turn<Self::Seen>>;
+
+    /// For a try that does not wait: whether our claim is first in line now, with what the
+    /// look learned.
+    async fn first_in_line(
+        &self,
+        at: &Campaign<'_, Self::Session>,
+        place: &Self::Place,
+    ) -> Result<Option<Self::Seen>>;
+
+    /// For a try that does not wait: whether someone leads already, asked before any claim is
+    /// written (when a read costs less than a claim and its withdrawal). Not asked by default.
+    async fn someone_leads(&self, _election: &ElectionName) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Turns our claim, first in line, into a term ([`ElectorState::grant`]).
+    fn grant(
+        &self,
+        at: &Campaign<'_, Self::Session>,
+        place: Self::Place,
+        seen: Self::Seen,
+    ) -> Leadership;
+}
+
+/// One campaign's try in a [`Line`]: what it runs on and for whom.
+#[derive(Debug)]
+pub struct Campaign<'a, S> {
+    /// The candidacy, which withdraws what a dropped campaign left.
+    pub candidacy: &'a Candidacy,
+    /// The session this try runs on.
+    pub session: Arc<S>,
+    /// The election.
+    pub election: &'a ElectionName,
+    /// The candidate.
+    pub candidate: &'a Candidate,
+}
+
 /// The state of one elector: its session `S` and the claims `C` of the terms it granted.
 #[derive(Debug)]
 pub struct ElectorState<S, C> {
@@ -111,6 +175,49 @@ impl<S: Session, C> ElectorState<S, C> {
                 Ok(None)
             }
         }
+    }
+
+    /// Campaigns in `election` through `line` until `candidate` leads (see [`Line`]).
+    pub async fn campaign_in_line<L: Line<Session = S>>(
+        &self,
+        line: &L,
+        election: &ElectionName,
+        candidate: &Candidate,
+    ) -> Result<Leadership> {
+        let candidacy = self.enter(election).await?;
+        loop {
+            let (at, place, guard) = join_line(line, &candidacy, election, candidate).await?;
+            let turn = line.wait_turn(&at, &place);
+            let Some(seen) = self.my_turn(election, turn).await? else {
+                continue;
+            };
+            guard.disarm();
+            let leadership = line.grant(&at, place, seen);
+            return Ok(candidacy.lead(leadership));
+        }
+    }
+
+    /// Leads in `election` through `line` if nobody is ahead of `candidate` now; else
+    /// withdraws at once (see [`Line`]).
+    pub async fn try_in_line<L: Line<Session = S>>(
+        &self,
+        line: &L,
+        election: &ElectionName,
+        candidate: &Candidate,
+    ) -> Result<Option<Leadership>> {
+        let candidacy = self.enter(election).await?;
+        if line.someone_leads(election).await? {
+            return Ok(None);
+        }
+        let (at, place, guard) = join_line(line, &candidacy, election, candidate).await?;
+        // Not first: the guard, dropped armed, withdraws our claim (and a next campaign of
+        // this elector in the election waits until it is gone).
+        let Some(seen) = line.first_in_line(&at, &place).await? else {
+            return Ok(None);
+        };
+        guard.disarm();
+        let leadership = line.grant(&at, place, seen);
+        Ok(Some(candidacy.lead(leadership)))
     }
 
     /// Resolves when the elector is closed.
@@ -196,6 +303,27 @@ impl<S: Session, C> ElectorState<S, C> {
                 claim
             })
             .collect()
+    }
+}
+
+/// Writes our claim in `line` with a live session (a new one each time the session ended
+/// before the claim was written): the try, our place and the guard that withdraws it.
+async fn join_line<'a, L: Line>(
+    line: &L,
+    candidacy: &'a Candidacy,
+    election: &'a ElectionName,
+    candidate: &'a Candidate,
+) -> Result<(Campaign<'a, L::Session>, L::Place, OnDrop)> {
+    loop {
+        let at = Campaign {
+            candidacy,
+            session: line.session().await?,
+            election,
+            candidate,
+        };
+        if let Some((place, guard)) = line.join(&at).await? {
+            return Ok((at, place, guard));
+        }
     }
 }
 

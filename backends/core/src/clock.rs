@@ -237,6 +237,11 @@ impl LeaseClock {
         }
     }
 
+    /// True once the session ended (a passed deadline counts): it can carry no claim.
+    pub fn is_ended(&self) -> bool {
+        matches!(self.status().phase, LeasePhase::Ended(_))
+    }
+
     /// The deadline of the last confirmed renewal.
     pub fn deadline(&self) -> Option<Instant> {
         self.status.borrow().deadline

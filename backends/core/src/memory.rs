@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::backend::Candidacies;
+use crate::backend::{Campaign, ElectorState, Line, OnDrop, Turn};
 use crate::clock::{LeaseClock, LeasePhase};
 use crate::error::{Error, Result};
 use crate::leadership::{Claim, TermControl};
@@ -137,11 +137,8 @@ impl MemoryStore {
             inner: Arc::new(ElectorInner {
                 ttl,
                 margin,
-                session: Mutex::new(None),
                 partitioned: watch::channel(false).0,
-                closed: watch::channel(false).0,
-                terms: Mutex::new(Vec::new()),
-                candidacies: Candidacies::default(),
+                state: ElectorState::new(BACKEND, None),
             }),
         }
     }
@@ -230,17 +227,17 @@ pub struct MemoryElector {
     inner: Arc<ElectorInner>,
 }
 
+/// What a backend keeps per elector, on core's toolkit: the session, the candidacies, the
+/// granted terms and the closed flag are in [`ElectorState`].
 #[derive(Debug)]
 struct ElectorInner {
     ttl: Duration,
     margin: Duration,
-    session: Mutex<Option<Session>>,
     partitioned: watch::Sender<bool>,
-    closed: watch::Sender<bool>,
-    terms: Mutex<Vec<(TermControl, Arc<MemoryClaim>)>>,
-    candidacies: Candidacies,
+    state: ElectorState<Session, MemoryClaim>,
 }
 
+/// One session of the store, kept alive by core's keep-alive loop.
 #[derive(Debug)]
 struct Session {
     id: u64,
@@ -248,13 +245,17 @@ struct Session {
     keepalive: JoinHandle<()>,
 }
 
-impl Drop for MemoryElector {
+impl crate::backend::Session for Session {
+    fn is_over(&self) -> bool {
+        self.clock.is_ended()
+    }
+}
+
+impl Drop for Session {
+    /// Like a crash: stop renewing and let the store expire the session by its TTL.
     fn drop(&mut self) {
-        // Like a crash: stop renewing and let the store expire the session by its TTL.
-        if let Some(session) = self.inner.session.lock().ok().and_then(|mut s| s.take()) {
-            session.keepalive.abort();
-            session.clock.end(LossReason::ShutDown);
-        }
+        self.keepalive.abort();
+        self.clock.end(LossReason::ShutDown);
     }
 }
 
@@ -272,15 +273,16 @@ impl MemoryElector {
     }
 
     /// The live session, or a new one if there is none or it ended.
-    async fn session(&self) -> Result<(u64, LeaseClock)> {
+    async fn session(&self) -> Result<Arc<Session>> {
         self.reach().await?;
-        let mut slot = self.inner.session.lock().expect("elector poisoned");
-        if let Some(session) = slot.as_ref() {
-            if !matches!(session.clock.status().phase, LeasePhase::Ended(_)) {
-                return Ok((session.id, session.clock.clone()));
-            }
-            session.keepalive.abort();
-        }
+        self.inner
+            .state
+            .session(|| async { Ok(self.new_session()) })
+            .await
+    }
+
+    /// Opens a session at the store and starts keeping it alive.
+    fn new_session(&self) -> Session {
         let sent_at = crate::clock::now();
         let ttl = self.inner.ttl;
         let id = self.store.change(|state| {
@@ -295,53 +297,18 @@ impl MemoryElector {
             inner: Arc::downgrade(&self.inner),
             session: id,
         });
-        *slot = Some(Session {
+        Session {
             id,
-            clock: clock.clone(),
+            clock,
             keepalive,
-        });
-        Ok((id, clock))
-    }
-
-    fn grant(
-        &self,
-        election: &ElectionName,
-        candidate: &Candidate,
-        revision: u64,
-        clock: &LeaseClock,
-    ) -> Leadership {
-        let claim = Arc::new(MemoryClaim {
-            store: self.store.clone(),
-            inner: Arc::downgrade(&self.inner),
-            election: election.clone(),
-            revision,
-        });
-        let (leadership, term) = Leadership::new(
-            BACKEND,
-            election.clone(),
-            candidate.id().to_owned(),
-            FencingToken(revision),
-            clock.watch(),
-            claim.clone(),
-        );
-        tokio::spawn(watch_own_claim(
-            self.store.clone(),
-            self.store.shared.version.subscribe(),
-            Arc::downgrade(&self.inner),
-            claim.clone(),
-            term.clone(),
-        ));
-        let mut terms = self.inner.terms.lock().expect("elector poisoned");
-        terms.retain(|(term, _)| !term.is_ended());
-        terms.push((term, claim));
-        leadership
+        }
     }
 }
 
 impl ElectorInner {
     async fn reach(&self) -> Result<()> {
         let mut partitioned = self.partitioned.subscribe();
-        let mut closed = self.closed.subscribe();
+        let mut closed = self.state.closed();
         loop {
             if *closed.borrow_and_update() {
                 return Err(Error::Closed { backend: BACKEND });
@@ -436,12 +403,7 @@ async fn watch_own_claim(
             return;
         }
         version.borrow_and_update();
-        // Never hold the session lock while taking the store's (`session()` nests the other way).
-        let session = elector
-            .session
-            .lock()
-            .ok()
-            .and_then(|s| s.as_ref().map(|s| s.id));
+        let session = elector.state.current().await.map(|s| s.id);
         let (exists, session_alive) = store.read(|state| {
             let exists = state
                 .claims
@@ -475,45 +437,10 @@ impl Elector for MemoryElector {
     }
 
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
-        let candidacy = self.inner.candidacies.enter(election).await?;
-        loop {
-            let (session, clock) = self.session().await?;
-            let revision = self
-                .store
-                .change(|state| put_claim(state, election, candidate, session, false));
-            let Some(revision) = revision else { continue };
-            // Withdraw the claim if this future is dropped before it wins.
-            let guard = WithdrawOnDrop {
-                store: self.store.clone(),
-                revision,
-            };
-            let mut version = self.store.shared.version.subscribe();
-            let mut lease = clock.watch();
-            loop {
-                self.reach().await?;
-                version.borrow_and_update();
-                let (exists, leads) = self.store.read(|state| {
-                    let exists = state
-                        .claims
-                        .get(election.as_str())
-                        .is_some_and(|cs| cs.iter().any(|c| c.revision == revision));
-                    (exists, state.is_leader(election.as_str(), revision))
-                });
-                if leads && clock.status().phase == LeasePhase::Live {
-                    std::mem::forget(guard);
-                    return Ok(candidacy.lead(self.grant(election, candidate, revision, &clock)));
-                }
-                if !exists || matches!(clock.status().phase, LeasePhase::Ended(_)) {
-                    // Our claim or session is gone while waiting: no zombie candidate;
-                    // start over with a live session.
-                    break;
-                }
-                tokio::select! {
-                    _ = version.changed() => {}
-                    _ = crate::clock::lease_ended(&mut lease) => {}
-                }
-            }
-        }
+        self.inner
+            .state
+            .campaign_in_line(&Queue(self), election, candidate)
+            .await
     }
 
     async fn try_campaign(
@@ -521,13 +448,10 @@ impl Elector for MemoryElector {
         election: &ElectionName,
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
-        let candidacy = self.inner.candidacies.enter(election).await?;
-        let (session, clock) = self.session().await?;
-        let revision = self
-            .store
-            .change(|state| put_claim(state, election, candidate, session, true));
-        Ok(revision
-            .map(|revision| candidacy.lead(self.grant(election, candidate, revision, &clock))))
+        self.inner
+            .state
+            .try_in_line(&Queue(self), election, candidate)
+            .await
     }
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {
@@ -566,22 +490,107 @@ impl Elector for MemoryElector {
             election: election.as_str().to_owned(),
             version: self.store.shared.version.subscribe(),
         };
-        Ok(leader_stream(self.inner.closed.subscribe(), watcher))
+        Ok(leader_stream(self.inner.state.closed(), watcher))
     }
 
     async fn close(&self) -> Result<()> {
-        let terms = std::mem::take(&mut *self.inner.terms.lock().expect("elector poisoned"));
-        for (term, claim) in terms {
-            term.end(LossReason::ShutDown);
+        for claim in self.inner.state.shut() {
             claim.delete();
         }
-        self.inner.closed.send_replace(true);
-        if let Some(session) = self.inner.session.lock().expect("elector poisoned").take() {
-            session.keepalive.abort();
-            session.clock.end(LossReason::ShutDown);
+        if let Some(session) = self.inner.state.take_session().await {
             self.store.expire_session(session.id);
         }
         Ok(())
+    }
+}
+
+/// The store's requests for a campaign in line, as a real backend writes them; core's
+/// [`ElectorState::campaign_in_line`] runs the campaign. A private view of the elector, so
+/// that its callers cannot join a line by hand.
+struct Queue<'a>(&'a MemoryElector);
+
+#[async_trait::async_trait]
+impl Line for Queue<'_> {
+    type Session = Session;
+    /// Our claim's revision.
+    type Place = u64;
+    type Seen = ();
+
+    async fn session(&self) -> Result<Arc<Session>> {
+        self.0.session().await
+    }
+
+    async fn join(&self, at: &Campaign<'_, Session>) -> Result<Option<(u64, OnDrop)>> {
+        let (election, candidate, session) = (at.election, at.candidate, at.session.id);
+        let store = self.0.store.clone();
+        let Some(revision) = store.change(|state| put_claim(state, election, candidate, session))
+        else {
+            return Ok(None);
+        };
+        let guard = at
+            .candidacy
+            .withdraw_on_drop(async move { delete_claim(&store, revision) });
+        Ok(Some((revision, guard)))
+    }
+
+    /// Waits until our claim leads (and the session is live), or is gone.
+    async fn wait_turn(&self, at: &Campaign<'_, Session>, revision: &u64) -> Result<Turn> {
+        let (election, revision) = (at.election.as_str(), *revision);
+        let mut version = self.0.store.shared.version.subscribe();
+        let mut lease = at.session.clock.watch();
+        loop {
+            self.0.reach().await?;
+            version.borrow_and_update();
+            let (exists, leads) = self.0.store.read(|state| {
+                let exists = state
+                    .claims
+                    .get(election)
+                    .is_some_and(|cs| cs.iter().any(|c| c.revision == revision));
+                (exists, state.is_leader(election, revision))
+            });
+            match at.session.clock.status().phase {
+                LeasePhase::Ended(_) => return Ok(Turn::SessionOver),
+                LeasePhase::Live if leads => return Ok(Turn::Lead(())),
+                _ if !exists => return Ok(Turn::ClaimGone),
+                _ => {}
+            }
+            tokio::select! {
+                _ = version.changed() => {}
+                _ = crate::clock::lease_ended(&mut lease) => {}
+            }
+        }
+    }
+
+    async fn first_in_line(
+        &self,
+        at: &Campaign<'_, Session>,
+        revision: &u64,
+    ) -> Result<Option<()>> {
+        self.0.reach().await?;
+        let first = self
+            .0
+            .store
+            .read(|s| s.is_leader(at.election.as_str(), *revision));
+        Ok(first.then_some(()))
+    }
+
+    fn grant(&self, at: &Campaign<'_, Session>, revision: u64, _: ()) -> Leadership {
+        let claim = Arc::new(MemoryClaim {
+            store: self.0.store.clone(),
+            inner: Arc::downgrade(&self.0.inner),
+            election: at.election.clone(),
+            revision,
+        });
+        let (store, inner) = (self.0.store.clone(), Arc::downgrade(&self.0.inner));
+        let version = self.0.store.shared.version.subscribe();
+        self.0.inner.state.grant(
+            at.election,
+            at.candidate,
+            FencingToken(revision),
+            at.session.clock.watch(),
+            claim,
+            |claim, term| watch_own_claim(store, version, inner, claim, term),
+        )
     }
 }
 
@@ -593,17 +602,14 @@ fn leader_info(state: &State, election: &str) -> Option<LeaderInfo> {
     })
 }
 
-/// Adds a claim for `candidate` if its session lives (and, with `only_if_free`, if nobody
-/// leads); returns its revision.
+/// Adds a claim for `candidate` if its session lives; returns its revision.
 fn put_claim(
     state: &mut State,
     election: &ElectionName,
     candidate: &Candidate,
     session: u64,
-    only_if_free: bool,
 ) -> (Option<u64>, bool) {
-    let taken = only_if_free && state.leader(election.as_str()).is_some();
-    if taken || !state.sessions.contains_key(&session) {
+    if !state.sessions.contains_key(&session) {
         return (None, false);
     }
     let revision = state.bump();
@@ -618,18 +624,6 @@ fn put_claim(
             value: candidate.value().to_vec(),
         });
     (Some(revision), true)
-}
-
-/// Deletes a claim whose campaign was dropped before it won.
-struct WithdrawOnDrop {
-    store: MemoryStore,
-    revision: u64,
-}
-
-impl Drop for WithdrawOnDrop {
-    fn drop(&mut self) {
-        delete_claim(&self.store, self.revision);
-    }
 }
 
 fn delete_claim(store: &MemoryStore, revision: u64) {

@@ -393,22 +393,28 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_session_the_deadline_ended_is_abandoned_until_the_store_takes_it() {
-        let start = clock::now();
-        let clock = LeaseClock::new(start, TTL, MARGIN, TTL / 3);
+    /// A session nobody answers for, abandoned within a TTL once its deadline passed, whose
+    /// abandoning fails `failures` times: the loop (stopped once the deadline passed), when
+    /// the session ended, and the abandon tries.
+    async fn given_up(failures: usize) -> (JoinHandle<()>, Instant, Times) {
+        let clock = LeaseClock::new(clock::now(), TTL, MARGIN, TTL / 3);
         let (mut renewer, _) = scripted(vec![]);
-        renewer.abandon_failures = 3;
+        renewer.abandon_failures = failures;
         let abandoned = renewer.abandoned.clone();
         let task = KeepAlive::new("test", clock.clone(), TTL / 3)
             .abandon_within(TTL)
             .spawn(renewer);
         clock::lease_ended(&mut clock.watch()).await;
+        (task, clock::now(), abandoned)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_the_deadline_ended_is_abandoned_until_the_store_takes_it() {
+        let (task, ended, abandoned) = given_up(3).await;
         // The session's owner lets it go at once: the abandoning goes on regardless.
         task.abort();
         tokio::time::sleep(TTL).await;
         let abandoned = abandoned.lock().unwrap().clone();
-        let ended = start + TTL - MARGIN;
         let expected = [0, 1, 3, 7].map(|n| ended + RETRY_FIRST * n);
         assert_eq!(
             abandoned, expected,
@@ -418,16 +424,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn abandoning_stops_once_the_store_has_expired_the_session_anyway() {
-        let start = clock::now();
-        let clock = LeaseClock::new(start, TTL, MARGIN, TTL / 3);
-        let (mut renewer, _) = scripted(vec![]);
-        renewer.abandon_failures = usize::MAX;
-        let abandoned = renewer.abandoned.clone();
-        KeepAlive::new("test", clock.clone(), TTL / 3)
-            .abandon_within(TTL)
-            .spawn(renewer);
-        clock::lease_ended(&mut clock.watch()).await;
-        let ended = clock::now();
+        let (_, ended, abandoned) = given_up(usize::MAX).await;
         tokio::time::sleep(TTL * 3).await;
         let abandoned = abandoned.lock().unwrap().clone();
         let last = *abandoned.last().unwrap();

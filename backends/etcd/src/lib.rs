@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::backend::{Candidacy, ElectorState, OnDrop, Session as _, Turn};
+use elect_core::backend::{Campaign, Candidacy, ElectorState, Line, OnDrop, Session as _, Turn};
 use elect_core::config::{EtcdConfig, TlsConfig};
 use elect_core::{
     Candidate, CandidateInfo, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream,
@@ -407,6 +407,69 @@ impl EtcdElector {
     }
 }
 
+/// etcd's requests for a campaign in line; core's [`ElectorState::campaign_in_line`] runs
+/// the campaign. A private view of the elector, so that its callers cannot join by hand.
+struct Queue<'a>(&'a EtcdElector);
+
+#[async_trait::async_trait]
+impl Line for Queue<'_> {
+    type Session = Session;
+    /// Our keys and our key's create revision.
+    type Place = (Keys, i64);
+    /// The revision the wait saw.
+    type Seen = i64;
+
+    async fn session(&self) -> Result<Arc<Session>> {
+        self.0.session().await
+    }
+
+    async fn join(&self, at: &Campaign<'_, Session>) -> Result<Option<(Self::Place, OnDrop)>> {
+        let (elector, session) = (self.0, &at.session);
+        let namespace = &elector.config.namespace;
+        let keys = Keys::new(namespace, at.election.as_str(), session.lease);
+        let (guard, created) = withdraw_on_drop(at.candidacy, &elector.client, &keys, session);
+        let Some(revision) = elector.create_claim(session, &keys, at.candidate).await? else {
+            guard.disarm();
+            return Ok(None);
+        };
+        created.store(revision, Ordering::SeqCst);
+        Ok(Some(((keys, revision), guard)))
+    }
+
+    async fn wait_turn(
+        &self,
+        at: &Campaign<'_, Session>,
+        place: &Self::Place,
+    ) -> Result<Turn<i64>> {
+        let (keys, revision) = place;
+        self.0.wait_turn(&at.session, keys, *revision).await
+    }
+
+    async fn first_in_line(
+        &self,
+        _: &Campaign<'_, Session>,
+        place: &Self::Place,
+    ) -> Result<Option<i64>> {
+        let (keys, revision) = place;
+        // Not count_only: etcd counts the whole range before it applies the revision filter.
+        let options = GetOptions::new()
+            .with_prefix()
+            .with_max_create_revision(revision - 1)
+            .with_keys_only()
+            .with_limit(1);
+        let prefix = keys.prefix.as_str();
+        let before = error::get(&self.0.client, "find predecessor", prefix, Some(options)).await?;
+        let seen = before.header().map_or(0, |h| h.revision());
+        Ok(before.kvs().is_empty().then_some(seen))
+    }
+
+    fn grant(&self, at: &Campaign<'_, Session>, place: Self::Place, seen: i64) -> Leadership {
+        let (keys, revision) = place;
+        self.0
+            .grant(at.election, at.candidate, &at.session, keys, revision, seen)
+    }
+}
+
 /// What one look at the election found.
 struct Look {
     /// The revision the look was made at.
@@ -496,24 +559,10 @@ impl Elector for EtcdElector {
     }
 
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
-        let candidacy = self.state.enter(election).await?;
-        loop {
-            let session = self.session().await?;
-            let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
-            let (guard, created) = withdraw_on_drop(&candidacy, &self.client, &keys, &session);
-            let Some(revision) = self.create_claim(&session, &keys, candidate).await? else {
-                guard.disarm();
-                continue;
-            };
-            created.store(revision, Ordering::SeqCst);
-            let turn = self.wait_turn(&session, &keys, revision);
-            let Some(seen) = self.state.my_turn(election, turn).await? else {
-                continue;
-            };
-            guard.disarm();
-            let leadership = self.grant(election, candidate, &session, keys, revision, seen);
-            return Ok(candidacy.lead(leadership));
-        }
+        let queue = Queue(self);
+        self.state
+            .campaign_in_line(&queue, election, candidate)
+            .await
     }
 
     async fn try_campaign(
@@ -521,48 +570,8 @@ impl Elector for EtcdElector {
         election: &ElectionName,
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
-        let candidacy = self.state.enter(election).await?;
-        let (session, keys, revision, guard) = loop {
-            let session = self.session().await?;
-            let keys = Keys::new(&self.config.namespace, election.as_str(), session.lease);
-            let (guard, created) = withdraw_on_drop(&candidacy, &self.client, &keys, &session);
-            if let Some(revision) = self.create_claim(&session, &keys, candidate).await? {
-                created.store(revision, Ordering::SeqCst);
-                break (session, keys, revision, guard);
-            }
-            guard.disarm();
-        };
-        let claim = EtcdClaim {
-            client: self.client.clone(),
-            election: election.clone(),
-            keys: keys.clone(),
-            lease: session.lease,
-            revision,
-        };
-        // Not count_only: etcd counts the whole range before it applies the revision filter.
-        let options = GetOptions::new()
-            .with_prefix()
-            .with_max_create_revision(revision - 1)
-            .with_keys_only()
-            .with_limit(1);
-        let before = error::get(
-            &self.client,
-            "find predecessor",
-            keys.prefix.as_str(),
-            Some(options),
-        )
-        .await?;
-        if !before.kvs().is_empty() {
-            // Someone leads: withdraw.
-            claim.delete().await?;
-            guard.disarm();
-            return Ok(None);
-        }
-        guard.disarm();
-        let seen = before.header().map_or(0, |h| h.revision());
-        Ok(Some(candidacy.lead(self.grant(
-            election, candidate, &session, keys, revision, seen,
-        ))))
+        let queue = Queue(self);
+        self.state.try_in_line(&queue, election, candidate).await
     }
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {

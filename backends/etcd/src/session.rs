@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use elect_core::clock::{LeaseClock, LeasePhase};
+use elect_core::clock::LeaseClock;
 use elect_core::renewal::{KeepAlive, Renew, Renewal};
 use elect_core::{Error, LossReason};
 use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper};
@@ -28,7 +28,7 @@ pub(crate) struct Session {
 impl elect_core::backend::Session for Session {
     /// True once the lease is over (revoked, deadline passed, closed).
     fn is_over(&self) -> bool {
-        matches!(self.clock.status().phase, LeasePhase::Ended(_))
+        self.clock.is_ended()
     }
 }
 

@@ -28,7 +28,7 @@ mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::backend::{Candidacy, ElectorState, OnDrop, Session as _, Turn};
+use elect_core::backend::{Campaign, Candidacy, ElectorState, Line, OnDrop, Session as _, Turn};
 use elect_core::config::ZookeeperConfig;
 use elect_core::{
     Candidate, CandidateInfo, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream,
@@ -400,28 +400,75 @@ impl ZookeeperElector {
             |claim, term| claim::watch_own_node(claim, term, lease),
         )
     }
-
-    fn claim_of(
-        &self,
-        session: &Session,
-        election: &ElectionName,
-        layout: &Layout,
-        name: &str,
-    ) -> ZkClaim {
-        ZkClaim {
-            client: session.shared_client(),
-            election: election.clone(),
-            layout: layout.clone(),
-            name: name.to_owned(),
-            root: self.config.root.clone(),
-            acls: self.acls,
-        }
-    }
 }
 
 /// A multi-read answer that does not match its request.
 fn unexpected(result: Option<zk::MultiReadResult>) -> zk::Error {
     zk::Error::UnexpectedError(format!("multi-read answered {result:?}"))
+}
+
+/// ZooKeeper's requests for a campaign in line; core's [`ElectorState::campaign_in_line`]
+/// runs the campaign. A private view of the elector, so that its callers cannot join by hand.
+struct Queue<'a>(&'a ZookeeperElector);
+
+#[async_trait::async_trait]
+impl Line for Queue<'_> {
+    type Session = Session;
+    /// Our claim's layout, name and czxid.
+    type Place = (Layout, String, i64);
+    type Seen = ();
+
+    async fn session(&self) -> Result<Arc<Session>> {
+        self.0.session().await
+    }
+
+    async fn join(&self, at: &Campaign<'_, Session>) -> Result<Option<(Self::Place, OnDrop)>> {
+        let (elector, session, candidate) = (self.0, &at.session, at.candidate);
+        let layout = elector.layout(at.election);
+        let uuid = uuid_v4();
+        let guard = withdraw_on_drop(at.candidacy, session, &layout, &uuid);
+        elector
+            .write_value(session, &layout, &uuid, candidate)
+            .await?;
+        let created = elector
+            .create_claim(session, &layout, &uuid, candidate)
+            .await?;
+        let Some((name, czxid)) = created else {
+            guard.disarm();
+            return Ok(None);
+        };
+        Ok(Some(((layout, name, czxid), guard)))
+    }
+
+    async fn wait_turn(&self, at: &Campaign<'_, Session>, place: &Self::Place) -> Result<Turn> {
+        let (layout, name, _) = place;
+        self.0.wait_turn(&at.session, layout, name).await
+    }
+
+    async fn first_in_line(
+        &self,
+        at: &Campaign<'_, Session>,
+        place: &Self::Place,
+    ) -> Result<Option<()>> {
+        let (layout, name, _) = place;
+        let client = at.session.client();
+        let list = client.map_err(|e| error::map("list claims", e))?;
+        let children = error::call("list claims", list.list_children(&layout.dir)).await?;
+        Ok((sorted_claims(children).first() == Some(name)).then_some(()))
+    }
+
+    /// A read costs less than a claim, its value node and their withdrawal.
+    async fn someone_leads(&self, election: &ElectionName) -> Result<bool> {
+        let client = self.0.live_client().await?;
+        let leader = observe::read_leader(&client, &self.0.layout(election)).await?;
+        Ok(leader.is_some())
+    }
+
+    fn grant(&self, at: &Campaign<'_, Session>, place: Self::Place, _: ()) -> Leadership {
+        let (layout, name, czxid) = place;
+        self.0
+            .grant(at.election, at.candidate, &at.session, layout, name, czxid)
+    }
 }
 
 /// Deletes our claim (found by its UUID) and value znode if the campaign is dropped before it
@@ -481,29 +528,10 @@ impl Elector for ZookeeperElector {
     }
 
     async fn campaign(&self, election: &ElectionName, candidate: &Candidate) -> Result<Leadership> {
-        let layout = self.layout(election);
-        let candidacy = self.state.enter(election).await?;
-        loop {
-            let session = self.session().await?;
-            let uuid = uuid_v4();
-            let guard = withdraw_on_drop(&candidacy, &session, &layout, &uuid);
-            self.write_value(&session, &layout, &uuid, candidate)
-                .await?;
-            let Some((name, czxid)) = self
-                .create_claim(&session, &layout, &uuid, candidate)
-                .await?
-            else {
-                guard.disarm();
-                continue;
-            };
-            let turn = self.wait_turn(&session, &layout, &name);
-            if self.state.my_turn(election, turn).await?.is_none() {
-                continue;
-            }
-            guard.disarm();
-            let leadership = self.grant(election, candidate, &session, layout, name, czxid);
-            return Ok(candidacy.lead(leadership));
-        }
+        let queue = Queue(self);
+        self.state
+            .campaign_in_line(&queue, election, candidate)
+            .await
     }
 
     async fn try_campaign(
@@ -511,49 +539,8 @@ impl Elector for ZookeeperElector {
         election: &ElectionName,
         candidate: &Candidate,
     ) -> Result<Option<Leadership>> {
-        let candidacy = self.state.enter(election).await?;
-        let layout = self.layout(election);
-        // Someone already leads: no claim at all.
-        if observe::read_leader(&self.live_client().await?, &layout)
-            .await?
-            .is_some()
-        {
-            return Ok(None);
-        }
-        let (session, name, czxid, guard) = loop {
-            let session = self.session().await?;
-            let uuid = uuid_v4();
-            let guard = withdraw_on_drop(&candidacy, &session, &layout, &uuid);
-            self.write_value(&session, &layout, &uuid, candidate)
-                .await?;
-            if let Some((name, czxid)) = self
-                .create_claim(&session, &layout, &uuid, candidate)
-                .await?
-            {
-                break (session, name, czxid, guard);
-            }
-            guard.disarm();
-        };
-        let claim = self.claim_of(&session, election, &layout, &name);
-        let children = sorted_claims(
-            error::call(
-                "list claims",
-                session
-                    .client()
-                    .map_err(|e| error::map("list claims", e))?
-                    .list_children(&layout.dir),
-            )
-            .await?,
-        );
-        if children.first() != Some(&name) {
-            claim.delete().await?;
-            guard.disarm();
-            return Ok(None);
-        }
-        guard.disarm();
-        Ok(Some(candidacy.lead(self.grant(
-            election, candidate, &session, layout, name, czxid,
-        ))))
+        let queue = Queue(self);
+        self.state.try_in_line(&queue, election, candidate).await
     }
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::clock::{LeaseClock, LeasePhase};
+use elect_core::clock::LeaseClock;
 use elect_core::config::{TlsConfig, ZookeeperConfig};
 use elect_core::renewal::{KeepAlive, Renew, Renewal};
 use elect_core::{ConfigError, Error, LossReason};
@@ -58,7 +58,7 @@ pub(crate) struct Session {
 
 impl elect_core::backend::Session for Session {
     fn is_over(&self) -> bool {
-        matches!(self.clock.status().phase, LeasePhase::Ended(_))
+        self.clock.is_ended()
             || self
                 .client
                 .get()
