@@ -157,10 +157,16 @@ impl ConsulElector {
             return Ok(None);
         }
         loop {
-            let (entries, index) = self.agent.read(&keys.queue, true, None).await?;
+            // The whole election in one read: the line, and the lock for when we are its head.
+            let (entries, index) = self.agent.read(&keys.dir, true, None).await?;
             let mut line: Vec<&agent::KvEntry> = Vec::with_capacity(entries.len());
+            let mut lock_held = false;
             for entry in &entries {
-                if entry.holder().is_some() {
+                if entry.key == keys.lock {
+                    lock_held = entry.holder().is_some();
+                } else if !entry.key.starts_with(&keys.queue) {
+                    // The value and id keys.
+                } else if entry.holder().is_some() {
                     line.push(entry);
                 } else {
                     // The place of a session that ended: nobody will delete it but us.
@@ -175,7 +181,10 @@ impl ConsulElector {
                 return Ok(None);
             };
             let Some(ahead) = ours.checked_sub(1).map(|i| line[i].key.clone()) else {
-                return self.wait_unheld(&keys.lock, 0, session).await;
+                // At the head: a held lock is waited on from this read (no second read); a
+                // free one is read again, which checks it is a lock at all.
+                let from = if lock_held { index } else { 0 };
+                return self.wait_unheld(&keys.lock, from, session).await;
             };
             if self.wait_unheld(&ahead, index, session).await?.is_none() {
                 return Ok(None);
