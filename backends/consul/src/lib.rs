@@ -162,13 +162,12 @@ impl ConsulElector {
             let mut line: Vec<&agent::KvEntry> = Vec::with_capacity(entries.len());
             let mut lock_held = false;
             for entry in &entries {
+                let held = entry.holder().is_some();
                 if entry.key == keys.lock {
-                    lock_held = entry.holder().is_some();
-                } else if !entry.key.starts_with(&keys.queue) {
-                    // The value and id keys.
-                } else if entry.holder().is_some() {
+                    lock_held = held;
+                } else if entry.key.starts_with(&keys.queue) && held {
                     line.push(entry);
-                } else {
+                } else if entry.key.starts_with(&keys.queue) {
                     // The place of a session that ended: nobody will delete it but us.
                     let stale = serde_json::json!([{"KV": {
                         "Verb": "delete-cas", "Key": entry.key, "Index": entry.modify_index,
