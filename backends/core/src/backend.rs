@@ -210,9 +210,9 @@ impl<S: Session, C> ElectorState<S, C> {
             return Ok(None);
         }
         let (at, place, guard) = join_line(line, &candidacy, election, candidate).await?;
-        // Not first: the guard, dropped armed, withdraws our claim (and a next campaign of
-        // this elector in the election waits until it is gone).
         let Some(seen) = line.first_in_line(&at, &place).await? else {
+            // Not first: our claim is gone before we answer, so that no reader sees it after.
+            guard.undo_now().await;
             return Ok(None);
         };
         guard.disarm();
@@ -367,6 +367,16 @@ impl OnDrop {
     /// The campaign finished: nothing to undo.
     pub fn disarm(mut self) {
         self.undo = None;
+    }
+
+    /// Undoes now, and returns once the undo is done.
+    pub async fn undo_now(mut self) {
+        if let Some(undo) = self.undo.take() {
+            if let Some(started) = self.started.take() {
+                started();
+            }
+            undo.await;
+        }
     }
 }
 

@@ -810,6 +810,11 @@ pub async fn try_campaign_does_not_wait(h: &Harness) {
         .expect("an empty election is won by a try");
     let b = try_as(&eb, "b", "try while a leads").await;
     assert!(b.is_none(), "a try won while someone leads");
+    let list = eb.candidates(&election).await.expect("candidates");
+    assert!(
+        list.iter().all(|c| c.id != "b"),
+        "a failed try's claim outlived its answer: {list:?}"
+    );
     a.resign().await.expect("resign");
     eventually(h.quick, "nobody leading after a resigned", || {
         let (e, election) = (eb.clone(), election.clone());
