@@ -263,8 +263,12 @@ pub async fn lease_ended(lease: &mut watch::Receiver<LeaseStatus>) -> LossReason
         let deadline = status.deadline;
         tokio::select! {
             changed = lease.changed() => if changed.is_err() {
-                // The backend dropped the clock without ending it: its session is gone.
-                return LossReason::ShutDown;
+                // The backend dropped the clock without ending it: its session is gone. A
+                // deadline that passed meanwhile ended it first, whichever woke us.
+                return match lease.borrow().phase_at(now()) {
+                    LeasePhase::Ended(reason) => reason,
+                    _ => LossReason::ShutDown,
+                };
             },
             _ = sleep_until_opt(deadline) => {}
         }
@@ -358,6 +362,21 @@ mod tests {
             clock.status().phase,
             LeasePhase::Ended(LossReason::DeadlinePassed)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clock_dropped_after_its_deadline_still_reports_the_deadline() {
+        // The keep-alive drops its clock as the deadline passes: a watcher woken by both
+        // at once must still see the deadline, whichever it polls first.
+        for _ in 0..32 {
+            let clock = LeaseClock::new(Instant::now(), TTL, MARGIN, TTL / 3);
+            let mut watch = clock.watch();
+            let ended = tokio::spawn(async move { lease_ended(&mut watch).await });
+            tokio::task::yield_now().await;
+            tokio::time::advance(TTL).await;
+            drop(clock);
+            assert_eq!(ended.await.unwrap(), LossReason::DeadlinePassed);
+        }
     }
 
     #[tokio::test(start_paused = true)]
