@@ -252,42 +252,6 @@ impl EtcdElector {
         }
     }
 
-    /// Waits until no key older than ours is left; see [`Turn`].
-    async fn wait_turn(&self, session: &Session, keys: &Keys, revision: i64) -> Result<Turn<i64>> {
-        let mut lease = session.clock.watch();
-        loop {
-            let look = self.look(keys, revision).await?;
-            if !look.own_key_stands {
-                return Ok(Turn::ClaimGone);
-            }
-            let Some(predecessor) = look.predecessor else {
-                if session.is_over() {
-                    return Ok(Turn::SessionOver);
-                }
-                return Ok(Turn::Lead(look.revision));
-            };
-            let deleted = tokio::select! {
-                _ = elect_core::clock::lease_ended(&mut lease) => return Ok(Turn::SessionOver),
-                deleted = self.deleted(&predecessor, look.revision + 1) => deleted,
-            };
-            match deleted {
-                // Create revisions only grow, so no key older than ours can appear: with the
-                // only older one gone, our key alone decides, and a read as recent as the
-                // delete saves the linearizable round of a full look (the handover's cost).
-                Ok(Some(at)) if look.only_one_ahead => {
-                    if let Some(turn) = self.confirm_own_key(session, keys, revision, at).await? {
-                        return Ok(turn);
-                    }
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::debug!(%error, "watch on the predecessor broke; looking again");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-
     /// Our key and the youngest key older than it, in one linearizable transaction.
     async fn look(&self, keys: &Keys, revision: i64) -> Result<Look> {
         let older = GetOptions::new()
@@ -378,33 +342,6 @@ impl EtcdElector {
             }
         }
     }
-
-    fn grant(
-        &self,
-        election: &ElectionName,
-        candidate: &Candidate,
-        session: &Session,
-        keys: Keys,
-        revision: i64,
-        seen: i64,
-    ) -> Leadership {
-        let claim = Arc::new(EtcdClaim {
-            client: self.client.clone(),
-            election: election.clone(),
-            keys,
-            lease: session.lease,
-            revision,
-        });
-        let lease = session.clock.watch();
-        self.state.grant(
-            election,
-            candidate,
-            FencingToken(revision as u64),
-            session.clock.watch(),
-            claim,
-            |claim, term| claim::watch_own_key(claim, term, lease, seen + 1),
-        )
-    }
 }
 
 /// etcd's requests for a campaign in line; core's [`ElectorState::campaign_in_line`] runs
@@ -436,13 +373,46 @@ impl Line for Queue<'_> {
         Ok(Some(((keys, revision), guard)))
     }
 
+    /// Waits until no key older than ours is left; see [`Turn`].
     async fn wait_turn(
         &self,
         at: &Campaign<'_, Session>,
-        place: &Self::Place,
+        (keys, revision): &Self::Place,
     ) -> Result<Turn<i64>> {
-        let (keys, revision) = place;
-        self.0.wait_turn(&at.session, keys, *revision).await
+        let (elector, session, revision) = (self.0, &at.session, *revision);
+        let mut lease = session.clock.watch();
+        loop {
+            let look = elector.look(keys, revision).await?;
+            if !look.own_key_stands {
+                return Ok(Turn::ClaimGone);
+            }
+            let Some(predecessor) = look.predecessor else {
+                if session.is_over() {
+                    return Ok(Turn::SessionOver);
+                }
+                return Ok(Turn::Lead(look.revision));
+            };
+            let deleted = tokio::select! {
+                _ = elect_core::clock::lease_ended(&mut lease) => return Ok(Turn::SessionOver),
+                deleted = elector.deleted(&predecessor, look.revision + 1) => deleted,
+            };
+            match deleted {
+                // Create revisions only grow, so no key older than ours can appear: with the
+                // only older one gone, our key alone decides, and a read as recent as the
+                // delete saves the linearizable round of a full look (the handover's cost).
+                Ok(Some(deleted_at)) if look.only_one_ahead => {
+                    let confirmed = elector.confirm_own_key(session, keys, revision, deleted_at);
+                    if let Some(turn) = confirmed.await? {
+                        return Ok(turn);
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "watch on the predecessor broke; looking again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
     }
 
     async fn first_in_line(
@@ -463,10 +433,28 @@ impl Line for Queue<'_> {
         Ok(before.kvs().is_empty().then_some(seen))
     }
 
-    fn grant(&self, at: &Campaign<'_, Session>, place: Self::Place, seen: i64) -> Leadership {
-        let (keys, revision) = place;
-        self.0
-            .grant(at.election, at.candidate, &at.session, keys, revision, seen)
+    fn grant(
+        &self,
+        at: &Campaign<'_, Session>,
+        (keys, revision): Self::Place,
+        seen: i64,
+    ) -> Leadership {
+        let claim = Arc::new(EtcdClaim {
+            client: self.0.client.clone(),
+            election: at.election.clone(),
+            keys,
+            lease: at.session.lease,
+            revision,
+        });
+        let lease = at.session.clock.watch();
+        self.0.state.grant(
+            at.election,
+            at.candidate,
+            FencingToken(revision as u64),
+            at.session.clock.watch(),
+            claim,
+            |claim, term| claim::watch_own_key(claim, term, lease, seen + 1),
+        )
     }
 }
 

@@ -85,10 +85,20 @@ impl Session {
     pub(crate) async fn revoke(&self, client: &Client) -> Result<(), Error> {
         self.keepalive.abort();
         self.clock.end(LossReason::ShutDown);
-        error::once("revoke lease", client.clone().lease_revoke(self.lease))
-            .await
-            .map(|_| ())
+        revoke_lease(client, self.lease).await
     }
+}
+
+/// Revokes `lease`: the keys attached to it go at once, not at its expiry. A lease already
+/// gone counts as revoked.
+async fn revoke_lease(client: &Client, lease: i64) -> Result<(), Error> {
+    let revoke = async {
+        match client.clone().lease_revoke(lease).await {
+            Err(e) if lease_is_gone(&e) => Ok(()),
+            answer => answer.map(|_| ()),
+        }
+    };
+    error::once("revoke lease", revoke).await
 }
 
 type Stream = (LeaseKeeper, LeaseKeepAliveStream);
@@ -174,12 +184,8 @@ impl Renew for LeaseRenewer {
 
     /// Revokes the lease: the keys attached to it go at once, not at its expiry.
     async fn abandon(&mut self) -> Result<(), String> {
-        let mut client = self.client.clone();
-        match tokio::time::timeout(error::CALL_TIMEOUT, client.lease_revoke(self.lease)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if lease_is_gone(&e) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("not answered within {:?}", error::CALL_TIMEOUT)),
-        }
+        revoke_lease(&self.client, self.lease)
+            .await
+            .map_err(|e| e.to_string())
     }
 }

@@ -271,14 +271,87 @@ impl ZookeeperElector {
         Ok(())
     }
 
+    /// The claims in order and our node's stat (`None`: gone), in one multi-read: one round
+    /// trip after each predecessor's delete instead of two.
+    async fn look(
+        &self,
+        session: &Session,
+        layout: &Layout,
+        name: &str,
+    ) -> std::result::Result<(Vec<String>, Option<zk::Stat>), zk::Error> {
+        let client = session.client()?;
+        let mut reader = client.new_multi_reader();
+        reader.add_get_children(&layout.dir)?;
+        reader.add_get_data(&layout.claim(name))?;
+        let mut results = reader.commit().await?.into_iter();
+        let children = match results.next() {
+            Some(zk::MultiReadResult::Children { children }) => sorted_claims(children),
+            Some(zk::MultiReadResult::Error { err }) => return Err(err),
+            other => return Err(unexpected(other)),
+        };
+        let own = match results.next() {
+            Some(zk::MultiReadResult::Data { stat, .. }) => Some(stat),
+            Some(zk::MultiReadResult::Error {
+                err: zk::Error::NoNode,
+            }) => None,
+            Some(zk::MultiReadResult::Error { err }) => return Err(err),
+            other => return Err(unexpected(other)),
+        };
+        Ok((children, own))
+    }
+}
+
+/// A multi-read answer that does not match its request.
+fn unexpected(result: Option<zk::MultiReadResult>) -> zk::Error {
+    zk::Error::UnexpectedError(format!("multi-read answered {result:?}"))
+}
+
+/// ZooKeeper's requests for a campaign in line; core's [`ElectorState::campaign_in_line`]
+/// runs the campaign. A private view of the elector, so that its callers cannot join by hand.
+struct Queue<'a>(&'a ZookeeperElector);
+
+#[async_trait::async_trait]
+impl Line for Queue<'_> {
+    type Session = Session;
+    /// Our claim's layout, name and czxid.
+    type Place = (Layout, String, i64);
+    type Seen = ();
+
+    async fn session(&self) -> Result<Arc<Session>> {
+        self.0.session().await
+    }
+
+    async fn join(&self, at: &Campaign<'_, Session>) -> Result<Option<(Self::Place, OnDrop)>> {
+        let (elector, session, candidate) = (self.0, &at.session, at.candidate);
+        let layout = elector.layout(at.election);
+        let uuid = uuid_v4();
+        let guard = withdraw_on_drop(at.candidacy, session, &layout, &uuid);
+        elector
+            .write_value(session, &layout, &uuid, candidate)
+            .await?;
+        let created = elector
+            .create_claim(session, &layout, &uuid, candidate)
+            .await?;
+        let Some((name, czxid)) = created else {
+            guard.disarm();
+            return Ok(None);
+        };
+        Ok(Some(((layout, name, czxid), guard)))
+    }
+
     /// Waits until our claim is the lowest; watches only the predecessor.
-    async fn wait_turn(&self, session: &Session, layout: &Layout, name: &str) -> Result<Turn> {
+    async fn wait_turn(
+        &self,
+        at: &Campaign<'_, Session>,
+        (layout, name, _): &Self::Place,
+    ) -> Result<Turn> {
+        let (elector, session) = (self.0, &at.session);
         let mut lease = session.clock.watch();
         loop {
             if session.is_over() {
                 return Ok(Turn::SessionOver);
             }
-            let (children, own) = match self.look(session, layout, name).await {
+            let (children, own) = match elector.look(session, layout, name).await {
                 Ok(look) => look,
                 Err(e) if session::is_session_gone(&e) => return Ok(Turn::SessionOver),
                 Err(e) => return Err(error::map("list claims", e)),
@@ -344,107 +417,6 @@ impl ZookeeperElector {
         }
     }
 
-    /// The claims in order and our node's stat (`None`: gone), in one multi-read: one round
-    /// trip after each predecessor's delete instead of two.
-    async fn look(
-        &self,
-        session: &Session,
-        layout: &Layout,
-        name: &str,
-    ) -> std::result::Result<(Vec<String>, Option<zk::Stat>), zk::Error> {
-        let client = session.client()?;
-        let mut reader = client.new_multi_reader();
-        reader.add_get_children(&layout.dir)?;
-        reader.add_get_data(&layout.claim(name))?;
-        let mut results = reader.commit().await?.into_iter();
-        let children = match results.next() {
-            Some(zk::MultiReadResult::Children { children }) => sorted_claims(children),
-            Some(zk::MultiReadResult::Error { err }) => return Err(err),
-            other => return Err(unexpected(other)),
-        };
-        let own = match results.next() {
-            Some(zk::MultiReadResult::Data { stat, .. }) => Some(stat),
-            Some(zk::MultiReadResult::Error {
-                err: zk::Error::NoNode,
-            }) => None,
-            Some(zk::MultiReadResult::Error { err }) => return Err(err),
-            other => return Err(unexpected(other)),
-        };
-        Ok((children, own))
-    }
-
-    fn grant(
-        &self,
-        election: &ElectionName,
-        candidate: &Candidate,
-        session: &Session,
-        layout: Layout,
-        name: String,
-        czxid: i64,
-    ) -> Leadership {
-        let claim = Arc::new(ZkClaim {
-            client: session.shared_client(),
-            election: election.clone(),
-            layout,
-            name,
-            root: self.config.root.clone(),
-            acls: self.acls,
-        });
-        let lease = session.clock.watch();
-        self.state.grant(
-            election,
-            candidate,
-            FencingToken(czxid as u64),
-            session.clock.watch(),
-            claim,
-            |claim, term| claim::watch_own_node(claim, term, lease),
-        )
-    }
-}
-
-/// A multi-read answer that does not match its request.
-fn unexpected(result: Option<zk::MultiReadResult>) -> zk::Error {
-    zk::Error::UnexpectedError(format!("multi-read answered {result:?}"))
-}
-
-/// ZooKeeper's requests for a campaign in line; core's [`ElectorState::campaign_in_line`]
-/// runs the campaign. A private view of the elector, so that its callers cannot join by hand.
-struct Queue<'a>(&'a ZookeeperElector);
-
-#[async_trait::async_trait]
-impl Line for Queue<'_> {
-    type Session = Session;
-    /// Our claim's layout, name and czxid.
-    type Place = (Layout, String, i64);
-    type Seen = ();
-
-    async fn session(&self) -> Result<Arc<Session>> {
-        self.0.session().await
-    }
-
-    async fn join(&self, at: &Campaign<'_, Session>) -> Result<Option<(Self::Place, OnDrop)>> {
-        let (elector, session, candidate) = (self.0, &at.session, at.candidate);
-        let layout = elector.layout(at.election);
-        let uuid = uuid_v4();
-        let guard = withdraw_on_drop(at.candidacy, session, &layout, &uuid);
-        elector
-            .write_value(session, &layout, &uuid, candidate)
-            .await?;
-        let created = elector
-            .create_claim(session, &layout, &uuid, candidate)
-            .await?;
-        let Some((name, czxid)) = created else {
-            guard.disarm();
-            return Ok(None);
-        };
-        Ok(Some(((layout, name, czxid), guard)))
-    }
-
-    async fn wait_turn(&self, at: &Campaign<'_, Session>, place: &Self::Place) -> Result<Turn> {
-        let (layout, name, _) = place;
-        self.0.wait_turn(&at.session, layout, name).await
-    }
-
     async fn first_in_line(
         &self,
         at: &Campaign<'_, Session>,
@@ -464,10 +436,29 @@ impl Line for Queue<'_> {
         Ok(leader.is_some())
     }
 
-    fn grant(&self, at: &Campaign<'_, Session>, place: Self::Place, _: ()) -> Leadership {
-        let (layout, name, czxid) = place;
-        self.0
-            .grant(at.election, at.candidate, &at.session, layout, name, czxid)
+    fn grant(
+        &self,
+        at: &Campaign<'_, Session>,
+        (layout, name, czxid): Self::Place,
+        _: (),
+    ) -> Leadership {
+        let claim = Arc::new(ZkClaim {
+            client: at.session.shared_client(),
+            election: at.election.clone(),
+            layout,
+            name,
+            root: self.0.config.root.clone(),
+            acls: self.0.acls,
+        });
+        let lease = at.session.clock.watch();
+        self.0.state.grant(
+            at.election,
+            at.candidate,
+            FencingToken(czxid as u64),
+            at.session.clock.watch(),
+            claim,
+            |claim, term| claim::watch_own_node(claim, term, lease),
+        )
     }
 }
 
