@@ -5,11 +5,11 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use elect_consul::ConsulElector;
-use elect_core::testkit::{CutOff, Harness};
+use elect_core::config::ConsulConfig;
+use elect_core::testkit::Harness;
 use elect_test_support::proxy;
 
 fn harness() -> Harness {
@@ -28,20 +28,10 @@ fn harness() -> Harness {
     harness.crash_failover = support::TTL * 3 + Duration::from_secs(5);
     // Waiting sessions are invisible in Consul's lock.
     harness.lists_waiting_candidates = false;
-    harness.with_cut_off(Arc::new(connect_cut_off))
+    // An elector whose links to the cluster go through a proxy the test can take down.
+    harness.with_cut_off(proxy::cut_off_connector(
+        |config: ConsulConfig| async move { ConsulElector::connect(&config).await },
+    ))
 }
 
-/// An elector whose links to the cluster go through a proxy the test can take down.
-fn connect_cut_off() -> futures::future::BoxFuture<'static, elect_core::Result<CutOff>> {
-    proxy::cut_off(support::addresses(), |list| async move {
-        ConsulElector::connect(&support::config_for(&list)).await
-    })
-}
-
-mod conformance {
-    elect_core::conformance_suite!(super::harness());
-}
-
-mod cut_off {
-    elect_core::cut_off_suite!(super::harness());
-}
+elect_core::cluster_suites!(harness);

@@ -8,8 +8,10 @@ mod support;
 use std::time::Duration;
 
 use elect_consul::ConsulElector;
+use elect_core::config::ConsulConfig;
 use elect_core::testkit::{campaign_as, spawn_campaign_as};
 use elect_core::ElectionName;
+use elect_test_support::clusters::{TestCluster, TestConfig};
 use elect_test_support::herd::one_handover_wakes_only_the_successor;
 use elect_test_support::proxy::Proxy;
 
@@ -29,8 +31,10 @@ fn places(election: &ElectionName) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handover_among_40_waiting_candidates_wakes_only_the_successor() {
-    let proxy = Proxy::in_front_of(&support::addresses()).await.unwrap();
-    let config = support::config_for(&proxy.list());
+    let proxy = Proxy::in_front_of(&TestCluster::Consul.addresses())
+        .await
+        .unwrap();
+    let config = ConsulConfig::aimed_at(&proxy.list());
     let election: ElectionName = elect_test_support::unique_name("herd").parse().unwrap();
     let leader = ConsulElector::connect(&config).await.unwrap();
     let leadership = campaign_as(&leader, &election, "leader").await;

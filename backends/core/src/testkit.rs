@@ -1104,6 +1104,23 @@ macro_rules! cut_off_suite {
     };
 }
 
+/// Expands both suites for a backend whose electors can be cut off: `mod conformance`
+/// ([`conformance_suite!`](crate::conformance_suite)) and `mod cut_off`
+/// ([`cut_off_suite!`](crate::cut_off_suite)), each test with a harness from the function
+/// `$harness` beside the macro.
+#[macro_export]
+macro_rules! cluster_suites {
+    ($harness:ident) => {
+        mod conformance {
+            $crate::conformance_suite!(super::$harness());
+        }
+
+        mod cut_off {
+            $crate::cut_off_suite!(super::$harness());
+        }
+    };
+}
+
 /// Expands to one `#[tokio::test]` per conformance case, each with a harness from `$harness`
 /// (an expression evaluated per test).
 ///

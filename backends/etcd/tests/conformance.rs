@@ -3,10 +3,10 @@
 //! The cluster comes from `tests/cluster/cluster up etcd` (or `tests/run`, which starts it);
 //! `ELECT_TEST_ETCD_ENDPOINTS` points the tests elsewhere (e.g. at docker-compose.yml).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::testkit::{CutOff, Harness};
+use elect_core::config::EtcdConfig;
+use elect_core::testkit::Harness;
 use elect_etcd::EtcdElector;
 use elect_test_support::proxy;
 
@@ -30,20 +30,10 @@ fn harness() -> Harness {
     // etcd's lessor checks expiry every 500 ms; the lease may also be extended by a raft
     // leader change.
     harness.crash_failover = TTL + Duration::from_secs(3);
-    harness.with_cut_off(Arc::new(connect_cut_off))
+    // An elector whose links to the cluster go through a proxy the test can take down.
+    harness.with_cut_off(proxy::cut_off_connector(|config: EtcdConfig| async move {
+        EtcdElector::connect(&config).await
+    }))
 }
 
-/// An elector whose links to the cluster go through a proxy the test can take down.
-fn connect_cut_off() -> futures::future::BoxFuture<'static, elect_core::Result<CutOff>> {
-    proxy::cut_off(support::endpoints(), |list| async move {
-        EtcdElector::connect(&support::config_for(&list)).await
-    })
-}
-
-mod conformance {
-    elect_core::conformance_suite!(super::harness());
-}
-
-mod cut_off {
-    elect_core::cut_off_suite!(super::harness());
-}
+elect_core::cluster_suites!(harness);

@@ -7,9 +7,11 @@ mod support;
 
 use std::time::Duration;
 
+use elect_core::config::EtcdConfig;
 use elect_core::testkit::within;
 use elect_core::{Candidate, ElectionName, Elector, LeadershipState};
 use elect_etcd::EtcdElector;
+use elect_test_support::clusters::{TestCluster, TestConfig};
 
 /// Long enough for two of our pings per connection, and for the servers to close a connection
 /// that pinged every second (they do after three fast pings).
@@ -20,7 +22,7 @@ const WINDOW: Duration = Duration::from_secs(14);
 /// again, so these only grow while connections break.
 fn reconnect_work() -> u64 {
     let mut total = 0.0;
-    for member in support::endpoints().split(',') {
+    for member in TestCluster::Etcd.addresses().split(',') {
         let (status, body) = elect_test_support::http(member, "GET", "/metrics", &[], "");
         assert_eq!(status, 200, "GET {member}/metrics: {body}");
         for line in body.lines() {
@@ -40,7 +42,7 @@ fn reconnect_work() -> u64 {
 
 #[tokio::test]
 async fn waiting_candidates_keep_their_connections_at_a_long_ttl() {
-    let mut config = support::config();
+    let mut config = EtcdConfig::for_tests();
     // Keep-alives every 20 s: no data on the connections within the window but our pings.
     config.ttl = Duration::from_secs(60);
     let leader_elector = EtcdElector::connect(&config).await.unwrap();

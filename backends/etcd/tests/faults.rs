@@ -5,9 +5,11 @@ mod support;
 
 use std::time::Duration;
 
+use elect_core::config::EtcdConfig;
 use elect_core::testkit::{campaign_as, spawn_campaign_as, Won};
 use elect_core::{Candidate, Elector, LeadershipState, LossReason};
 use elect_test_support::cluster;
+use elect_test_support::clusters::TestConfig;
 use elect_test_support::faults::{self, election, lead, me, MemberFault};
 use support::{connect, etcdctl, TTL};
 use tokio::sync::Mutex;
@@ -63,7 +65,7 @@ async fn a_frozen_cluster_ends_leadership_by_the_deadline() {
 #[tokio::test]
 async fn a_killed_member_does_not_cost_the_leadership() {
     let _serial = SERIAL.lock().await;
-    let mut config = support::config();
+    let mut config = EtcdConfig::for_tests();
     config.ttl = Duration::from_secs(6);
     for victim in ["follower", "raft leader"] {
         let elector = elect_etcd::EtcdElector::connect(&config).await.unwrap();

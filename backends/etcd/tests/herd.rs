@@ -8,17 +8,20 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use elect_core::config::EtcdConfig;
 use elect_core::testkit::{campaign_as, spawn_campaign_as};
 use elect_core::{ElectionName, Elector};
 use elect_etcd::EtcdElector;
+use elect_test_support::clusters::{TestCluster, TestConfig};
 use elect_test_support::herd::one_handover_wakes_only_the_successor;
-use support::{config, connect, endpoints};
+use support::connect;
 
 const WAITING: usize = 200;
 
 /// `etcd_debugging_mvcc_events_total` summed over the members: watch events they sent.
 fn events_sent() -> u64 {
-    endpoints()
+    TestCluster::Etcd
+        .addresses()
         .split(',')
         .map(|endpoint| {
             let mut stream = TcpStream::connect(endpoint).expect("connect to a member's /metrics");
@@ -42,7 +45,7 @@ async fn a_handover_among_200_waiting_candidates_wakes_only_the_successor() {
     let client = leader.client().clone();
     let mut waiting = Vec::new();
     for i in 0..WAITING {
-        let elector = EtcdElector::with_client(client.clone(), &config()).unwrap();
+        let elector = EtcdElector::with_client(client.clone(), &EtcdConfig::for_tests()).unwrap();
         waiting.push(spawn_campaign_as(elector, &election, &format!("c{i}")));
         // Join one at a time, so that the order is known and every watch is set.
         tokio::time::timeout(Duration::from_secs(10), async {

@@ -3,16 +3,17 @@
 
 mod support;
 
+use elect_core::config::ZookeeperConfig;
 use elect_core::testkit::{campaign_as, spawn_campaign_as, Won};
 use elect_core::{ElectionName, Elector};
+use elect_test_support::clusters::{TestCluster, TestConfig};
 use elect_zookeeper::ZookeeperElector;
-use support::{config, connect_string};
 use zookeeper_client as zk;
 
 #[tokio::test]
 async fn claims_of_an_identity_cannot_be_deleted_by_another() {
     let election: ElectionName = elect_test_support::unique_name("acl").parse().unwrap();
-    let mut secured = config();
+    let mut secured = ZookeeperConfig::for_tests();
     secured.auth = Some("billing:s3cret".into());
     let elector = ZookeeperElector::connect(&secured).await.unwrap();
     let debug = format!("{elector:?}");
@@ -22,7 +23,9 @@ async fn claims_of_an_identity_cannot_be_deleted_by_another() {
     let claims = elector.candidates(&election).await.unwrap();
     assert_eq!(claims.len(), 1);
     let dir = format!("/{election}");
-    let anonymous = zk::Client::connect(&connect_string()).await.unwrap();
+    let anonymous = zk::Client::connect(&TestCluster::Zookeeper.addresses())
+        .await
+        .unwrap();
     let children = anonymous
         .list_children(&dir)
         .await
@@ -30,7 +33,7 @@ async fn claims_of_an_identity_cannot_be_deleted_by_another() {
     let claim = format!("{dir}/{}", children[0]);
     let intruder = zk::Client::connector()
         .with_auth("digest", b"mallory:other")
-        .connect(&connect_string())
+        .connect(&TestCluster::Zookeeper.addresses())
         .await
         .unwrap();
     for (who, client) in [("anonymous", &anonymous), ("another identity", &intruder)] {
@@ -65,7 +68,7 @@ async fn an_observer_denied_the_election_reports_permission_denied() {
     let dir = format!("/{election}");
     let owner = zk::Client::connector()
         .with_auth("digest", b"billing:s3cret")
-        .connect(&connect_string())
+        .connect(&TestCluster::Zookeeper.addresses())
         .await
         .unwrap();
     owner
@@ -76,7 +79,9 @@ async fn an_observer_denied_the_election_reports_permission_denied() {
         )
         .await
         .unwrap();
-    let anonymous = ZookeeperElector::connect(&config()).await.unwrap();
+    let anonymous = ZookeeperElector::connect(&ZookeeperConfig::for_tests())
+        .await
+        .unwrap();
     let mut leaders = anonymous.observe(&election).await.unwrap();
     let first = tokio::time::timeout(std::time::Duration::from_secs(5), leaders.next())
         .await

@@ -5,10 +5,11 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use elect_core::testkit::{CutOff, Harness};
+use elect_core::config::ZookeeperConfig;
+use elect_core::testkit::Harness;
+use elect_test_support::clusters::TestCluster;
 use elect_test_support::proxy;
 use elect_zookeeper::ZookeeperElector;
 
@@ -23,21 +24,11 @@ fn harness() -> Harness {
     );
     // A dropped client closes its session and the server deletes its claims at once; the
     // bound also covers a session that has to time out.
-    harness.crash_failover = support::SESSION_TIMEOUT + Duration::from_secs(3);
-    harness.with_cut_off(Arc::new(connect_cut_off))
+    harness.crash_failover = TestCluster::Zookeeper.ttl() + Duration::from_secs(3);
+    // An elector whose links to the cluster go through a proxy the test can take down.
+    harness.with_cut_off(proxy::cut_off_connector(
+        |config: ZookeeperConfig| async move { ZookeeperElector::connect(&config).await },
+    ))
 }
 
-/// An elector whose links to the cluster go through a proxy the test can take down.
-fn connect_cut_off() -> futures::future::BoxFuture<'static, elect_core::Result<CutOff>> {
-    proxy::cut_off(support::connect_string(), |list| async move {
-        ZookeeperElector::connect(&support::config_for(&list)).await
-    })
-}
-
-mod conformance {
-    elect_core::conformance_suite!(super::harness());
-}
-
-mod cut_off {
-    elect_core::cut_off_suite!(super::harness());
-}
+elect_core::cluster_suites!(harness);

@@ -5,10 +5,12 @@ mod support;
 
 use std::time::Duration;
 
+use elect_core::config::ZookeeperConfig;
 use elect_core::{Candidate, Elector, LeadershipState, LossReason};
+use elect_test_support::clusters::TestConfig;
 use elect_test_support::faults::{election, lead, me, MemberFault};
 use elect_zookeeper::ZookeeperElector;
-use support::{config, connect, member_of_session};
+use support::{connect, member_of_session};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -19,7 +21,7 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 #[tokio::test]
 async fn killing_the_member_we_talk_to_suspends_and_resumes_without_loss() {
     let _serial = SERIAL.lock().await;
-    let mut config = config();
+    let mut config = ZookeeperConfig::for_tests();
     config.session_timeout = Duration::from_secs(4);
     let elector = ZookeeperElector::connect(&config).await.unwrap();
     let (election, leadership) = lead(&elector, "member").await;
@@ -74,7 +76,7 @@ async fn killing_the_member_we_talk_to_suspends_and_resumes_without_loss() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_whose_answer_is_lost_leaves_no_ghost_claim() {
     let _serial = SERIAL.lock().await;
-    let mut config = config();
+    let mut config = ZookeeperConfig::for_tests();
     config.session_timeout = Duration::from_secs(6);
     let elector = ZookeeperElector::connect(&config).await.unwrap();
     let election = election("ghost");
@@ -152,7 +154,7 @@ async fn a_stray_claim_of_our_own_session_is_not_waited_for() {
 #[tokio::test]
 async fn a_session_the_elector_gave_up_is_closed_and_its_claim_goes() {
     let _serial = SERIAL.lock().await;
-    let mut config = config();
+    let mut config = ZookeeperConfig::for_tests();
     config.session_timeout = Duration::from_secs(4);
     config.tick_time = Some(Duration::from_secs(2));
     let elector = ZookeeperElector::connect(&config).await.unwrap();

@@ -6,11 +6,13 @@ mod support;
 
 use std::time::Duration;
 
+use elect_core::config::ZookeeperConfig;
 use elect_core::testkit::{campaign_as, spawn_campaign_as};
 use elect_core::{ElectionName, Elector};
+use elect_test_support::clusters::{TestCluster, TestConfig};
 use elect_test_support::herd::one_handover_wakes_only_the_successor;
 use elect_zookeeper::ZookeeperElector;
-use support::{config, connect, watches_fired};
+use support::{connect, watches_fired};
 
 const WAITING: usize = 200;
 
@@ -22,12 +24,13 @@ async fn a_handover_among_200_waiting_candidates_notifies_only_the_successor() {
     // 200 candidates on one shared client (one session, like one process with many electors).
     let client = zookeeper_client::Client::connector()
         .with_session_timeout(Duration::from_secs(10))
-        .connect(&support::connect_string())
+        .connect(&TestCluster::Zookeeper.addresses())
         .await
         .unwrap();
     let mut waiting = Vec::new();
     for i in 0..WAITING {
-        let elector = ZookeeperElector::with_client(client.clone(), &config()).unwrap();
+        let elector =
+            ZookeeperElector::with_client(client.clone(), &ZookeeperConfig::for_tests()).unwrap();
         waiting.push(spawn_campaign_as(elector, &election, &format!("c{i}")));
     }
     let queue = tokio::time::timeout(Duration::from_secs(30), async {
@@ -62,13 +65,14 @@ async fn a_hundred_electors_on_one_client_check_the_session_once() {
     let timeout = Duration::from_secs(3);
     let client = zookeeper_client::Client::connector()
         .with_session_timeout(timeout)
-        .connect(&support::connect_string())
+        .connect(&TestCluster::Zookeeper.addresses())
         .await
         .unwrap();
     let session = client.session_id().0;
     let mut terms = Vec::new();
     for i in 0..ELECTORS {
-        let elector = ZookeeperElector::with_client(client.clone(), &config()).unwrap();
+        let elector =
+            ZookeeperElector::with_client(client.clone(), &ZookeeperConfig::for_tests()).unwrap();
         let election: ElectionName = elect_test_support::unique_name(&format!("idle-{i}"))
             .parse()
             .unwrap();

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use elect_core::testkit::{spawn_campaign_as, Won};
 use elect_core::{ElectionName, Elector};
-use support::{connect, connect_string};
+use elect_test_support::clusters::TestCluster;
+use support::connect;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::Instant;
@@ -46,7 +47,7 @@ impl Kazoo {
             .args([
                 "-c",
                 KAZOO,
-                &connect_string(),
+                &TestCluster::Zookeeper.addresses(),
                 &format!("/{election}"),
                 identifier,
             ])

@@ -5,7 +5,7 @@
 use std::fmt::Display;
 use std::time::Duration;
 
-use elect_core::config::Endpoint;
+use elect_core::config::{ConsulConfig, Endpoint, EtcdConfig, ZookeeperConfig};
 
 /// One of the three test clusters: where it is, the TTL tests use on it, and how a test that
 /// cannot reach it says how to start it.
@@ -122,5 +122,47 @@ impl TestCluster {
                 self.variable()
             )
         })
+    }
+}
+
+/// A backend's configuration as the test clusters want it: their endpoints, the test TTL.
+pub trait TestConfig: Sized {
+    /// The cluster this configuration is for.
+    const CLUSTER: TestCluster;
+
+    /// The test configuration aimed at `list` (comma-separated `host:port`, e.g. a proxy's).
+    fn aimed_at(list: &str) -> Self;
+
+    /// The test configuration aimed at the cluster itself.
+    fn for_tests() -> Self {
+        Self::aimed_at(&Self::CLUSTER.addresses())
+    }
+}
+
+/// [`TestConfig`] for a configuration made by `new(endpoints)` whose TTL is its `ttl` field.
+macro_rules! ttl_test_config {
+    ($($config:ident for $cluster:ident),+) => {$(
+        impl TestConfig for $config {
+            const CLUSTER: TestCluster = TestCluster::$cluster;
+
+            fn aimed_at(list: &str) -> Self {
+                let mut config = $config::new(Self::CLUSTER.endpoints_in(list));
+                config.ttl = Self::CLUSTER.ttl();
+                config
+            }
+        }
+    )+};
+}
+
+ttl_test_config!(EtcdConfig for Etcd, ConsulConfig for Consul);
+
+impl TestConfig for ZookeeperConfig {
+    const CLUSTER: TestCluster = TestCluster::Zookeeper;
+
+    fn aimed_at(list: &str) -> Self {
+        let mut config = ZookeeperConfig::new(Self::CLUSTER.endpoints_in(list));
+        config.session_timeout = Self::CLUSTER.ttl();
+        config.tick_time = Some(TestCluster::ZOOKEEPER_TICK_TIME);
+        config
     }
 }

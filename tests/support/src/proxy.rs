@@ -18,6 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::clusters::TestConfig;
+
 /// What the network between a candidate and the cluster does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link {
@@ -229,26 +231,30 @@ async fn pump(
     tokio::join!(read, write);
 }
 
-/// An elector whose links to the cluster at `upstreams` go through a [`Proxy`] that the
-/// conformance suite's cut-off cases take down: `connect` makes the elector, given the
-/// proxy's own comma-separated list.
-pub fn cut_off<F, Fut, E>(
-    upstreams: String,
-    connect: F,
-) -> futures::future::BoxFuture<'static, elect_core::Result<elect_core::testkit::CutOff>>
+/// Makes electors of `C`'s cluster whose links go through a [`Proxy`] that the conformance
+/// suite's cut-off cases take down ([`Harness::with_cut_off`]): `connect` makes the elector
+/// from the test configuration aimed at the proxy.
+///
+/// [`Harness::with_cut_off`]: elect_core::testkit::Harness::with_cut_off
+pub fn cut_off_connector<C, F, Fut, E>(connect: F) -> elect_core::testkit::ConnectCutOff
 where
-    F: FnOnce(String) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = elect_core::Result<E>> + Send,
+    C: TestConfig + Send + 'static,
+    F: Fn(C) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = elect_core::Result<E>> + Send + 'static,
     E: elect_core::Elector + 'static,
 {
-    Box::pin(async move {
-        let proxy = Proxy::in_front_of(&upstreams)
-            .await
-            .expect("a proxy in front of the cluster");
-        let elector = connect(proxy.list()).await?;
-        Ok(elect_core::testkit::CutOff {
-            elector: Arc::new(elector),
-            set_down: Box::new(move |down| proxy.set(if down { Link::Down } else { Link::Up })),
+    let connect = Arc::new(connect);
+    Arc::new(move || {
+        let connect = connect.clone();
+        Box::pin(async move {
+            let proxy = Proxy::in_front_of(&C::CLUSTER.addresses())
+                .await
+                .expect("a proxy in front of the cluster");
+            let elector = connect(C::aimed_at(&proxy.list())).await?;
+            Ok(elect_core::testkit::CutOff {
+                elector: Arc::new(elector),
+                set_down: Box::new(move |down| proxy.set(if down { Link::Down } else { Link::Up })),
+            })
         })
     })
 }

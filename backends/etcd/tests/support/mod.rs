@@ -1,4 +1,5 @@
-//! What the etcd tests share: the cluster's endpoints, `etcdctl`, and the cluster script.
+//! What the etcd tests share: a connected elector, `etcdctl`, and the cluster script. The
+//! test configuration is `EtcdConfig::for_tests()` (`elect_test_support::clusters::TestConfig`).
 
 #![allow(dead_code)] // each test binary uses its own part
 
@@ -7,34 +8,19 @@ use std::time::Duration;
 
 use elect_core::config::EtcdConfig;
 use elect_etcd::EtcdElector;
-use elect_test_support::clusters::TestCluster;
+use elect_test_support::clusters::{TestCluster, TestConfig};
 
 /// The lease TTL of test electors: etcd's minimum with the test cluster's 1 s election timeout.
 pub const TTL: Duration = TestCluster::Etcd.ttl();
 
-pub fn endpoints() -> String {
-    TestCluster::Etcd.addresses()
-}
-
-pub fn config() -> EtcdConfig {
-    config_for(&endpoints())
-}
-
-/// The test config, aimed at `list` (comma-separated `host:port`, e.g. a proxy's).
-pub fn config_for(list: &str) -> EtcdConfig {
-    let mut config = EtcdConfig::new(TestCluster::Etcd.endpoints_in(list));
-    config.ttl = TTL;
-    config
-}
-
 /// A connected elector, or a failure that says how to start the cluster.
 pub async fn connect() -> EtcdElector {
-    TestCluster::Etcd.connected(EtcdElector::connect(&config()).await)
+    TestCluster::Etcd.connected(EtcdElector::connect(&EtcdConfig::for_tests()).await)
 }
 
 /// `etcdctl` from the Debian package the cluster script unpacked.
 pub fn etcdctl() -> Command {
     let mut command = Command::new(elect_test_support::server_bin("etcdctl"));
-    command.arg(format!("--endpoints={}", endpoints()));
+    command.arg(format!("--endpoints={}", TestCluster::Etcd.addresses()));
     command
 }

@@ -1,43 +1,21 @@
-//! What the ZooKeeper tests share: the ensemble's address and the cluster script.
+//! What the ZooKeeper tests share: a connected elector, the members' four-letter words, and the
+//! cluster script. The test configuration is `ZookeeperConfig::for_tests()`
+//! (`elect_test_support::clusters::TestConfig`).
 
 #![allow(dead_code)] // each test binary uses its own part
 
-use std::time::Duration;
-
 use elect_core::config::ZookeeperConfig;
-use elect_test_support::clusters::TestCluster;
+use elect_test_support::clusters::{TestCluster, TestConfig};
 use elect_zookeeper::ZookeeperElector;
-
-/// The requested session timeout of test electors.
-pub const SESSION_TIMEOUT: Duration = TestCluster::Zookeeper.ttl();
-
-/// The test ensemble's tickTime (`tests/cluster/cluster topology`).
-pub const TICK_TIME: Duration = TestCluster::ZOOKEEPER_TICK_TIME;
-
-pub fn connect_string() -> String {
-    TestCluster::Zookeeper.addresses()
-}
-
-pub fn config() -> ZookeeperConfig {
-    config_for(&connect_string())
-}
-
-/// The test config, aimed at `list` (comma-separated `host:port`, e.g. a proxy's).
-pub fn config_for(list: &str) -> ZookeeperConfig {
-    let mut config = ZookeeperConfig::new(TestCluster::Zookeeper.endpoints_in(list));
-    config.session_timeout = SESSION_TIMEOUT;
-    config.tick_time = Some(TICK_TIME);
-    config
-}
 
 /// A connected elector, or a failure that says how to start the ensemble.
 pub async fn connect() -> ZookeeperElector {
-    TestCluster::Zookeeper.connected(ZookeeperElector::connect(&config()).await)
+    TestCluster::Zookeeper.connected(ZookeeperElector::connect(&ZookeeperConfig::for_tests()).await)
 }
 
 /// Deletes every claim of `election` with a client of its own, as `zkCli deleteall` would.
 pub async fn delete_claims(election: &str) {
-    let client = zookeeper_client::Client::connect(&connect_string())
+    let client = zookeeper_client::Client::connect(&TestCluster::Zookeeper.addresses())
         .await
         .expect("connect");
     let dir = format!("/{election}");
@@ -59,7 +37,8 @@ pub fn four_letters(port: u16, word: &str) -> String {
 
 /// The members' client ports, in the cluster script's order (n1, n2, n3).
 pub fn ports() -> Vec<u16> {
-    connect_string()
+    TestCluster::Zookeeper
+        .addresses()
         .split(',')
         .map(|e| e.rsplit(':').next().unwrap().parse().unwrap())
         .collect()
