@@ -243,14 +243,13 @@ impl ConsulElector {
             session: session.id.clone(),
             token,
         });
-        let lease = session.clock.watch();
         self.state.grant(
             election,
             candidate,
+            session,
             FencingToken(token),
-            session.clock.watch(),
             claim,
-            |claim, term| claim::watch_own_key(claim, term, lease, token),
+            |claim, term, lease| claim::watch_own_key(claim, term, lease, token),
         )
     }
 }

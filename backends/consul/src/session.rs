@@ -26,8 +26,8 @@ pub(crate) struct Session {
 }
 
 impl elect_core::backend::Session for Session {
-    fn is_over(&self) -> bool {
-        self.clock.is_ended()
+    fn clock(&self) -> &LeaseClock {
+        &self.clock
     }
 }
 

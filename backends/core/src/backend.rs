@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use tokio::sync::{watch, Notify};
 
-use crate::clock::LeaseStatus;
+use crate::clock::{LeaseClock, LeaseStatus};
 use crate::error::{Error, Result};
 use crate::leadership::{Claim, TermControl, TermView};
 use crate::loss::LossReason;
@@ -19,8 +19,14 @@ use crate::{Candidate, ElectionName, FencingToken, Leadership};
 
 /// A backend's session: an etcd lease, a Consul session, a ZooKeeper session.
 pub trait Session: Send + Sync {
-    /// True once the session can carry no claim any more (expired, revoked, closed).
-    fn is_over(&self) -> bool;
+    /// The session's deadline clock: the terms granted on it end when it ends.
+    fn clock(&self) -> &LeaseClock;
+
+    /// True once the session can carry no claim any more (expired, revoked, closed): by
+    /// default, once its clock ended.
+    fn is_over(&self) -> bool {
+        self.clock().is_ended()
+    }
 }
 
 /// Where a campaign that waits in line (a queue of claims ordered by the store) stands once
@@ -254,21 +260,22 @@ impl<S: Session, C> ElectorState<S, C> {
         self.session.lock().await.take()
     }
 
-    /// Turns a won claim into a term: the [`Leadership`] handle on `lease`, the watcher of
-    /// the term's own claim (`watch_own`, which ends the term when the claim disappears),
-    /// and the term kept so that closing the elector ends it.
+    /// Turns a claim won on `session` into a term: the [`Leadership`] handle on the
+    /// session's clock, the watcher of the term's own claim (`watch_own`, given the claim, the
+    /// term and the session's lease; it ends the term when the claim disappears), and the
+    /// term kept so that closing the elector ends it.
     pub fn grant<W, Fut>(
         &self,
         election: &ElectionName,
         candidate: &Candidate,
+        session: &S,
         token: FencingToken,
-        lease: watch::Receiver<LeaseStatus>,
         claim: Arc<C>,
         watch_own: W,
     ) -> Leadership
     where
         C: Claim + 'static,
-        W: FnOnce(Arc<C>, TermControl) -> Fut,
+        W: FnOnce(Arc<C>, TermControl, watch::Receiver<LeaseStatus>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let (leadership, term) = Leadership::new(
@@ -276,10 +283,14 @@ impl<S: Session, C> ElectorState<S, C> {
             election.clone(),
             candidate.id().to_owned(),
             token,
-            lease,
+            session.clock().watch(),
             claim.clone(),
         );
-        tokio::spawn(watch_own(claim.clone(), term.clone()));
+        tokio::spawn(watch_own(
+            claim.clone(),
+            term.clone(),
+            session.clock().watch(),
+        ));
         self.register(term, claim);
         leadership
     }

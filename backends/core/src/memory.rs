@@ -246,8 +246,8 @@ struct Session {
 }
 
 impl crate::backend::Session for Session {
-    fn is_over(&self) -> bool {
-        self.clock.is_ended()
+    fn clock(&self) -> &LeaseClock {
+        &self.clock
     }
 }
 
@@ -586,10 +586,10 @@ impl Line for Queue<'_> {
         self.0.inner.state.grant(
             at.election,
             at.candidate,
+            &at.session,
             FencingToken(revision),
-            at.session.clock.watch(),
             claim,
-            |claim, term| watch_own_claim(store, version, inner, claim, term),
+            |claim, term, _| watch_own_claim(store, version, inner, claim, term),
         )
     }
 }

@@ -446,14 +446,14 @@ impl Line for Queue<'_> {
             lease: at.session.lease,
             revision,
         });
-        let lease = at.session.clock.watch();
+        let token = FencingToken(revision as u64);
         self.0.state.grant(
             at.election,
             at.candidate,
-            FencingToken(revision as u64),
-            at.session.clock.watch(),
+            &at.session,
+            token,
             claim,
-            |claim, term| claim::watch_own_key(claim, term, lease, seen + 1),
+            |claim, term, lease| claim::watch_own_key(claim, term, lease, seen + 1),
         )
     }
 }

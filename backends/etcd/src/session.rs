@@ -26,9 +26,8 @@ pub(crate) struct Session {
 }
 
 impl elect_core::backend::Session for Session {
-    /// True once the lease is over (revoked, deadline passed, closed).
-    fn is_over(&self) -> bool {
-        self.clock.is_ended()
+    fn clock(&self) -> &LeaseClock {
+        &self.clock
     }
 }
 

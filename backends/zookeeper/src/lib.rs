@@ -450,14 +450,14 @@ impl Line for Queue<'_> {
             root: self.0.config.root.clone(),
             acls: self.0.acls,
         });
-        let lease = at.session.clock.watch();
+        let token = FencingToken(czxid as u64);
         self.0.state.grant(
             at.election,
             at.candidate,
-            FencingToken(czxid as u64),
-            at.session.clock.watch(),
+            &at.session,
+            token,
             claim,
-            |claim, term| claim::watch_own_node(claim, term, lease),
+            claim::watch_own_node,
         )
     }
 }

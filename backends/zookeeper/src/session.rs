@@ -57,6 +57,11 @@ pub(crate) struct Session {
 }
 
 impl elect_core::backend::Session for Session {
+    fn clock(&self) -> &LeaseClock {
+        &self.clock
+    }
+
+    /// Also once the client is gone: it closed the session.
     fn is_over(&self) -> bool {
         self.clock.is_ended()
             || self
