@@ -14,11 +14,11 @@
 //! [`report_lag`]) before this one was sent — the member's pings in between carried that one
 //! to the leader, ahead of the forwarded sync on the same link (or, after a reconnect, the
 //! leader revalidated the session later still). The clock's headroom counts a renewal period
-//! and the lag for it.
+//! and the whole periods back to that request ([`renewal_span`]).
 //!
 //! zookeeper-client pings on its own but does not say when a ping was answered, so the
 //! confirmations are our own requests, sent by core's keep-alive loop every third of the
-//! negotiated timeout. A disconnection suspends the session (the deadline keeps running); a
+//! negotiated timeout ([`renew_every`]). A disconnection suspends the session (the deadline keeps running); a
 //! reconnection renews at once; `Expired` and `Closed` end it — an expired client is final,
 //! and the elector builds a new one.
 
@@ -220,9 +220,7 @@ impl Session {
         let negotiated = client.session_timeout();
         let margin = config.drift_margin().min(negotiated / 4);
         let lag = report_lag(negotiated, config.tick_time);
-        // A deadline counts from a request at least a report lag older than the last
-        // answered sync: a renewal period and the lag.
-        let clock = LeaseClock::new(sent_at, negotiated, margin, renew_every(negotiated) + lag);
+        let clock = LeaseClock::new(sent_at, negotiated, margin, renewal_span(negotiated, lag));
         let id = client.session_id().0;
         let confirmations = Confirmations::new(sent_at, negotiated, lag);
         let states = client.state_watcher();
@@ -231,8 +229,8 @@ impl Session {
         // must start early — a session wrapped from a caller's client starts with only half a
         // timeout of deadline.
         let keep_alive =
-            KeepAlive::new(BACKEND, clock.clone(), renew_every(negotiated)).first_at_once();
-        let renew_now = keep_alive.renew_now();
+            KeepAlive::new(BACKEND, clock.clone(), renew_every(negotiated, lag)).first_at_once();
+        let renew_now = clock.renew_now();
         let reconnected = Arc::new(AtomicBool::new(false));
         let tasks = vec![
             keep_alive.spawn(SyncRenewer {
@@ -282,9 +280,26 @@ async fn close_when_given_up(client: SessionClient, clock: LeaseClock) {
     client.close();
 }
 
-/// How often the session is confirmed: a third of the negotiated timeout.
-fn renew_every(negotiated: Duration) -> Duration {
-    negotiated / 3
+/// How often the session is confirmed: a third of the negotiated timeout, or half the report
+/// lag when that is longer (a tickTime near half the session): a sync renews from a request
+/// answered a lag before it was sent, and periods as long as the lag would leave no headroom.
+fn renew_every(negotiated: Duration, lag: Duration) -> Duration {
+    let third = negotiated / 3;
+    if lag > third {
+        lag / 2
+    } else {
+        third
+    }
+}
+
+/// How far the deadline falls behind between two confirmations, for the clock's headroom: a
+/// sync renews from the latest request answered a report lag before it was sent, and when
+/// our syncs are the only requests, that is a whole number of periods back (at least one,
+/// the previous sync) — then a period passes until the next answer.
+fn renewal_span(negotiated: Duration, lag: Duration) -> Duration {
+    let every = renew_every(negotiated, lag);
+    let periods_back = lag.as_nanos().div_ceil(every.as_nanos().max(1)).max(1) as u32;
+    every * (periods_back + 1)
 }
 
 /// How long before a sync's send the request it renews from must have been answered, so that
@@ -324,7 +339,11 @@ impl Confirmations {
         if let Err(e) = client.sync("/").await {
             return Renewal::Failed(format!("sync: {e}"));
         }
-        let answered_at = elect_core::clock::now();
+        self.answered(sent_at, elect_core::clock::now())
+    }
+
+    /// A sync sent at `sent_at` was answered at `answered_at`: the renewal it makes.
+    fn answered(&mut self, sent_at: Instant, answered_at: Instant) -> Renewal {
         let from = self
             .answered
             .iter()
@@ -429,4 +448,54 @@ async fn follow_state(
 /// Maps a request's error after checking whether the session is what failed.
 pub(crate) fn is_session_gone(error: &zk::Error) -> bool {
     matches!(error, zk::Error::SessionExpired | zk::Error::ClientClosed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Syncs sent every renewal period and answered after a round trip, our only requests (an
+    /// idle leader): before each answer, the deadline they keep is still at least the clock's
+    /// headroom away, less the round trips — `elect run` stops a term's command when it comes
+    /// within three quarters of the headroom, and must not stop a healthy one.
+    #[tokio::test(start_paused = true)]
+    async fn steady_confirmations_keep_the_deadline_at_least_the_headroom_away() {
+        const RTT: Duration = Duration::from_millis(2);
+        let cases = [
+            (Duration::from_secs(2), None),
+            (Duration::from_secs(2), Some(Duration::from_millis(200))),
+            (Duration::from_secs(10), None),
+            (Duration::from_secs(4), Some(Duration::from_millis(2000))),
+            (Duration::from_secs(30), Some(Duration::from_millis(2000))),
+        ];
+        for (negotiated, tick_time) in cases {
+            let start = elect_core::clock::now();
+            let lag = report_lag(negotiated, tick_time);
+            let margin = negotiated / 10;
+            let clock = LeaseClock::new(start, negotiated, margin, renewal_span(negotiated, lag));
+            let headroom = clock.watch().borrow().headroom.unwrap();
+            let mut confirmations = Confirmations::new(start, negotiated, lag);
+            let mut sent = start;
+            for round in 0..30 {
+                tokio::time::advance(RTT).await;
+                let answered = elect_core::clock::now();
+                let left = clock
+                    .deadline()
+                    .unwrap()
+                    .saturating_duration_since(answered);
+                if round > 3 {
+                    assert!(
+                        left + RTT * 5 >= headroom,
+                        "{negotiated:?} session, tickTime {tick_time:?}: {left:?} left before \
+                         round {round}'s answer, headroom {headroom:?}"
+                    );
+                }
+                if let Renewal::Confirmed { from, ttl } = confirmations.answered(sent, answered) {
+                    assert!(clock.confirm(from, ttl), "the deadline passed");
+                }
+                tokio::time::advance(renew_every(negotiated, lag)).await;
+                sent = elect_core::clock::now();
+            }
+        }
+    }
 }

@@ -148,7 +148,8 @@ async fn a_stray_claim_of_our_own_session_is_not_waited_for() {
 }
 
 /// A session the elector has given up on — its deadline passed while the client still talks
-/// to the ensemble (here: a stated tickTime of half the session, which leaves no headroom) —
+/// to the ensemble (here: a stated tickTime of half the session and a drift margin of a
+/// quarter, which leave no headroom) —
 /// is let go for real: the client pings it on its own, so a term lost but never resigned would
 /// otherwise keep its claim ahead of every rival for as long as the elector lives.
 #[tokio::test]
@@ -157,6 +158,7 @@ async fn a_session_the_elector_gave_up_is_closed_and_its_claim_goes() {
     let mut config = ZookeeperConfig::for_tests();
     config.session_timeout = Duration::from_secs(4);
     config.tick_time = Some(Duration::from_secs(2));
+    config.drift_margin = Some(Duration::from_secs(1));
     let elector = ZookeeperElector::connect(&config).await.unwrap();
     let rival = connect().await;
     let (election, held) = lead(&elector, "given-up").await;
