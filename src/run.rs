@@ -474,12 +474,10 @@ async fn run_terms(
     }
 }
 
-/// How often a term granted without room to start the command looks again (a renewal moves
-/// the deadline without changing the state).
-const ROOM_POLL: Duration = Duration::from_millis(10);
-
 /// Waits until the term leads with at least `window` left before its deadline, so that the
 /// command, once started, can be stopped in time; `Err` with the reason if it is lost first.
+/// Without room, a renewal is asked for at once: waiting for the next one would add up to a
+/// renewal period to the handover.
 async fn room_to_start(leadership: &Leadership, window: Duration) -> Result<(), LossReason> {
     let has_room = || {
         leadership.deadline().is_none_or(|deadline| {
@@ -494,19 +492,21 @@ async fn room_to_start(leadership: &Leadership, window: Duration) -> Result<(), 
             LeadershipState::Leading if has_room() => return Ok(()),
             state if !told => {
                 told = true;
-                tracing::warn!(
+                leadership.renew_soon();
+                tracing::info!(
                     election = leadership.election().as_str(),
                     token = leadership.token().get(),
                     ?state,
                     window_ms = window.as_millis() as u64,
-                    "elected without room to stop the command before the deadline; waiting for a renewal"
+                    "elected without room to stop the command before the deadline; asked for a renewal"
                 );
             }
             _ => {}
         }
+        // A renewal moves the deadline without changing the state.
         tokio::select! {
             _ = states.changed() => {}
-            _ = tokio::time::sleep(ROOM_POLL) => {}
+            _ = leadership.lease_changed() => {}
         }
     }
 }

@@ -44,7 +44,7 @@ impl Elector for Granting {
             election.clone(),
             candidate.id().to_owned(),
             FencingToken(7),
-            self.clock.watch(),
+            &self.clock,
             Arc::new(AcceptingClaim::default()),
         );
         *self.granted.lock().unwrap() = Some(leadership.clone());
@@ -119,6 +119,34 @@ async fn a_term_granted_too_close_to_its_deadline_never_starts_the_command() {
         matches!(exit, RunExit::Lost(LossReason::DeadlinePassed)),
         "{exit:?}"
     );
+}
+
+/// Granted with 300 ms left, as above, but with a keep-alive that answers when asked: the
+/// renewal is asked for at once (not at its time, a renewal period later), and its answer
+/// makes room for the command.
+#[tokio::test]
+async fn a_term_granted_without_room_asks_for_a_renewal_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("mark");
+    let ttl = Duration::from_secs(5);
+    let sent = Instant::now() - (ttl - Duration::from_millis(300));
+    let clock = LeaseClock::new(sent, ttl, Duration::ZERO, ttl / 3);
+    let renew_now = clock.renew_now();
+    let answering = {
+        let clock = clock.clone();
+        tokio::spawn(async move {
+            renew_now.notified().await;
+            clock.confirm(Instant::now(), ttl);
+        })
+    };
+    let elector = Granting {
+        clock,
+        granted: Mutex::new(None),
+    };
+    let exit = run_once(&elector, &marking(&mark)).await;
+    assert!(answering.is_finished(), "no renewal was asked for");
+    assert!(matches!(exit, RunExit::Exited(_)), "{exit:?}");
+    assert_eq!(fs::read_to_string(&mark).unwrap().trim(), "ran");
 }
 
 /// Granted suspended: the command waits; a renewal confirmed in time makes it leading with

@@ -283,7 +283,7 @@ impl<S: Session, C> ElectorState<S, C> {
             election.clone(),
             candidate.id().to_owned(),
             token,
-            session.clock().watch(),
+            session.clock(),
             claim.clone(),
         );
         tokio::spawn(watch_own(

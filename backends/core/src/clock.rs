@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::loss::LossReason;
@@ -144,6 +144,7 @@ impl LeaseStatus {
 pub struct LeaseClock {
     status: Arc<watch::Sender<LeaseStatus>>,
     margin: Duration,
+    renew_now: Arc<Notify>,
 }
 
 impl LeaseClock {
@@ -160,6 +161,7 @@ impl LeaseClock {
         LeaseClock {
             status: Arc::new(status),
             margin,
+            renew_now: Arc::new(Notify::new()),
         }
     }
 
@@ -173,7 +175,16 @@ impl LeaseClock {
         LeaseClock {
             status: Arc::new(status),
             margin: Duration::ZERO,
+            renew_now: Arc::new(Notify::new()),
         }
+    }
+
+    /// What asks the session's keep-alive ([`crate::renewal::KeepAlive`]) to renew at once,
+    /// whatever the time to the next renewal: after a reconnection, or for a term granted
+    /// with too little time left ([`crate::Leadership::renew_soon`]). Nothing listens on a
+    /// clock without a keep-alive.
+    pub fn renew_now(&self) -> Arc<Notify> {
+        self.renew_now.clone()
     }
 
     /// Records a renewal sent at `sent_at` that the store answered with `granted_ttl`.

@@ -3,10 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::clock::{sleep_until_opt, LeasePhase, LeaseStatus};
+use crate::clock::{sleep_until_opt, LeaseClock, LeasePhase, LeaseStatus};
 use crate::error::{Error, NotLeaderReason, Result};
 use crate::loss::LossReason;
 use crate::{ElectionName, FencingToken};
@@ -107,6 +107,8 @@ pub struct Leadership {
     token: FencingToken,
     backend: &'static str,
     lease: watch::Receiver<LeaseStatus>,
+    /// Asks the session's keep-alive for a renewal now.
+    renew_now: Arc<Notify>,
     ended: Arc<watch::Sender<Option<LossReason>>>,
     /// True while a resign's release is still being tried in the background.
     releasing: Arc<watch::Sender<bool>>,
@@ -133,7 +135,7 @@ impl Leadership {
         election: ElectionName,
         candidate_id: String,
         token: FencingToken,
-        lease: watch::Receiver<LeaseStatus>,
+        lease: &LeaseClock,
         claim: Arc<dyn Claim>,
     ) -> (Leadership, TermControl) {
         let (ended, _) = watch::channel(None);
@@ -143,7 +145,8 @@ impl Leadership {
             candidate_id,
             token,
             backend,
-            lease,
+            lease: lease.watch(),
+            renew_now: lease.renew_now(),
             ended: ended.clone(),
             releasing: Arc::new(watch::channel(false).0),
             claim,
@@ -193,6 +196,26 @@ impl Leadership {
     /// deadline. Supervisors use it to stop work in time when renewals stop getting through.
     pub fn headroom(&self) -> Option<std::time::Duration> {
         self.lease.borrow().headroom
+    }
+
+    /// Asks the session for a renewal now rather than at its time; its answer moves the
+    /// [deadline](Leadership::deadline) on ([`Leadership::lease_changed`] wakes then). For a
+    /// supervisor elected with too little time left to stop its work before the deadline,
+    /// which would otherwise wait for the next scheduled renewal. Without a deadline (the
+    /// file backend), nothing happens.
+    pub fn renew_soon(&self) {
+        self.renew_now.notify_one();
+    }
+
+    /// Resolves at the next change of the session behind this term: a renewal confirmed (the
+    /// deadline moved), suspended, ended. Pending for ever once the session is gone (the
+    /// term's state says `Lost` then).
+    pub async fn lease_changed(&self) {
+        let mut lease = self.lease.clone();
+        lease.borrow_and_update();
+        if lease.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Resolves when the term ends, with the reason; at once if it already has. Resolves by

@@ -35,7 +35,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -96,7 +95,6 @@ pub struct KeepAlive {
     every: Duration,
     first: Duration,
     abandon_within: Duration,
-    renew_now: Arc<Notify>,
 }
 
 impl KeepAlive {
@@ -109,7 +107,6 @@ impl KeepAlive {
             every,
             first: every,
             abandon_within: Duration::ZERO,
-            renew_now: Arc::new(Notify::new()),
         }
     }
 
@@ -125,12 +122,6 @@ impl KeepAlive {
     pub fn first_at_once(mut self) -> Self {
         self.first = Duration::ZERO;
         self
-    }
-
-    /// A handle that makes the loop renew at once (after a reconnection, say), whatever the
-    /// time to the next renewal.
-    pub fn renew_now(&self) -> Arc<Notify> {
-        self.renew_now.clone()
     }
 
     /// Starts the loop on its own task; it returns once the session ended (or the task is
@@ -158,8 +149,8 @@ impl KeepAlive {
             every,
             first,
             abandon_within: _,
-            renew_now,
         } = self;
+        let renew_now = clock.renew_now();
         let mut ended = clock.watch();
         let mut pause = first;
         let mut failing = false;
@@ -444,7 +435,7 @@ mod tests {
         let clock = LeaseClock::new(start, TTL, MARGIN, TTL / 3);
         let (renewer, asked) = scripted(vec![confirmed(), confirmed()]);
         let keep_alive = KeepAlive::new("test", clock.clone(), TTL / 3).first_at_once();
-        let renew_now = keep_alive.renew_now();
+        let renew_now = clock.renew_now();
         let task = keep_alive.spawn(renewer);
         tokio::time::sleep(Duration::from_millis(100)).await;
         renew_now.notify_one();

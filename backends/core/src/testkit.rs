@@ -59,7 +59,7 @@ pub fn accepted_term(
         "e".parse().expect("a valid name"),
         "me".to_owned(),
         crate::FencingToken(token),
-        clock.watch(),
+        clock,
         claim.clone(),
     );
     (leadership, control, claim)

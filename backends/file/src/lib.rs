@@ -254,7 +254,7 @@ impl FileElector {
             election.clone(),
             candidate.id().to_owned(),
             token,
-            lease.watch(),
+            &lease,
             claim.clone(),
         );
         let mut terms = self.inner.terms.lock().expect("file elector poisoned");
