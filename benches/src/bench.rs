@@ -20,6 +20,7 @@ mod http;
 mod idle;
 mod peers;
 mod report;
+mod run_handover;
 mod scale;
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -91,6 +92,9 @@ enum Part {
     Cli,
     /// Leader resigns → successor leads.
     Handover,
+    /// The leader's wrapped command ends → the successor's command starts (`elect run`
+    /// against the peers' wrappers).
+    RunHandover,
     /// Leader SIGKILLed → successor leads.
     Failover,
     /// Server requests per second per waiting candidate.
@@ -218,6 +222,7 @@ pub struct PeerFacts {
 
 const NOTES: &[&str] = &[
     "**handover**: two candidates take turns; the leader resigns (ours: `Leadership::resign` through the library, each candidate its own elector and session; `etcdctl elect`: SIGINT; kazoo `Election`: a line on stdin; `consul lock`: its child ends) and the time runs until the successor leads (ours: its `campaign` resolves; peers: the line they print when elected is read). A round starts once the store shows the waiter's claim (Consul shows none) and 100 ms (Consul 300 ms) more for its watch. One warm-up round is dropped.",
+    "**run handover**: what a user of `elect run` sees. Every tool wraps the same command, `sh -c 'echo leading; read x < FIFO'` (`elect run --url URL -- CMD`, `etcdctl lock --ttl=N NAME CMD`, a kazoo `Lock` whose holder runs CMD with `subprocess.run`, `consul lock PREFIX CMD`); the leader's command ends when its FIFO is written and the time runs until the successor's command's line is read. The wrappers' own work on both sides counts: the leader's release after its command exited, the successor's start of its command after it was elected. Rounds start as in the handover.",
     "**physical floor**: one client deletes a key, another has a watch on it (etcd: a watch created from the next revision; ZooKeeper: an `exists` watch; Consul: a blocking query), time from the delete request to the event — one delete committed plus one watch event delivered.",
     "**failover**: our leader is `elect run` (its command started), killed with SIGKILL; the successor is a library candidate. Peers: a leader process and a waiting one of the same tool, the leader SIGKILLed (`consul lock` with its child). The kill comes at a uniformly random moment of the leader's renewal period (ours: etcd and ZooKeeper TTL/3, Consul TTL/2; Go's session TTL/3, kazoo timeout/3, `consul lock` TTL/2): the store expires a session one TTL after the last renewal it heard, so a kill at a fixed delay after the election would measure one phase only. `etcdctl elect` has no TTL flag (its session TTL is 60 s), so the same-TTL comparison uses `etcdctl lock --ttl` (the same Go session code); `consul lock`'s TTL (15 s) and lock delay (15 s) are fixed too.",
     "**idle**: server requests per second per candidate from the servers' counters, summed over the 3 members: etcd `grpc_server_msg_received_total` (keep-alives: its `LeaseKeepAlive` series), ZooKeeper `mntr` `zk_packets_received` (pings included), Consul `/v1/agent/metrics` `consul.http.*` samples (keep-alives: `consul.http.PUT.v1.session.renew`), counted over whole 10 s intervals because Consul shows the last finished one. A window with a leader and N waiting candidates (each its own session, as separate processes) minus the mean of the baseline windows without them just before and after, divided by N + 1. Settings are matched between the sides.",
@@ -267,6 +272,7 @@ async fn main_inner() -> Result<bool> {
         vec![
             Part::Cli,
             Part::Handover,
+            Part::RunHandover,
             Part::Failover,
             Part::Idle,
             Part::Herd,
@@ -345,6 +351,13 @@ async fn main_inner() -> Result<bool> {
                     let found =
                         attempt(&format!("handover {b}"), Some(b), || handover::run(&ctx, b)).await;
                     add(&mut results, format!("handover {b}"), found);
+                }
+            }
+            Part::RunHandover => {
+                for &b in &backends {
+                    let what = format!("run handover {b}");
+                    let found = attempt(&what, Some(b), || run_handover::run(&ctx, b)).await;
+                    add(&mut results, what, found);
                 }
             }
             Part::Failover => {

@@ -108,12 +108,12 @@ async fn ours_round(ctx: &Ctx, case: &Case) -> Result<f64> {
     let backend = case.backend;
     let election = fresh("failover");
     let url = backend.url(&election, &case.ours_query);
-    let mut leader = Proc::spawn(
-        &Tool::ElectRun { url: url.clone() },
-        &election,
-        &ctx.dir,
-        &ctx.bins,
-    )?;
+    let tool = Tool::ElectRun {
+        backend,
+        query: case.ours_query.clone(),
+        contain: None,
+    };
+    let mut leader = Proc::spawn(&tool, &election, &ctx.dir, &ctx.bins)?;
     leader.leading(Duration::from_secs(30)).await?;
     let successor = std::sync::Arc::<dyn elect::Elector>::from(connect_url(&url).await?);
     let waiting = {

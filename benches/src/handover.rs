@@ -80,8 +80,9 @@ pub async fn ours(backend: Backend, rounds: usize) -> Result<Vec<f64>> {
     Ok(samples)
 }
 
-/// The peer's handovers: a leader process and a fresh waiting one each round; `rounds`
-/// samples (ms) after one warm-up round.
+/// The handovers of a tool's processes (a peer's, or `elect run`): a leader process and a
+/// fresh waiting one each round, the leader told to let go its tool's way; `rounds` samples
+/// (ms) after one warm-up round.
 pub async fn peer(ctx: &Ctx, tool: &Tool, backend: Backend, rounds: usize) -> Result<Vec<f64>> {
     let election = fresh("handover-peer");
     let observer = connect(backend, &election, &backend.ttl_param(backend.short_ttl())).await?;

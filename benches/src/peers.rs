@@ -112,13 +112,36 @@ pub enum Tool {
         timeout: u64,
     },
     /// `consul lock NAME CHILD` (Go API lock: session TTL 15 s, lock delay 15 s, both
-    /// fixed); the child says `leading` and ends when its FIFO is written.
+    /// fixed), CHILD the [wrapped command](wrapped_command).
     ConsulLock,
-    /// Our `elect run --url URL -- sh -c 'echo leading; exec sleep …'`.
-    ElectRun {
-        /// The election URL.
-        url: String,
+    /// `etcdctl lock --ttl=N NAME CHILD…`: Go's `concurrency.Mutex` running the [wrapped
+    /// command](wrapped_command) while it holds the lock.
+    EtcdctlLockRun {
+        /// Session TTL in seconds.
+        ttl: u64,
     },
+    /// A kazoo `Lock(path, id)` that runs the [wrapped command](wrapped_command) while held,
+    /// with `KazooClient(timeout=…)`.
+    KazooLockRun {
+        /// Requested session timeout in seconds.
+        timeout: u64,
+    },
+    /// Our `elect run --url URL [--contain MODE] -- CHILD`, CHILD the [wrapped
+    /// command](wrapped_command).
+    ElectRun {
+        /// The store.
+        backend: Backend,
+        /// The URL's query (the TTL).
+        query: String,
+        /// `--contain`, if not the default.
+        contain: Option<&'static str>,
+    },
+}
+
+/// The command every wrapping tool runs while it leads: it says `leading` and ends once its
+/// FIFO is written (then the tool lets go by itself).
+fn wrapped_command(fifo: &Path) -> String {
+    format!("echo leading; read x < {}", fifo.display())
 }
 
 impl Tool {
@@ -129,7 +152,15 @@ impl Tool {
             Tool::EtcdctlLock { ttl } => format!("etcdctl lock --ttl={ttl}"),
             Tool::Kazoo { timeout } => format!("kazoo Election (timeout {timeout} s)"),
             Tool::ConsulLock => "consul lock (TTL 15 s, lock delay 15 s)".to_owned(),
-            Tool::ElectRun { .. } => "elect run".to_owned(),
+            Tool::EtcdctlLockRun { ttl } => format!("etcdctl lock --ttl={ttl} NAME CMD"),
+            Tool::KazooLockRun { timeout } => {
+                format!("kazoo Lock running CMD (timeout {timeout} s)")
+            }
+            Tool::ElectRun { contain: None, .. } => "elect run".to_owned(),
+            Tool::ElectRun {
+                contain: Some(mode),
+                ..
+            } => format!("elect run --contain {mode}"),
         }
     }
 
@@ -138,8 +169,12 @@ impl Tool {
     pub fn renew_every(&self) -> Duration {
         match self {
             Tool::EtcdctlElect => Duration::from_secs(60) / 3,
-            Tool::EtcdctlLock { ttl } => Duration::from_secs(*ttl) / 3,
-            Tool::Kazoo { timeout } => Duration::from_secs(*timeout) / 3,
+            Tool::EtcdctlLock { ttl } | Tool::EtcdctlLockRun { ttl } => {
+                Duration::from_secs(*ttl) / 3
+            }
+            Tool::Kazoo { timeout } | Tool::KazooLockRun { timeout } => {
+                Duration::from_secs(*timeout) / 3
+            }
             Tool::ConsulLock => Duration::from_secs(15) / 2,
             // Never a peer: our own rounds take the period from their TTL.
             Tool::ElectRun { .. } => Duration::ZERO,
@@ -151,8 +186,8 @@ impl Tool {
     pub fn failover_bound(&self) -> Duration {
         let secs = match self {
             Tool::EtcdctlElect => 60 + 10,
-            Tool::EtcdctlLock { ttl } => ttl + 10,
-            Tool::Kazoo { timeout } => timeout + 10,
+            Tool::EtcdctlLock { ttl } | Tool::EtcdctlLockRun { ttl } => ttl + 10,
+            Tool::Kazoo { timeout } | Tool::KazooLockRun { timeout } => timeout + 10,
             Tool::ConsulLock => 2 * 15 + 15 + 15,
             Tool::ElectRun { .. } => 60,
         };
@@ -188,6 +223,18 @@ print("released", flush=True)
 zk.stop()
 "#;
 
+/// kazoo's `Lock` recipe running a command while it holds the lock.
+const KAZOO_LOCK_RUN: &str = r#"
+import subprocess, sys
+from kazoo.client import KazooClient
+hosts, path, ident, timeout, command = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5]
+zk = KazooClient(hosts=hosts, timeout=timeout)
+zk.start(timeout=30)
+with zk.Lock(path, ident):
+    subprocess.run(["sh", "-c", command])
+zk.stop()
+"#;
+
 static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Proc {
@@ -207,6 +254,15 @@ impl Proc {
         let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stderr = dir.join(format!("proc-{n}.stderr"));
         let mut fifo = None;
+        // The FIFO that ends the wrapped command, made for the tools that wrap one.
+        let mut wrapped = || -> Result<String> {
+            let path = dir.join(format!("proc-{n}.fifo"));
+            nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU)
+                .with_context(|| format!("mkfifo {}", path.display()))?;
+            let command = wrapped_command(&path);
+            fifo = Some(path);
+            Ok(command)
+        };
         let mut any_line_leads = false;
         let mut command = match tool {
             Tool::EtcdctlElect => {
@@ -236,9 +292,6 @@ impl Proc {
                 c
             }
             Tool::ConsulLock => {
-                let path = dir.join(format!("proc-{n}.fifo"));
-                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU)
-                    .with_context(|| format!("mkfifo {}", path.display()))?;
                 let agent = consul_agent
                     .map(str::to_owned)
                     .unwrap_or_else(|| Backend::Consul.members()[0].clone());
@@ -247,24 +300,41 @@ impl Proc {
                     "lock",
                     &format!("-http-addr={agent}"),
                     election.as_str(),
-                    &format!("echo leading; read x < {}", path.display()),
+                    &wrapped()?,
                 ]);
-                fifo = Some(path);
                 c
             }
-            Tool::ElectRun { url } => {
-                let mut c = Command::new(&bins.elect);
+            Tool::EtcdctlLockRun { ttl } => {
+                let mut c = Command::new(&bins.etcdctl);
+                c.arg(format!("--endpoints={}", Backend::Etcd.hosts()))
+                    .args(["lock", &format!("--ttl={ttl}"), election.as_str()])
+                    .args(["--", "sh", "-c", &wrapped()?]);
+                c
+            }
+            Tool::KazooLockRun { timeout } => {
+                let mut c = Command::new(&bins.python);
                 c.args([
-                    "run",
-                    "--url",
-                    url,
-                    "--id",
-                    &format!("run-{n}"),
-                    "--",
-                    "sh",
                     "-c",
-                    "echo leading; exec sleep 100000",
+                    KAZOO_LOCK_RUN,
+                    &Backend::Zookeeper.hosts(),
+                    &format!("/{election}"),
+                    &format!("p{n}"),
+                    &timeout.to_string(),
+                    &wrapped()?,
                 ]);
+                c
+            }
+            Tool::ElectRun {
+                backend,
+                query,
+                contain,
+            } => {
+                let mut c = Command::new(&bins.elect);
+                c.args(["run", "--url", &backend.url(election, query)]);
+                if let Some(mode) = contain {
+                    c.args(["--contain", mode]);
+                }
+                c.args(["--id", &format!("run-{n}"), "--", "sh", "-c", &wrapped()?]);
                 c
             }
         };
