@@ -17,7 +17,8 @@
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,10 +92,11 @@ impl Containment {
             Containment::Cgroup(base) => {
                 let dir = base.join(unique_name("term"));
                 fs::create_dir(&dir)?;
-                let procs = OpenOptions::new()
-                    .write(true)
-                    .open(dir.join("cgroup.procs"))?;
-                Ok(TermGroup::Cgroup { dir, procs })
+                let opened = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::libc::O_DIRECTORY)
+                    .open(&dir)?;
+                Ok(TermGroup::Cgroup { dir, opened })
             }
             Containment::Subreaper => Ok(TermGroup::Subreaper {
                 before: descendants(nix::unistd::getpid()),
@@ -108,20 +110,20 @@ impl Containment {
 pub(crate) enum TermGroup {
     Cgroup {
         dir: PathBuf,
-        procs: File,
+        /// The directory, open: the command is created in it.
+        opened: File,
     },
     /// `before`: our descendants before the command started (in a library, the host
     /// program's own), which are left alone.
-    Subreaper {
-        before: Vec<Pid>,
-    },
+    Subreaper { before: Vec<Pid> },
 }
 
 impl TermGroup {
-    /// A descriptor the forked command writes `0` to, before exec, to enter the group.
-    pub(crate) fn join_fd(&self) -> Option<RawFd> {
+    /// The cgroup's directory, open, to start the command in it
+    /// ([`crate::spawn::Launch::spawn`]).
+    pub(crate) fn cgroup_dir(&self) -> Option<BorrowedFd<'_>> {
         match self {
-            TermGroup::Cgroup { procs, .. } => Some(procs.as_raw_fd()),
+            TermGroup::Cgroup { opened, .. } => Some(opened.as_fd()),
             TermGroup::Subreaper { .. } => None,
         }
     }

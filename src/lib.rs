@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-// The `elect run` engine (Linux: prctl, cgroups, pre_exec) and what serves it: behind the `cli`
+// The `elect run` engine (Linux: prctl, cgroups, clone3) and what serves it: behind the `cli`
 // feature, so that the library builds where the CLI cannot.
 #[cfg(feature = "cli")]
 mod containment;
@@ -12,6 +12,8 @@ mod histograms;
 #[cfg(feature = "cli")]
 pub mod run;
 pub mod settings;
+#[cfg(feature = "cli")]
+mod spawn;
 #[cfg(feature = "cli")]
 mod status;
 #[cfg(feature = "cli")]

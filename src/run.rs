@@ -539,7 +539,7 @@ enum StopCause {
 
 /// One term's command and its guardian.
 struct Term {
-    child: Child,
+    child: crate::spawn::Spawned,
     pgid: Pid,
     guardian: Option<Child>,
     /// Where the command's descendants are kept (a cgroup, or the subreaper's list).
@@ -575,45 +575,35 @@ impl Term {
             None => None,
         };
         let group = guardian.as_ref().and_then(Child::id).unwrap_or(0);
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .env("ELECT_FENCING_TOKEN", leadership.token().to_string())
-            .env("ELECT_ELECTION", leadership.election().as_str())
-            .env("ELECT_CANDIDATE_ID", leadership.candidate_id())
-            .env("ELECT_BACKEND", leadership.backend())
-            .process_group(group as i32);
-        if !options.pass_credentials {
-            for name in CREDENTIAL_VARIABLES {
-                command.env_remove(name);
-            }
-            let url = std::env::var("ELECT_URL").unwrap_or_default();
-            if elect_core::config::redact_url(&url) != url {
-                command.env_remove("ELECT_URL");
-            }
-        }
-        let parent = nix::unistd::getpid();
-        let join_fd = term_group.join_fd();
-        // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe system calls (write, prctl, getppid); `join_fd` stays open in the
-        // parent's `term_group` until the spawn returns.
-        unsafe {
-            command.pre_exec(move || {
-                if let Some(fd) = join_fd {
-                    // Into the term's cgroup before exec: every descendant starts there.
-                    nix::unistd::write(std::os::fd::BorrowedFd::borrow_raw(fd), b"0")?;
-                }
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-                // If elect died before prctl took effect, the signal will never come.
-                if nix::unistd::getppid() != parent {
-                    return Err(std::io::Error::other(
-                        "elect exited before the command started",
-                    ));
-                }
-                Ok(())
-            });
-        }
-        let child = match command.spawn() {
+        let leaving: &[&str] = if options.pass_credentials {
+            &[]
+        } else {
+            &CREDENTIAL_VARIABLES
+        };
+        let url = std::env::var("ELECT_URL").unwrap_or_default();
+        let url_has_secrets =
+            !options.pass_credentials && elect_core::config::redact_url(&url) != url;
+        let ours = [
+            ("ELECT_FENCING_TOKEN", leadership.token().to_string()),
+            ("ELECT_ELECTION", leadership.election().as_str().to_owned()),
+            ("ELECT_CANDIDATE_ID", leadership.candidate_id().to_owned()),
+            ("ELECT_BACKEND", leadership.backend().to_owned()),
+        ];
+        let env = std::env::vars_os()
+            .filter(|(name, _)| {
+                let name = name.to_string_lossy();
+                let dropped = leaving.contains(&name.as_ref())
+                    || (url_has_secrets && name == "ELECT_URL")
+                    || ours.iter().any(|(ours, _)| *ours == name);
+                !dropped
+            })
+            .chain(
+                ours.iter()
+                    .map(|(n, v)| (OsString::from(n), OsString::from(v))),
+            );
+        let spawned = crate::spawn::Launch::new(program.as_ref(), args, env, group)
+            .and_then(|launch| launch.spawn(term_group.cgroup_dir()));
+        let child = match spawned {
             Ok(child) => child,
             Err(source) => {
                 if group != 0 {
@@ -625,7 +615,7 @@ impl Term {
                 });
             }
         };
-        let pid = child.id().expect("a just-spawned child has a pid");
+        let pid = child.id();
         let pgid = Pid::from_raw(if group != 0 { group } else { pid } as i32);
         // Another term's subreaper (a second `run` in this process) leaves these alone.
         let registered: Vec<u32> = [pid, group].into_iter().filter(|p| *p != 0).collect();
