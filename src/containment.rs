@@ -188,21 +188,32 @@ fn unique_name(kind: &str) -> String {
 /// them and their descendants to their own terms.
 static RUNNING: std::sync::Mutex<Vec<Pid>> = std::sync::Mutex::new(Vec::new());
 
-/// Marks `pid` as a running term's process (see [`RUNNING`]).
-pub(crate) fn register(pid: u32) {
-    RUNNING
-        .lock()
-        .expect("running terms poisoned")
-        .push(Pid::from_raw(pid as i32));
+/// A term's processes, marked as running (see [`RUNNING`]) until this is dropped.
+#[derive(Debug)]
+pub(crate) struct Registered(Vec<Pid>);
+
+impl Registered {
+    /// Marks `pids` (0s skipped) as a running term's processes.
+    pub(crate) fn new(pids: impl IntoIterator<Item = u32>) -> Registered {
+        let pids: Vec<Pid> = pids
+            .into_iter()
+            .filter(|pid| *pid != 0)
+            .map(|pid| Pid::from_raw(pid as i32))
+            .collect();
+        RUNNING
+            .lock()
+            .expect("running terms poisoned")
+            .extend(&pids);
+        Registered(pids)
+    }
 }
 
-/// `pid`'s term is over.
-pub(crate) fn unregister(pid: u32) {
-    let pid = Pid::from_raw(pid as i32);
-    RUNNING
-        .lock()
-        .expect("running terms poisoned")
-        .retain(|p| *p != pid);
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut running) = RUNNING.lock() {
+            running.retain(|pid| !self.0.contains(pid));
+        }
+    }
 }
 
 /// The running terms' processes and their descendants.

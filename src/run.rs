@@ -28,7 +28,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::Instant;
 
 pub use crate::containment::ContainMode;
-use crate::containment::{end_cgroup, Containment, TermGroup};
+use crate::containment::{end_cgroup, Containment, Registered, TermGroup};
 use crate::settings::Settings;
 use crate::status::RunStatus;
 pub use crate::systemd::SystemdNotify;
@@ -368,7 +368,15 @@ async fn run_terms(
             tracing::warn!(election = election.as_str(), %error, "cannot write the history");
         }
     };
+    let identity = TermIdentity {
+        election: election.as_str(),
+        candidate: candidate.id(),
+        backend: elector.backend(),
+    };
     loop {
+        // Everything of the command that can be made before the win is: the successor's
+        // share of a handover is then a pipe write and the exec.
+        let prepared = PreparedTerm::prepare(&identity, options, &containment)?;
         status.campaigning(election.as_str(), candidate.id());
         notify(
             options,
@@ -426,7 +434,7 @@ async fn run_terms(
         if let Some(history) = &history {
             record(history.elected(&leadership));
         }
-        let term = match Term::start(&leadership, options, &containment) {
+        let term = match prepared.start(&leadership) {
             Ok(term) => term,
             Err(error) => {
                 resign_or_let_expire(&leadership).await;
@@ -537,23 +545,32 @@ enum StopCause {
     Signal(Signal),
 }
 
-/// One term's command and its guardian.
-struct Term {
-    child: crate::spawn::Spawned,
-    pgid: Pid,
-    guardian: Option<Child>,
-    /// Where the command's descendants are kept (a cgroup, or the subreaper's list).
-    group: TermGroup,
-    /// The command's and the guardian's pids, registered as a running term's.
-    registered: Vec<u32>,
+/// What a term's command and its environment are known by before the win.
+struct TermIdentity<'a> {
+    election: &'a str,
+    candidate: &'a str,
+    backend: &'static str,
 }
 
-impl Term {
-    fn start(
-        leadership: &Leadership,
+/// A term's group, guardian and command, made while campaigning: the command is forked and
+/// waits for the fencing token ([`crate::spawn::Waiting`]). Dropped unstarted, the command
+/// is killed, the guardian told to end, the group removed.
+struct PreparedTerm {
+    /// Dropped first: killed and reaped, so that the group can go.
+    command: crate::spawn::Waiting,
+    program: String,
+    pgid: Pid,
+    guardian: Option<Child>,
+    registered: Registered,
+    group: TermGroup,
+}
+
+impl PreparedTerm {
+    fn prepare(
+        identity: &TermIdentity<'_>,
         options: &RunOptions,
         containment: &Containment,
-    ) -> Result<Term, RunError> {
+    ) -> Result<PreparedTerm, RunError> {
         let (program, args) = options.command.split_first().ok_or_else(|| {
             Error::from(elect_core::ConfigError::new(
                 "command",
@@ -561,7 +578,7 @@ impl Term {
                 "no command to run",
             ))
         })?;
-        let term_group = containment
+        let group = containment
             .term_group()
             .map_err(|e| Error::backend("run", "make the command's cgroup", e))?;
         // The guardian comes first and leads the process group the command joins, so that
@@ -569,12 +586,12 @@ impl Term {
         let guardian = match &options.guardian {
             Some(guardian) => {
                 let mut guardian = guardian.clone();
-                guardian.extend(term_group.guardian_args());
+                guardian.extend(group.guardian_args());
                 Some(start_guardian(&guardian)?)
             }
             None => None,
         };
-        let group = guardian.as_ref().and_then(Child::id).unwrap_or(0);
+        let guardian_pid = guardian.as_ref().and_then(Child::id).unwrap_or(0);
         let leaving: &[&str] = if options.pass_credentials {
             &[]
         } else {
@@ -584,16 +601,16 @@ impl Term {
         let url_has_secrets =
             !options.pass_credentials && elect_core::config::redact_url(&url) != url;
         let ours = [
-            ("ELECT_FENCING_TOKEN", leadership.token().to_string()),
-            ("ELECT_ELECTION", leadership.election().as_str().to_owned()),
-            ("ELECT_CANDIDATE_ID", leadership.candidate_id().to_owned()),
-            ("ELECT_BACKEND", leadership.backend().to_owned()),
+            ("ELECT_ELECTION", identity.election),
+            ("ELECT_CANDIDATE_ID", identity.candidate),
+            ("ELECT_BACKEND", identity.backend),
         ];
         let env = std::env::vars_os()
             .filter(|(name, _)| {
                 let name = name.to_string_lossy();
                 let dropped = leaving.contains(&name.as_ref())
                     || (url_has_secrets && name == "ELECT_URL")
+                    || name == TOKEN_VARIABLE
                     || ours.iter().any(|(ours, _)| *ours == name);
                 !dropped
             })
@@ -601,27 +618,57 @@ impl Term {
                 ours.iter()
                     .map(|(n, v)| (OsString::from(n), OsString::from(v))),
             );
-        let spawned = crate::spawn::Launch::new(program.as_ref(), args, env, group)
-            .and_then(|launch| launch.spawn(term_group.cgroup_dir()));
-        let child = match spawned {
-            Ok(child) => child,
+        let prepared = crate::spawn::Launch::new(
+            program.as_ref(),
+            args,
+            env,
+            Some(TOKEN_VARIABLE),
+            guardian_pid,
+        )
+        .and_then(|launch| launch.prepare(group.cgroup_dir()));
+        let program = program.to_string_lossy().into_owned();
+        let command = match prepared {
+            Ok(command) => command,
             Err(source) => {
-                if group != 0 {
-                    let _ = killpg(Pid::from_raw(group as i32), Signal::SIGKILL);
+                if guardian_pid != 0 {
+                    let _ = killpg(Pid::from_raw(guardian_pid as i32), Signal::SIGKILL);
                 }
-                return Err(RunError::Spawn {
-                    program: program.to_string_lossy().into_owned(),
-                    source,
-                });
+                return Err(RunError::Spawn { program, source });
             }
         };
-        let pid = child.id();
-        let pgid = Pid::from_raw(if group != 0 { group } else { pid } as i32);
-        // Another term's subreaper (a second `run` in this process) leaves these alone.
-        let registered: Vec<u32> = [pid, group].into_iter().filter(|p| *p != 0).collect();
-        for pid in &registered {
-            crate::containment::register(*pid);
-        }
+        let pid = command.id();
+        let pgid = Pid::from_raw(if guardian_pid != 0 { guardian_pid } else { pid } as i32);
+        Ok(PreparedTerm {
+            // Another term's subreaper (a second `run` in this process) leaves these alone.
+            registered: Registered::new([pid, guardian_pid]),
+            command,
+            program,
+            pgid,
+            guardian,
+            group,
+        })
+    }
+
+    /// Lets the command exec with the term's fencing token.
+    fn start(self, leadership: &Leadership) -> Result<Term, RunError> {
+        let PreparedTerm {
+            command,
+            program,
+            pgid,
+            guardian,
+            registered,
+            group,
+        } = self;
+        let pid = command.id();
+        let child = match command.start(leadership.token().to_string().as_bytes()) {
+            Ok(child) => child,
+            Err(source) => {
+                if guardian.is_some() {
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                }
+                return Err(RunError::Spawn { program, source });
+            }
+        };
         tracing::info!(
             election = leadership.election().as_str(),
             candidate = leadership.candidate_id(),
@@ -633,11 +680,27 @@ impl Term {
             child,
             pgid,
             guardian,
-            group: term_group,
+            group,
             registered,
         })
     }
+}
 
+/// The variable that holds the term's fencing token, the one known only once elected.
+const TOKEN_VARIABLE: &str = "ELECT_FENCING_TOKEN";
+
+/// One term's command and its guardian.
+struct Term {
+    child: crate::spawn::Spawned,
+    pgid: Pid,
+    guardian: Option<Child>,
+    /// Where the command's descendants are kept (a cgroup, or the subreaper's list).
+    group: TermGroup,
+    /// The command's and the guardian's pids, registered as a running term's.
+    registered: Registered,
+}
+
+impl Term {
     async fn supervise(
         mut self,
         leadership: &Leadership,
@@ -736,9 +799,7 @@ impl Term {
         }
         // And so does whatever left the group (setsid, setpgid): the term is over only once
         // nothing the command started runs.
-        for pid in &self.registered {
-            crate::containment::unregister(*pid);
-        }
+        drop(self.registered);
         self.group.kill_all().await;
         Ok(end)
     }
