@@ -193,11 +193,10 @@ static RUNNING: std::sync::Mutex<Vec<Pid>> = std::sync::Mutex::new(Vec::new());
 pub(crate) struct Registered(Vec<Pid>);
 
 impl Registered {
-    /// Marks `pids` (0s skipped) as a running term's processes.
+    /// Marks `pids` as a running term's processes.
     pub(crate) fn new(pids: impl IntoIterator<Item = u32>) -> Registered {
         let pids: Vec<Pid> = pids
             .into_iter()
-            .filter(|pid| *pid != 0)
             .map(|pid| Pid::from_raw(pid as i32))
             .collect();
         RUNNING

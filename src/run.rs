@@ -560,7 +560,7 @@ struct PreparedTerm {
     command: crate::spawn::Waiting,
     program: String,
     pgid: Pid,
-    guardian: Option<Child>,
+    guardian: Option<Guardian>,
     registered: Registered,
     group: TermGroup,
 }
@@ -587,11 +587,11 @@ impl PreparedTerm {
             Some(guardian) => {
                 let mut guardian = guardian.clone();
                 guardian.extend(group.guardian_args());
-                Some(start_guardian(&guardian)?)
+                Some(Guardian::start(&guardian)?)
             }
             None => None,
         };
-        let guardian_pid = guardian.as_ref().and_then(Child::id).unwrap_or(0);
+        let guardian_pid = guardian.as_ref().map_or(0, Guardian::pid);
         let leaving: &[&str] = if options.pass_credentials {
             &[]
         } else {
@@ -639,8 +639,8 @@ impl PreparedTerm {
         let pid = command.id();
         let pgid = Pid::from_raw(if guardian_pid != 0 { guardian_pid } else { pid } as i32);
         Ok(PreparedTerm {
-            // Another term's subreaper (a second `run` in this process) leaves these alone.
-            registered: Registered::new([pid, guardian_pid]),
+            // Another term's subreaper (a second `run` in this process) leaves it alone.
+            registered: Registered::new([pid]),
             command,
             program,
             pgid,
@@ -693,10 +693,10 @@ const TOKEN_VARIABLE: &str = "ELECT_FENCING_TOKEN";
 struct Term {
     child: crate::spawn::Spawned,
     pgid: Pid,
-    guardian: Option<Child>,
+    guardian: Option<Guardian>,
     /// Where the command's descendants are kept (a cgroup, or the subreaper's list).
     group: TermGroup,
-    /// The command's and the guardian's pids, registered as a running term's.
+    /// The command's pid, registered as a running term's.
     registered: Registered,
 }
 
@@ -791,11 +791,10 @@ impl Term {
                 log_state(leadership, previous, LeadershipState::Lost(reason));
             }
         }
-        // Whatever the command left in its group goes with it.
+        // Whatever the command left in its group goes with it (the guardian too).
         self.signal_group(Signal::SIGKILL);
-        if let Some(mut guardian) = self.guardian.take() {
-            drop(guardian.stdin.take());
-            let _ = guardian.wait().await;
+        if let Some(guardian) = self.guardian.take() {
+            guardian.end_in_background();
         }
         // And so does whatever left the group (setsid, setpgid): the term is over only once
         // nothing the command started runs.
@@ -838,22 +837,49 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-fn start_guardian(guardian: &[OsString]) -> Result<Child, RunError> {
-    let (program, args) = guardian.split_first().ok_or_else(|| {
-        Error::from(elect_core::ConfigError::new(
-            "guardian",
-            "",
-            "empty guardian command",
-        ))
-    })?;
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        // A group of its own, which the command then joins.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| Error::backend("run", "start the guardian", e).into())
+/// A term's guardian process (see [`guard_process_group`]), registered as a running term's
+/// until it is reaped.
+struct Guardian {
+    child: Child,
+    registered: Registered,
+}
+
+impl Guardian {
+    /// Starts `guardian` (a program and its arguments) as the leader of a new process group,
+    /// which the command then joins.
+    fn start(guardian: &[OsString]) -> Result<Guardian, RunError> {
+        let (program, args) = guardian.split_first().ok_or_else(|| {
+            Error::from(elect_core::ConfigError::new(
+                "guardian",
+                "",
+                "empty guardian command",
+            ))
+        })?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::backend("run", "start the guardian", e))?;
+        // Another term's subreaper (a second `run` in this process) leaves it alone.
+        let registered = Registered::new(child.id());
+        Ok(Guardian { child, registered })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// Tells the guardian to end and reaps it in the background: it runs nothing of the
+    /// command, and waiting for a process's teardown would delay the release.
+    fn end_in_background(mut self) {
+        drop(self.child.stdin.take());
+        tokio::spawn(async move {
+            let _ = self.child.wait().await;
+            drop(self.registered);
+        });
+    }
 }
 
 /// The guardian's whole job: wait until `elect` (our stdin's writer) is gone, then kill the
