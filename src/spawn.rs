@@ -278,8 +278,9 @@ impl Waiting {
                 ),
             ));
         }
-        // One write of at most PIPE_BUF bytes: the child reads it whole.
-        nix::unistd::write(&self.go, late_value)?;
+        // One write of at most PIPE_BUF bytes: the child reads it whole. If it failed to set
+        // itself up, it has exited (the write fails) and its report says why.
+        let sent = nix::unistd::write(&self.go, late_value);
         let mut errno = [0u8; 4];
         // The report's write end closes at exec (CLOEXEC): nothing read means it runs.
         let read = loop {
@@ -305,7 +306,7 @@ impl Waiting {
                 }
             }
             Ok(_) => Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno))),
-            Err(error) => Err(error.into()),
+            Err(error) => Err(sent.err().unwrap_or(error).into()),
         }
     }
 }
@@ -448,6 +449,14 @@ mod tests {
         let not_executable = Launch::new("/etc/passwd".as_ref(), &[], [], None, 0).unwrap();
         let error = not_executable.spawn().unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::PermissionDenied, "{error}");
+    }
+
+    #[test]
+    fn a_command_that_cannot_set_itself_up_says_why_at_start() {
+        // No process group 2^30 exists in our session: setpgid fails with EPERM.
+        let launch = Launch::new("true".as_ref(), &[], [], None, 1 << 30).unwrap();
+        let error = launch.prepare(None).unwrap().start(b"go").unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EPERM), "{error}");
     }
 
     #[test]
