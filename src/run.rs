@@ -1,10 +1,11 @@
 //! The engine of `elect run`: run a command only while leading.
 //!
-//! Campaign; when elected, start the command in its own process group with the term's
-//! fencing token in its environment; stop it when leadership ends — early enough that the
-//! SIGKILL after the grace period lands before the leadership deadline; campaign again (or
-//! exit with `--once`). When the command exits by itself, resign at once and exit with its
-//! status. Signals to `elect` are forwarded to the command's group.
+//! Campaign, with the command forked and waiting (`src/spawn.rs`); when elected, let it run
+//! in its own process group with the term's fencing token in its environment; stop it when
+//! leadership ends — early enough that the SIGKILL after the grace period lands before the
+//! leadership deadline; campaign again (or exit with `--once`). When the command exits by
+//! itself, resign at once and exit with its status. Signals to `elect` are forwarded to the
+//! command's group.
 //!
 //! No child outlives its leadership: if `elect` is killed, the kernel's parent-death signal
 //! kills the command, and a small guardian process (see [`guard_process_group`]) kills the
