@@ -34,6 +34,7 @@ use elect_core::{
     Candidate, CandidateInfo, ElectionName, Elector, Error, FencingToken, LeaderInfo, LeaderStream,
     Leadership, LossReason, Result,
 };
+use futures::FutureExt as _;
 use zookeeper_client as zk;
 
 use claim::{Acls, ZkClaim};
@@ -372,6 +373,22 @@ impl Line for Queue<'_> {
             let Ok(client) = session.client() else {
                 return Ok(Turn::SessionOver);
             };
+            // Next in line, the predecessor leads (no claim can come before it: sequences only
+            // grow), and its deletion is our turn if our own claim still stands. A watch on
+            // our claim, set before the predecessor's, tells without another look: ZooKeeper
+            // delivers a session's watch events in the order of the changes. Not across a
+            // reconnection (watches set again fire in no such order): then we look again.
+            let next_in_line = if position == 1 {
+                let states = client.state_watcher();
+                match client.check_and_watch_stat(&layout.claim(name)).await {
+                    Ok((Some(_), own)) => Some((states, own)),
+                    Ok((None, _)) => return Ok(Turn::ClaimGone),
+                    Err(e) if session::is_session_gone(&e) => return Ok(Turn::SessionOver),
+                    Err(e) => return Err(error::map("watch own claim", e)),
+                }
+            } else {
+                None
+            };
             let watched = tokio::select! {
                 _ = elect_core::clock::lease_ended(&mut lease) => return Ok(Turn::SessionOver),
                 watched = client.check_and_watch_stat(&predecessor) => watched,
@@ -406,9 +423,20 @@ impl Line for Queue<'_> {
                     continue;
                 }
                 Ok((Some(_), watcher)) => {
-                    tokio::select! {
+                    let event = tokio::select! {
                         _ = elect_core::clock::lease_ended(&mut lease) => return Ok(Turn::SessionOver),
-                        _ = watcher.changed() => {}
+                        event = watcher.changed() => event,
+                    };
+                    if let Some((mut states, own)) = next_in_line {
+                        let own_claim_untouched = own.changed().now_or_never().is_none();
+                        let never_reconnected = states.changed().now_or_never().is_none();
+                        if event.event_type == zk::EventType::NodeDeleted
+                            && own_claim_untouched
+                            && never_reconnected
+                            && !session.is_over()
+                        {
+                            return Ok(Turn::Lead(()));
+                        }
                     }
                 }
                 Err(e) if session::is_session_gone(&e) => return Ok(Turn::SessionOver),

@@ -147,6 +147,82 @@ async fn a_stray_claim_of_our_own_session_is_not_waited_for() {
     leadership.resign().await.unwrap();
 }
 
+/// The claims of `dir`, by sequence, once there are `count` (a children watch wakes the wait).
+async fn claims_once_there_are(
+    client: &zookeeper_client::Client,
+    dir: &str,
+    count: usize,
+) -> Vec<String> {
+    let sequence = |name: &String| name.rsplit('-').next().unwrap_or("").to_owned();
+    let wait = async {
+        loop {
+            let (mut children, _, watcher) = client
+                .get_and_watch_children(dir)
+                .await
+                .expect("list the claims");
+            if children.len() >= count {
+                children.sort_by_key(sequence);
+                return children;
+            }
+            watcher.changed().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .unwrap_or_else(|_| panic!("{count} claims in {dir} within 5 s"))
+}
+
+/// The candidate next in line, whose claim was deleted by hand while it waited, does not lead
+/// when the leader goes: the one behind it leads, alone. The next in line learns of the leader's
+/// claim going first; if it took that for its turn without knowing that its own claim still
+/// stood, it would lead beside the one behind it, which saw that claim go and moved up.
+#[tokio::test]
+async fn the_next_in_line_whose_claim_was_deleted_by_hand_does_not_lead_when_the_leader_goes() {
+    let _serial = SERIAL.lock().await;
+    let (first, next, last) = (connect().await, connect().await, connect().await);
+    let (election, leader) = lead(&first, "deleted-next").await;
+    let client = first.client().await.expect("a session");
+    let dir = format!("/{election}");
+    let campaign = |elector: ZookeeperElector, id: &str| {
+        let (election, candidate) = (election.clone(), Candidate::new(id, id).unwrap());
+        tokio::spawn(async move {
+            let term = elector
+                .campaign(&election, &candidate)
+                .await
+                .expect("campaign");
+            (elector, term)
+        })
+    };
+    let mut next = campaign(next, "next");
+    claims_once_there_are(&client, &dir, 2).await;
+    let mut last = campaign(last, "last");
+    let claims = claims_once_there_are(&client, &dir, 3).await;
+    client
+        .delete(&format!("{dir}/{}", claims[1]), None)
+        .await
+        .expect("delete the next in line's claim by hand");
+    leader.resign().await.unwrap();
+    let (_last_elector, last_term) = tokio::time::timeout(Duration::from_secs(3), &mut last)
+        .await
+        .expect("the last in line leads within 3 s")
+        .unwrap();
+    assert!(last_term.is_leader());
+    // The next in line joins again behind it: not elected while `last` leads.
+    let early = tokio::time::timeout(Duration::from_secs(1), &mut next).await;
+    assert!(
+        early.is_err(),
+        "the next in line led beside the last, with its claim deleted"
+    );
+    assert!(last_term.is_leader());
+    last_term.resign().await.unwrap();
+    let (_next_elector, next_term) = tokio::time::timeout(Duration::from_secs(3), next)
+        .await
+        .expect("the next in line leads once the last resigned")
+        .unwrap();
+    assert!(next_term.token() > last_term.token());
+    next_term.resign().await.unwrap();
+}
+
 /// A session the elector has given up on — its deadline passed while the client still talks
 /// to the ensemble (here: a stated tickTime of half the session and a drift margin of a
 /// quarter, which leave no headroom) —
