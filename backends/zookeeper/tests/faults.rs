@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use elect_core::config::ZookeeperConfig;
 use elect_core::{Candidate, Elector, LeadershipState, LossReason};
-use elect_test_support::clusters::TestConfig;
+use elect_test_support::clusters::{TestCluster, TestConfig};
 use elect_test_support::faults::{election, lead, me, MemberFault};
+use elect_test_support::proxy::{Link, Proxy};
 use elect_zookeeper::ZookeeperElector;
-use support::{connect, member_of_session};
+use support::{connect, member_of_session, watched_by};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -212,6 +213,81 @@ async fn the_next_in_line_whose_claim_was_deleted_by_hand_does_not_lead_when_the
     assert!(
         early.is_err(),
         "the next in line led beside the last, with its claim deleted"
+    );
+    assert!(last_term.is_leader());
+    last_term.resign().await.unwrap();
+    let (_next_elector, next_term) = tokio::time::timeout(Duration::from_secs(3), next)
+        .await
+        .expect("the next in line leads once the last resigned")
+        .unwrap();
+    assert!(next_term.token() > last_term.token());
+    next_term.resign().await.unwrap();
+}
+
+/// The same across a reconnection: the next in line's link is down while its claim is deleted
+/// by hand and the leader resigns. Once it is back, the watches the client sets again fire in
+/// no particular order (the predecessor's deletion may come first), so the next in line must
+/// look again rather than take its turn; the last in line leads alone.
+#[tokio::test]
+async fn the_next_in_line_looks_again_after_a_reconnection_before_it_leads() {
+    let _serial = SERIAL.lock().await;
+    let proxy = Proxy::in_front_of(&TestCluster::Zookeeper.addresses())
+        .await
+        .expect("a proxy in front of the ensemble");
+    // A session long enough that the cut does not end it, nor the elector's deadline.
+    let mut through_proxy = ZookeeperConfig::aimed_at(&proxy.list());
+    through_proxy.session_timeout = Duration::from_secs(6);
+    let next = ZookeeperElector::connect(&through_proxy).await.unwrap();
+    let next_session = next.session_id().await.unwrap();
+    let (first, last) = (connect().await, connect().await);
+    let (election, leader) = lead(&first, "reconnected-next").await;
+    let client = first.client().await.expect("a session");
+    let dir = format!("/{election}");
+    let campaign = |elector: ZookeeperElector, id: &str| {
+        let (election, candidate) = (election.clone(), Candidate::new(id, id).unwrap());
+        tokio::spawn(async move {
+            let term = elector
+                .campaign(&election, &candidate)
+                .await
+                .expect("campaign");
+            (elector, term)
+        })
+    };
+    let mut next = campaign(next, "next");
+    claims_once_there_are(&client, &dir, 2).await;
+    let mut last = campaign(last, "last");
+    let claims = claims_once_there_are(&client, &dir, 3).await;
+    // The next in line waits with both watches set: on its own claim and on the leader's.
+    let both = [
+        format!("{dir}/{}", claims[0]),
+        format!("{dir}/{}", claims[1]),
+    ];
+    let waiting = async {
+        while !both
+            .iter()
+            .all(|path| watched_by(next_session).contains(path))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the next in line watches its own claim and the leader's within 5 s");
+    proxy.set(Link::Down);
+    client
+        .delete(&format!("{dir}/{}", claims[1]), None)
+        .await
+        .expect("delete the next in line's claim by hand");
+    leader.resign().await.unwrap();
+    let (_last_elector, last_term) = tokio::time::timeout(Duration::from_secs(3), &mut last)
+        .await
+        .expect("the last in line leads within 3 s")
+        .unwrap();
+    proxy.set(Link::Up);
+    let early = tokio::time::timeout(Duration::from_secs(2), &mut next).await;
+    assert!(
+        early.is_err(),
+        "the next in line led beside the last after its reconnection, with its claim deleted"
     );
     assert!(last_term.is_leader());
     last_term.resign().await.unwrap();

@@ -58,6 +58,25 @@ pub fn watches_fired() -> u64 {
         .sum()
 }
 
+/// The paths session `id` watches now, from the members' `wchc`.
+pub fn watched_by(id: i64) -> Vec<String> {
+    let wanted = format!("0x{id:x}");
+    let mut paths = Vec::new();
+    for port in ports() {
+        let mut ours = false;
+        for line in four_letters(port, "wchc").lines() {
+            if let Some(path) = line.strip_prefix('\t') {
+                if ours {
+                    paths.push(path.trim().to_owned());
+                }
+            } else {
+                ours = line.trim() == wanted;
+            }
+        }
+    }
+    paths
+}
+
 /// The member (1..3) that holds the connection of session `id`, from `cons`.
 pub fn member_of_session(id: i64) -> Option<usize> {
     let wanted = format!("sid=0x{id:x}");
