@@ -9,7 +9,9 @@
 //!   blocks the election until the session dies.
 //! * **Ownership check** — before leading, our node's `ephemeralOwner` must be our session
 //!   (Curator's fix for CURATOR-696).
-//! * **No herd** — a waiter watches only its predecessor, and re-lists when it goes.
+//! * **No herd** — a waiter watches only its predecessor, and re-lists when it goes; the next
+//!   in line also watches its own claim, and leads on its predecessor's deletion without
+//!   re-listing when that watch has not fired (events come in the order of the changes).
 //! * **Suspended vs lost** — a disconnection suspends the term (the deadline keeps running);
 //!   reconnected in time it leads again; past the deadline or with the session expired it is
 //!   lost, and the next campaign builds a new client (an expired one is final).
@@ -340,7 +342,8 @@ impl Line for Queue<'_> {
         Ok(Some(((layout, name, czxid), guard)))
     }
 
-    /// Waits until our claim is the lowest; watches only the predecessor.
+    /// Waits until our claim is the lowest; watches only the predecessor (and, next in line,
+    /// our own claim).
     async fn wait_turn(
         &self,
         at: &Campaign<'_, Session>,
