@@ -173,6 +173,89 @@ async fn claims_once_there_are(
         .unwrap_or_else(|_| panic!("{count} claims in {dir} within 5 s"))
 }
 
+/// A term won in the background: the elector (kept alive with it) and the term.
+type Won = tokio::task::JoinHandle<(ZookeeperElector, elect_core::Leadership)>;
+
+/// Three candidates in one election: the leader, and `next` and `last` waiting behind it.
+struct InLine {
+    client: zookeeper_client::Client,
+    dir: String,
+    /// The claims by sequence: the leader's, the next in line's, the last's.
+    claims: Vec<String>,
+    leader: elect_core::Leadership,
+    next: Won,
+    last: Won,
+    _first: ZookeeperElector,
+}
+
+impl InLine {
+    /// `next` waits behind a fresh leader of case `case`, and a third candidate behind it.
+    async fn form(next: ZookeeperElector, case: &str) -> InLine {
+        let (first, last) = (connect().await, connect().await);
+        let (election, leader) = lead(&first, case).await;
+        let client = first.client().await.expect("a session");
+        let dir = format!("/{election}");
+        let campaign = |elector: ZookeeperElector, id: &str| {
+            let (election, candidate) = (election.clone(), Candidate::new(id, id).unwrap());
+            tokio::spawn(async move {
+                let term = elector
+                    .campaign(&election, &candidate)
+                    .await
+                    .expect("campaign");
+                (elector, term)
+            })
+        };
+        let next = campaign(next, "next");
+        claims_once_there_are(&client, &dir, 2).await;
+        let last = campaign(last, "last");
+        let claims = claims_once_there_are(&client, &dir, 3).await;
+        InLine {
+            client,
+            dir,
+            claims,
+            leader,
+            next,
+            last,
+            _first: first,
+        }
+    }
+
+    /// Deletes the next in line's claim by hand and resigns the leader: the last in line
+    /// leads, and (after `then`) the next in line does not beside it, only once it resigned.
+    async fn the_last_leads_alone(mut self, then: impl FnOnce()) {
+        let next_claim = format!("{}/{}", self.dir, self.claims[1]);
+        self.client
+            .delete(&next_claim, None)
+            .await
+            .expect("delete the next in line's claim by hand");
+        self.leader.resign().await.unwrap();
+        let (_last_elector, last_term) =
+            tokio::time::timeout(Duration::from_secs(3), &mut self.last)
+                .await
+                .expect("the last in line leads within 3 s")
+                .unwrap();
+        then();
+        // The next in line joins again behind it: not elected while `last` leads.
+        let early = tokio::time::timeout(Duration::from_secs(2), &mut self.next).await;
+        match early {
+            Err(_) => {}
+            Ok(Ok((_, term))) => panic!(
+                "the next in line led beside the last with its claim deleted (token {})",
+                term.token()
+            ),
+            Ok(Err(failed)) => panic!("the next in line's campaign failed: {failed}"),
+        }
+        assert!(last_term.is_leader());
+        last_term.resign().await.unwrap();
+        let (_next_elector, next_term) = tokio::time::timeout(Duration::from_secs(3), self.next)
+            .await
+            .expect("the next in line leads once the last resigned")
+            .unwrap();
+        assert!(next_term.token() > last_term.token());
+        next_term.resign().await.unwrap();
+    }
+}
+
 /// The candidate next in line, whose claim was deleted by hand while it waited, does not lead
 /// when the leader goes: the one behind it leads, alone. The next in line learns of the leader's
 /// claim going first; if it took that for its turn without knowing that its own claim still
@@ -180,53 +263,13 @@ async fn claims_once_there_are(
 #[tokio::test]
 async fn the_next_in_line_whose_claim_was_deleted_by_hand_does_not_lead_when_the_leader_goes() {
     let _serial = SERIAL.lock().await;
-    let (first, next, last) = (connect().await, connect().await, connect().await);
-    let (election, leader) = lead(&first, "deleted-next").await;
-    let client = first.client().await.expect("a session");
-    let dir = format!("/{election}");
-    let campaign = |elector: ZookeeperElector, id: &str| {
-        let (election, candidate) = (election.clone(), Candidate::new(id, id).unwrap());
-        tokio::spawn(async move {
-            let term = elector
-                .campaign(&election, &candidate)
-                .await
-                .expect("campaign");
-            (elector, term)
-        })
-    };
-    let mut next = campaign(next, "next");
-    claims_once_there_are(&client, &dir, 2).await;
-    let mut last = campaign(last, "last");
-    let claims = claims_once_there_are(&client, &dir, 3).await;
-    client
-        .delete(&format!("{dir}/{}", claims[1]), None)
-        .await
-        .expect("delete the next in line's claim by hand");
-    leader.resign().await.unwrap();
-    let (_last_elector, last_term) = tokio::time::timeout(Duration::from_secs(3), &mut last)
-        .await
-        .expect("the last in line leads within 3 s")
-        .unwrap();
-    assert!(last_term.is_leader());
-    // The next in line joins again behind it: not elected while `last` leads.
-    let early = tokio::time::timeout(Duration::from_secs(1), &mut next).await;
-    assert!(
-        early.is_err(),
-        "the next in line led beside the last, with its claim deleted"
-    );
-    assert!(last_term.is_leader());
-    last_term.resign().await.unwrap();
-    let (_next_elector, next_term) = tokio::time::timeout(Duration::from_secs(3), next)
-        .await
-        .expect("the next in line leads once the last resigned")
-        .unwrap();
-    assert!(next_term.token() > last_term.token());
-    next_term.resign().await.unwrap();
+    let line = InLine::form(connect().await, "deleted-next").await;
+    line.the_last_leads_alone(|| {}).await;
 }
 
 /// The same across a reconnection: the next in line's link is down while its claim is deleted
 /// by hand and the leader resigns. Once it is back, the watches the client sets again fire in
-/// no particular order (the predecessor's deletion may come first), so the next in line must
+/// no promised order (the predecessor's deletion may come first), so the next in line must
 /// look again rather than take its turn; the last in line leads alone.
 #[tokio::test]
 async fn the_next_in_line_looks_again_after_a_reconnection_before_it_leads() {
@@ -239,29 +282,9 @@ async fn the_next_in_line_looks_again_after_a_reconnection_before_it_leads() {
     through_proxy.session_timeout = Duration::from_secs(6);
     let next = ZookeeperElector::connect(&through_proxy).await.unwrap();
     let next_session = next.session_id().await.unwrap();
-    let (first, last) = (connect().await, connect().await);
-    let (election, leader) = lead(&first, "reconnected-next").await;
-    let client = first.client().await.expect("a session");
-    let dir = format!("/{election}");
-    let campaign = |elector: ZookeeperElector, id: &str| {
-        let (election, candidate) = (election.clone(), Candidate::new(id, id).unwrap());
-        tokio::spawn(async move {
-            let term = elector
-                .campaign(&election, &candidate)
-                .await
-                .expect("campaign");
-            (elector, term)
-        })
-    };
-    let mut next = campaign(next, "next");
-    claims_once_there_are(&client, &dir, 2).await;
-    let mut last = campaign(last, "last");
-    let claims = claims_once_there_are(&client, &dir, 3).await;
+    let line = InLine::form(next, "reconnected-next").await;
     // The next in line waits with both watches set: on its own claim and on the leader's.
-    let both = [
-        format!("{dir}/{}", claims[0]),
-        format!("{dir}/{}", claims[1]),
-    ];
+    let both = [0, 1].map(|i| format!("{}/{}", line.dir, line.claims[i]));
     let waiting = async {
         while !both
             .iter()
@@ -274,29 +297,7 @@ async fn the_next_in_line_looks_again_after_a_reconnection_before_it_leads() {
         .await
         .expect("the next in line watches its own claim and the leader's within 5 s");
     proxy.set(Link::Down);
-    client
-        .delete(&format!("{dir}/{}", claims[1]), None)
-        .await
-        .expect("delete the next in line's claim by hand");
-    leader.resign().await.unwrap();
-    let (_last_elector, last_term) = tokio::time::timeout(Duration::from_secs(3), &mut last)
-        .await
-        .expect("the last in line leads within 3 s")
-        .unwrap();
-    proxy.set(Link::Up);
-    let early = tokio::time::timeout(Duration::from_secs(2), &mut next).await;
-    assert!(
-        early.is_err(),
-        "the next in line led beside the last after its reconnection, with its claim deleted"
-    );
-    assert!(last_term.is_leader());
-    last_term.resign().await.unwrap();
-    let (_next_elector, next_term) = tokio::time::timeout(Duration::from_secs(3), next)
-        .await
-        .expect("the next in line leads once the last resigned")
-        .unwrap();
-    assert!(next_term.token() > last_term.token());
-    next_term.resign().await.unwrap();
+    line.the_last_leads_alone(|| proxy.set(Link::Up)).await;
 }
 
 /// A session the elector has given up on — its deadline passed while the client still talks
