@@ -41,17 +41,28 @@ impl Keys {
 
     /// Releases the lock if `session` holds it in the term the lock's `ModifyIndex` `index`
     /// names, and deletes the value and id keys with it, in one write (so that no reader pairs
-    /// them with the next holder). Rolled back if the lock is no longer that term's.
+    /// them with the next holder). The session's place in line goes in the same write: the
+    /// waiter behind it wakes at the release, at once the head. Rolled back if the lock is
+    /// no longer that term's (see [`Keys::leave_line`]).
     pub(crate) fn release(&self, session: &str, index: u64) -> serde_json::Value {
         serde_json::json!([
             {"KV": {"Verb": "check-index", "Key": self.lock, "Index": index}},
             {"KV": {"Verb": "delete", "Key": self.value}},
             {"KV": {"Verb": "delete", "Key": self.id}},
             {"KV": {"Verb": "unlock", "Key": self.lock, "Flags": LOCK_FLAGS, "Session": session}},
+            {"KV": {"Verb": "delete", "Key": self.place(session)}},
         ])
     }
 
-    /// The place in line of `session`: a key held by it, ordered by its `CreateIndex`.
+    /// Deletes the place in line of `session`: what a term or a campaign that ended leaves
+    /// behind, which would otherwise hold the waiter behind it until the session ends.
+    pub(crate) fn leave_line(&self, session: &str) -> serde_json::Value {
+        serde_json::json!([{"KV": {"Verb": "delete", "Key": self.place(session)}}])
+    }
+
+    /// The place in line of `session`: a key held by it, ordered by its `CreateIndex`. A
+    /// candidate keeps its place while it leads, so that the one behind it waits on it and
+    /// nobody else wakes at a handover.
     pub(crate) fn place(&self, session: &str) -> String {
         format!("{}{session}", self.queue)
     }
@@ -69,6 +80,14 @@ pub(crate) struct ConsulClaim {
 }
 
 impl ConsulClaim {
+    /// Deletes our place in line, once the term is over.
+    async fn leave_line(&self) -> Result<()> {
+        self.agent
+            .txn(self.keys.leave_line(&self.session))
+            .await
+            .map(drop)
+    }
+
     fn rejected(&self) -> Error {
         Error::rejected_by_store(&self.election)
     }
@@ -102,10 +121,14 @@ impl Claim for ConsulClaim {
 
     async fn release(&self) -> Result<()> {
         // Rolled back if the lock is no longer this term's — released, taken, or taken again
-        // by our own session for a later term: nothing left to release.
-        self.agent
+        // by our own session for a later term: nothing left to release but our place.
+        if !self
+            .agent
             .txn(self.keys.release(&self.session, self.token))
-            .await?;
+            .await?
+        {
+            self.leave_line().await?;
+        }
         Ok(())
     }
 
@@ -159,6 +182,12 @@ pub(crate) async fn watch_own_key(
                         "our lock was released or taken"
                     );
                     term.end(LossReason::Revoked);
+                    // Nobody resigns a revoked term, and our live session would hold our
+                    // place, and the waiter behind it, for as long as it lives.
+                    elect_core::clock::retry_until_session_ends("leave the line", lease, || {
+                        claim.leave_line()
+                    })
+                    .await;
                     return;
                 }
                 index = if new_index < index { 0 } else { new_index };

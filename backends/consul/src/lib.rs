@@ -13,7 +13,9 @@
 //!   behaviour `release`, renewed every TTL/2 by our own task; no node health checks by
 //!   default and `LockDelay` always sent (the TTL by default: see
 //!   `ConsulConfig::lock_delay` for the invalidations a holder may not see).
-//! * **Waiting** — blocking queries on the lock key (a missing key is a normal state).
+//! * **Waiting** — a line of places under `<prefix><election>/.queue/`, one key per session,
+//!   ordered by `CreateIndex`; each waiter blocks on the place before its own (a leader keeps
+//!   its place until it releases), the head on the lock key (a missing key is a normal state).
 //! * **Loss** — a renewal answered 404, no renewal confirmed by the deadline, or our own key
 //!   showing another session or none (a blocking query on it).
 //! * **Fenced writes** — `/v1/txn` with `check-session` on the lock key.
@@ -114,8 +116,6 @@ impl ConsulElector {
                 "Session": session.id,
             }},
             {"KV": {"Verb": "set", "Key": keys.id, "Value": agent::b64(candidate.id().as_bytes())}},
-            // Leading, we leave the line: the one behind us becomes its head.
-            {"KV": {"Verb": "delete", "Key": keys.place(&session.id)}},
         ]);
         let Some(entries) = self.agent.txn_entries(txn).await? else {
             return Ok(None);
@@ -137,24 +137,33 @@ impl ConsulElector {
     }
 
     /// Takes our place in line (a key held by our session under `.queue/`, kept through the
-    /// retries of this session) and waits until the place before ours is gone, then, at the
-    /// head, until the lock is free. `None` when our place or session went meanwhile.
+    /// retries of this session and while we lead; `in_line` says it was taken) and waits
+    /// until the place before ours is gone, then, at the head, until the lock is free.
+    /// `None` when our place or session went meanwhile.
     ///
-    /// Only the head watches the lock key, and each other waiter the place before its own: a
-    /// release wakes one waiter, not all of them (no herd). `consul lock` candidates do not
-    /// line up; they block on the lock key as always and race the head for it, and the lock
-    /// alone decides who leads.
-    async fn wait_in_line(&self, keys: &Keys, session: &Session) -> Result<Option<()>> {
+    /// Only the head watches the lock key, and each other waiter the place before its own,
+    /// which a leader keeps until it releases: a release wakes the one waiter behind the
+    /// leader, and nobody else. `consul lock` candidates do not line up; they block on the
+    /// lock key as always and race the head for it, and the lock alone decides who leads.
+    async fn wait_in_line(
+        &self,
+        keys: &Keys,
+        session: &Session,
+        in_line: &mut bool,
+    ) -> Result<Option<Turn>> {
         let place = keys.place(&session.id);
-        if !self
-            .agent
-            .lock_op(&place, b"", Some(&session.id), None)
-            .await?
-        {
-            // Our session is no longer valid (the next renewal notices): no tight loop of
-            // refused acquires meanwhile.
-            tokio::time::sleep(LOCK_DELAY_RETRY).await;
-            return Ok(None);
+        if !*in_line {
+            if !self
+                .agent
+                .lock_op(&place, b"", Some(&session.id), None)
+                .await?
+            {
+                // Our session is no longer valid (the next renewal notices): no tight loop of
+                // refused acquires meanwhile.
+                tokio::time::sleep(LOCK_DELAY_RETRY).await;
+                return Ok(None);
+            }
+            *in_line = true;
         }
         loop {
             // The whole election in one read: the line, and the lock for when we are its head.
@@ -177,16 +186,24 @@ impl ConsulElector {
             }
             line.sort_by_key(|e| e.create_index);
             let Some(ours) = line.iter().position(|e| e.key == place) else {
+                *in_line = false;
                 return Ok(None);
             };
-            let Some(ahead) = ours.checked_sub(1).map(|i| line[i].key.clone()) else {
+            let Some(ahead) = ours.checked_sub(1) else {
                 // At the head: a held lock is waited on from this read (no second read); a
                 // free one is read again, which checks it is a lock at all.
                 let from = if lock_held { index } else { 0 };
-                return self.wait_unheld(&keys.lock, from, session).await;
+                let free = self.wait_unheld(&keys.lock, from, session).await?;
+                return Ok(free.map(|()| Turn::LockFree));
             };
-            if self.wait_unheld(&ahead, index, session).await?.is_none() {
+            let key = line[ahead].key.clone();
+            if self.wait_unheld(&key, index, session).await?.is_none() {
                 return Ok(None);
+            }
+            if ahead == 0 {
+                // The head's place went: its leader released, or its waiter left or led
+                // and released. Ours is the head now: try the lock before reading again.
+                return Ok(Some(Turn::HeadLeft));
             }
         }
     }
@@ -254,6 +271,15 @@ impl ConsulElector {
     }
 }
 
+/// Why a wait in line ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// The place at the head of the line, just before ours, went: ours is the head.
+    HeadLeft,
+    /// At the head, the lock was seen free (a refused acquire then means a lock delay).
+    LockFree,
+}
+
 /// Releases the lock and leaves the line if a campaign is dropped before its grant (while it
 /// waits, or with the acquire's answer lost: it may have been granted). Tried until it lands
 /// or the session ends: our own session would otherwise hold the lock, or a place that keeps
@@ -293,6 +319,8 @@ impl Elector for ConsulElector {
         let candidacy = self.state.enter(election).await?;
         // Whether the last wait ended at a free lock that refused us anyway (a lock delay).
         let mut delayed = false;
+        // Whether our session holds our place in line.
+        let mut in_line = false;
         // Armed for as long as the session may hold our place or the lock: a campaign dropped
         // or failed at any point leaves nothing behind.
         let mut guard: Option<(Arc<Session>, OnDrop)> = None;
@@ -308,6 +336,7 @@ impl Elector for ConsulElector {
                 }
                 let undo = release_on_drop(&candidacy, &self.agent, &keys, &session);
                 guard = Some((session.clone(), undo));
+                in_line = false;
             }
             if let Some(token) = self.acquire(&keys, &session, candidate).await? {
                 if let Some((_, undo)) = guard.take() {
@@ -320,13 +349,13 @@ impl Elector for ConsulElector {
             let wait = async {
                 if delayed {
                     tokio::time::sleep(LOCK_DELAY_RETRY).await;
-                    Ok(Some(()))
+                    Ok(Some(Turn::LockFree))
                 } else {
-                    self.wait_in_line(&keys, &session).await
+                    self.wait_in_line(&keys, &session, &mut in_line).await
                 }
             };
             let waited = self.state.unless_closed(wait).await?;
-            delayed = waited.is_some() && !delayed;
+            delayed = waited == Some(Turn::LockFree) && !delayed;
         }
     }
 
