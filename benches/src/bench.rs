@@ -144,8 +144,8 @@ pub struct Plan {
     pub herd_candidates: usize,
     /// Waiting peer processes (`etcdctl elect`, `consul lock`) in the herd: each is ~20 MB.
     pub herd_peer_processes: usize,
-    /// Connections we may hold to one Consul agent (it takes 200 per client address,
-    /// shared with anything else on this host).
+    /// Connections we may hold to one Consul agent, shared with anything else on this host
+    /// (the test clusters take 4,096 per client address; Consul's default is 200).
     pub consul_conns_per_agent: usize,
     /// Waiting candidates in one process for the memory and task counts.
     pub scale_sizes: Vec<usize>,
@@ -166,7 +166,7 @@ impl Plan {
                 idle_candidates: 5,
                 herd_candidates: 100,
                 herd_peer_processes: 20,
-                consul_conns_per_agent: 20,
+                consul_conns_per_agent: 40,
                 scale_sizes: vec![1, 100, 1000],
                 elections: 1000,
                 cli_rounds: 10,
@@ -180,7 +180,7 @@ impl Plan {
                 idle_candidates: 10,
                 herd_candidates: 1000,
                 herd_peer_processes: 100,
-                consul_conns_per_agent: 150,
+                consul_conns_per_agent: 400,
                 scale_sizes: vec![1, 100, 1000],
                 elections: 1000,
                 cli_rounds: 50,
@@ -226,7 +226,7 @@ const NOTES: &[&str] = &[
     "**physical floor**: one client deletes a key, another has a watch on it (etcd: a watch created from the next revision; ZooKeeper: an `exists` watch; Consul: a blocking query), time from the delete request to the event — one delete committed plus one watch event delivered.",
     "**failover**: our leader is `elect run` (its command started), killed with SIGKILL; the successor is a library candidate. Peers: a leader process and a waiting one of the same tool, the leader SIGKILLed (`consul lock` with its child). The kill comes at a uniformly random moment of the leader's renewal period (ours: etcd and ZooKeeper TTL/3, Consul TTL/2; Go's session TTL/3, kazoo timeout/3, `consul lock` TTL/2): the store expires a session one TTL after the last renewal it heard, so a kill at a fixed delay after the election would measure one phase only. `etcdctl elect` has no TTL flag (its session TTL is 60 s), so the same-TTL comparison uses `etcdctl lock --ttl` (the same Go session code); `consul lock`'s TTL (15 s) and lock delay (15 s) are fixed too.",
     "**idle**: server requests per second per candidate from the servers' counters, summed over the 3 members: etcd `grpc_server_msg_received_total` (keep-alives: its `LeaseKeepAlive` series), ZooKeeper `mntr` `zk_packets_received` (pings included), Consul `/v1/agent/metrics` `consul.http.*` samples (keep-alives: `consul.http.PUT.v1.session.renew`), counted over whole 10 s intervals because Consul shows the last finished one. A window with a leader and N waiting candidates (each its own session, as separate processes) minus the mean of the baseline windows without them just before and after, divided by N + 1. Settings are matched between the sides.",
-    "**herd**: one handover among many waiting candidates. Ours in one process (etcd: 1 client, each elector its own lease; ZooKeeper: 1 client and session); kazoo: as many `Election`s on one client; `etcdctl elect` and `consul lock`: separate processes (fewer, ~20 MB each). The round starts once the store shows every claim and the servers' watch gauges (`etcd_debugging_mvcc_watcher_total`, `zk_watch_count`) show every waiter's watch. Server work and wake-ups are counter differences from just before the resign to 1 s after the successor led (Consul: the 10 s interval with the handover minus the one before it). Consul's agents take 200 connections per client address and each waiting Consul candidate holds one, so Consul herds are capped. Consul's waiters also re-issue their blocking queries in step (ours every 30 s, `consul lock` every 15 s): a burst of those in the interval before the handover can hide the handover's own count (shown as 0).",
+    "**herd**: one handover among many waiting candidates. Ours in one process (etcd: 1 client, each elector its own lease; ZooKeeper: 1 client and session); kazoo: as many `Election`s on one client; `etcdctl elect` and `consul lock`: separate processes (fewer, ~20 MB each). The round starts once the store shows every claim and the servers' watch gauges (`etcd_debugging_mvcc_watcher_total`, `zk_watch_count`) show every waiter's watch. Server work and wake-ups are counter differences from just before the resign to 1 s after the successor led (Consul: the 10 s interval with the handover minus the one before it). Each waiting Consul candidate holds a connection to its agent, and an agent takes a limited number per client address (the test clusters: 4,096; Consul's default: 200), so Consul herds are capped at the plan's connections per agent. Consul's waiters also re-issue their blocking queries in step (ours every 30 s, `consul lock` every 15 s): a burst of those in the interval before the handover can hide the handover's own count (shown as 0).",
     "**scale**: live heap bytes (a counting global allocator: exact, whatever the allocator caches; the growth of `VmRSS` is in the note) and live tokio tasks of this process, before and after N candidates join (each its own elector; etcd's share one client, ZooKeeper's one client and session), per candidate; peers: one process per candidate (mean `VmRSS` and threads of a waiting process from the idle run). Then one elector leads 1 and then K elections at once: keep-alive requests/s from the servers' counters, baseline subtracted; the peer's figure is K sessions, one per election, as its tools run.",
     "**cli**: `elect run --url file:///…/bench.lock -- sh -c 'echo started'` from spawn to the command's line read; `flock FILE sh -c 'echo started'` the same; the bare `sh -c` for reference.",
     "Each measurement is retried (up to 3 times) if a cluster member was down or restarted meanwhile (another suite may be faulting the same clusters); a member missing from a counter window makes it measured again.",

@@ -78,7 +78,8 @@ impl Crowd {
 }
 
 /// The peer tool's candidates in one election, each its own process, dealt over the live
-/// Consul agents in turn: an agent takes at most 200 connections per client address.
+/// Consul agents in turn: an agent takes a limited number of connections per client address
+/// (200 by default, 4,096 in the test clusters).
 pub struct PeerCrowd<'a> {
     ctx: &'a Ctx,
     tool: &'a Tool,

@@ -5,8 +5,9 @@
 //! tests do — each etcd elector still has its own lease; ZooKeeper's share one session, as a
 //! ZooKeeper process must: 60 connections per address); the peers: kazoo with as many
 //! `Election`s on one client, `etcdctl elect` and `consul lock` as processes (fewer: each is
-//! ~20 MB). Consul's agents take at most 200 connections per client address and every
-//! waiting Consul candidate holds one (its blocking query), so Consul herds are capped.
+//! ~20 MB). Every waiting Consul candidate holds a connection (its blocking query) and an
+//! agent takes a limited number per client address (200 by default, 4,096 in the test
+//! clusters), so Consul herds are capped at what the plan allows per agent.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -140,7 +140,7 @@ pub async fn run(ctx: &Ctx, backend: Backend, facts: &PeerFacts) -> Result<Found
         ));
     }
     // A Consul term holds a blocking query (one connection) on the one agent its session
-    // lives on, which takes 200 connections per client address.
+    // lives on, which takes a limited number per client address (see `Plan`).
     let k = if backend == Backend::Consul {
         plan.elections.min(plan.consul_conns_per_agent)
     } else {

@@ -223,6 +223,8 @@ def check_consul(svc_name, svc, i, node, settings, names):
             got = conf["performance"][key]
         elif key in (conf.get("ports") or {}):
             got = conf["ports"][key]
+        elif key in (conf.get("limits") or {}):
+            got = conf["limits"][key]
         else:
             got = None
         if got is None or not same(json.dumps(got) if not isinstance(got, str) else got, want):

@@ -16,7 +16,8 @@ use elect_test_support::herd::one_handover_wakes_only_the_successor;
 use elect_test_support::proxy::Proxy;
 
 /// Each waiter holds a connection for its blocking query, and Consul takes 200 connections
-/// per client address.
+/// per client address by default (the test clusters take more; a cluster the tests are
+/// pointed at may not).
 const WAITING: usize = 40;
 
 /// Waits until `election`'s line holds `n` places.
