@@ -178,14 +178,28 @@ impl Claim for ZkClaim {
     }
 }
 
-/// Ends the term when our znode is deleted (by hand) while the session lives.
+/// A pending watch on our own claim: resolves at its first change (or when the session breaks).
+pub(crate) type OwnClaimChanged =
+    std::pin::Pin<Box<dyn std::future::Future<Output = zk::WatchedEvent> + Send>>;
+
+/// Ends the term when our znode is deleted (by hand) while the session lives. `armed`: a
+/// watch on it already set (see [`OwnClaimChanged`]), used before any new one.
 pub(crate) async fn watch_own_node(
     claim: Arc<ZkClaim>,
     term: TermControl,
     mut lease: tokio::sync::watch::Receiver<elect_core::clock::LeaseStatus>,
+    mut armed: Option<OwnClaimChanged>,
 ) {
     let path = claim.path();
     loop {
+        if let Some(mut changed) = armed.take() {
+            // A watch set while waiting: once it fires, look again as below.
+            tokio::select! {
+                _ = term.ended() => return elect_core::backend::linger(changed).await,
+                _ = elect_core::clock::lease_ended(&mut lease) => return,
+                _ = &mut changed => continue,
+            }
+        }
         let Ok(client) = claim.client.get() else {
             return;
         };

@@ -318,7 +318,9 @@ impl Line for Queue<'_> {
     type Session = Session;
     /// Our claim's layout, name and czxid.
     type Place = (Layout, String, i64);
-    type Seen = ();
+    /// The watch on our own claim that the next in line set while it waited, when it led
+    /// without another look: the term goes on watching with it, no new request.
+    type Seen = Option<claim::OwnClaimChanged>;
 
     async fn session(&self) -> Result<Arc<Session>> {
         self.0.session().await
@@ -348,7 +350,7 @@ impl Line for Queue<'_> {
         &self,
         at: &Campaign<'_, Session>,
         (layout, name, _): &Self::Place,
-    ) -> Result<Turn> {
+    ) -> Result<Turn<Self::Seen>> {
         let (elector, session) = (self.0, &at.session);
         let mut lease = session.clock.watch();
         loop {
@@ -370,7 +372,7 @@ impl Line for Queue<'_> {
                 return Ok(Turn::ClaimGone);
             };
             if position == 0 {
-                return Ok(Turn::Lead(()));
+                return Ok(Turn::Lead(None));
             }
             let predecessor = layout.claim(&children[position - 1]);
             let Ok(client) = session.client() else {
@@ -431,14 +433,15 @@ impl Line for Queue<'_> {
                         event = watcher.changed() => event,
                     };
                     if let Some((mut states, own)) = next_in_line {
-                        let own_claim_untouched = own.changed().now_or_never().is_none();
+                        let mut own: claim::OwnClaimChanged = Box::pin(own.changed());
+                        let own_claim_untouched = own.as_mut().now_or_never().is_none();
                         let never_reconnected = states.changed().now_or_never().is_none();
                         if event.event_type == zk::EventType::NodeDeleted
                             && own_claim_untouched
                             && never_reconnected
                             && !session.is_over()
                         {
-                            return Ok(Turn::Lead(()));
+                            return Ok(Turn::Lead(Some(own)));
                         }
                     }
                 }
@@ -452,12 +455,12 @@ impl Line for Queue<'_> {
         &self,
         at: &Campaign<'_, Session>,
         place: &Self::Place,
-    ) -> Result<Option<()>> {
+    ) -> Result<Option<Self::Seen>> {
         let (layout, name, _) = place;
         let client = at.session.client();
         let list = client.map_err(|e| error::map("list claims", e))?;
         let children = error::call("list claims", list.list_children(&layout.dir)).await?;
-        Ok((sorted_claims(children).first() == Some(name)).then_some(()))
+        Ok((sorted_claims(children).first() == Some(name)).then_some(None))
     }
 
     /// A read costs less than a claim, its value node and their withdrawal.
@@ -471,7 +474,7 @@ impl Line for Queue<'_> {
         &self,
         at: &Campaign<'_, Session>,
         (layout, name, czxid): Self::Place,
-        _: (),
+        own_claim_changed: Self::Seen,
     ) -> Leadership {
         let claim = Arc::new(ZkClaim {
             client: at.session.shared_client(),
@@ -488,7 +491,7 @@ impl Line for Queue<'_> {
             &at.session,
             token,
             claim,
-            claim::watch_own_node,
+            |claim, term, lease| claim::watch_own_node(claim, term, lease, own_claim_changed),
         )
     }
 }

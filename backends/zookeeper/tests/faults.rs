@@ -267,6 +267,35 @@ async fn the_next_in_line_whose_claim_was_deleted_by_hand_does_not_lead_when_the
     line.the_last_leads_alone(|| {}).await;
 }
 
+/// The next in line leads on its predecessor's deletion without another look, and its term
+/// goes on with the watch on its own claim that it set while waiting: deleting that claim by
+/// hand still ends the term (`Revoked`) within a second, and the last in line leads.
+#[tokio::test]
+async fn the_next_in_line_that_led_without_a_look_loses_its_term_when_its_claim_is_deleted() {
+    let _serial = SERIAL.lock().await;
+    let mut line = InLine::form(connect().await, "led-next").await;
+    line.leader.resign().await.unwrap();
+    let (_next_elector, next_term) = tokio::time::timeout(Duration::from_secs(3), &mut line.next)
+        .await
+        .expect("the next in line leads within 3 s")
+        .unwrap();
+    let next_claim = format!("{}/{}", line.dir, line.claims[1]);
+    line.client
+        .delete(&next_claim, None)
+        .await
+        .expect("delete the new leader's claim by hand");
+    let reason = tokio::time::timeout(Duration::from_secs(1), next_term.lost())
+        .await
+        .expect("the term ends within a second of its claim's deletion");
+    assert_eq!(reason, LossReason::Revoked);
+    let (_last_elector, last_term) = tokio::time::timeout(Duration::from_secs(3), line.last)
+        .await
+        .expect("the last in line leads within 3 s")
+        .unwrap();
+    assert!(last_term.token() > next_term.token());
+    last_term.resign().await.unwrap();
+}
+
 /// The same across a reconnection: the next in line's link is down while its claim is deleted
 /// by hand and the leader resigns. Once it is back, the watches the client sets again fire in
 /// no promised order (the predecessor's deletion may come first), so the next in line must
