@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use elect::{Candidate, Elector};
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
 use tokio::time::Instant;
 
 use crate::cluster::{connect, fresh, settle, wait_candidates, Backend};
@@ -15,6 +17,34 @@ use crate::report::{median, percentile, Check, Row, Series, Side};
 use crate::{floor, Ctx, Found};
 
 const WITHIN: Duration = Duration::from_secs(10);
+
+/// Rounds in one turn of [`in_turns`].
+const TURN: usize = 7;
+
+/// One contender of a comparison: its name and how to measure `n` rounds of it.
+pub type Contender<'a> = (
+    String,
+    Box<dyn FnMut(usize) -> BoxFuture<'a, Result<Vec<f64>>> + 'a>,
+);
+
+/// Measures `contenders` by turns of [`TURN`] rounds, the order rotating from turn to turn, until
+/// each has `rounds` samples; returns them in the order of `contenders`. The machine is a shared
+/// VM whose speed drifts over minutes: taking turns lays that drift on every contender alike,
+/// where measuring one after the other laid it on whichever came last.
+pub async fn in_turns(rounds: usize, mut contenders: Vec<Contender<'_>>) -> Result<Vec<Vec<f64>>> {
+    let mut samples = vec![Vec::new(); contenders.len()];
+    let turns = rounds.div_ceil(TURN);
+    for turn in 0..turns {
+        let n = TURN.min(rounds - turn * TURN);
+        for k in 0..contenders.len() {
+            let i = (turn + k) % contenders.len();
+            let (name, measure) = &mut contenders[i];
+            eprintln!("  {name}: turn {}/{turns}", turn + 1);
+            samples[i].extend(measure(n).await?);
+        }
+    }
+    Ok(samples)
+}
 
 /// The peer tool of each backend for handovers.
 pub fn peer_tool(backend: Backend) -> Tool {
@@ -116,12 +146,26 @@ pub async fn peer(ctx: &Ctx, tool: &Tool, backend: Backend, rounds: usize) -> Re
 pub async fn run(ctx: &Ctx, backend: Backend) -> Result<Found> {
     let rounds = ctx.plan.handover_rounds;
     let tool = peer_tool(backend);
-    eprintln!("handover {backend}: floor");
-    let floor = floor::measure(backend, rounds).await?;
-    eprintln!("handover {backend}: elect");
-    let ours = ours(backend, rounds).await?;
-    eprintln!("handover {backend}: {}", tool.name());
-    let peer = peer(ctx, &tool, backend, rounds).await?;
+    eprintln!(
+        "handover {backend}: floor, elect and {} by turns",
+        tool.name()
+    );
+    let contenders: Vec<Contender<'_>> = vec![
+        (
+            "floor".to_owned(),
+            Box::new(move |n| floor::measure(backend, n).boxed()),
+        ),
+        (
+            "elect".to_owned(),
+            Box::new(move |n| ours(backend, n).boxed()),
+        ),
+        (
+            tool.name(),
+            Box::new(|n| peer(ctx, &tool, backend, n).boxed()),
+        ),
+    ];
+    let [floor, ours, peer] =
+        <[Vec<f64>; 3]>::try_from(in_turns(rounds, contenders).await?).expect("three contenders");
     let setting = match backend {
         Backend::Consul => "TTL 10 s".to_owned(),
         _ => format!("TTL {} s", backend.short_ttl().as_secs()),

@@ -5,9 +5,10 @@
 //! for the user. Ours: `elect run`, and with `--contain subreaper` beside it (a cgroup per
 //! term is the default where one can be made, and moving the command into it costs); peers:
 //! `etcdctl lock NAME CMD`, a kazoo `Lock` running CMD, `consul lock PREFIX CMD`, each
-//! through [`handover::peer`]'s rounds.
+//! through [`handover::peer`]'s rounds, by turns ([`handover::in_turns`]).
 
 use anyhow::Result;
+use futures::FutureExt as _;
 
 use crate::cluster::Backend;
 use crate::handover;
@@ -50,11 +51,17 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> Result<Found> {
     };
     let (ours_tool, subreaper_tool) = (elect_run(None), elect_run(Some("subreaper")));
     let peer_tool = peer_tool(backend);
-    let mut measured = Vec::new();
-    for tool in [&ours_tool, &subreaper_tool, &peer_tool] {
-        eprintln!("run handover {backend}: {}", tool.name());
-        measured.push(handover::peer(ctx, tool, backend, rounds).await?);
-    }
+    eprintln!("run handover {backend}: by turns");
+    let contenders: Vec<handover::Contender<'_>> = [&ours_tool, &subreaper_tool, &peer_tool]
+        .into_iter()
+        .map(|tool| -> handover::Contender<'_> {
+            (
+                tool.name(),
+                Box::new(move |n| handover::peer(ctx, tool, backend, n).boxed()),
+            )
+        })
+        .collect();
+    let measured = handover::in_turns(rounds, contenders).await?;
     let [ours, subreaper, peer] = <[Vec<f64>; 3]>::try_from(measured).expect("three tools");
     let setting = format!("TTL {} s", ttl.as_secs());
     let mut found = Found::default();
