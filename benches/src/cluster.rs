@@ -181,7 +181,9 @@ pub async fn wait_candidates(
 
 /// What a waiting candidate still does after its claim is visible (read its predecessor,
 /// set its watch): a round trip or two, for which no client-visible event exists. Consul's
-/// waiters are invisible altogether, so they get longer.
+/// waiters are invisible altogether, so they get longer. Every handover's resign comes after
+/// this quiet time, and so does the floor's delete ([`crate::floor`]), which the members
+/// commit more slowly after a pause.
 pub fn settle(backend: Backend) -> Duration {
     match backend {
         Backend::Consul => Duration::from_millis(300),
