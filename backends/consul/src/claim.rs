@@ -147,6 +147,9 @@ pub(crate) struct ConsulClaim {
     /// Whether the term holds a place in line (it waited for the lock), where the waiter
     /// behind it writes itself as the successor; else the head writes itself into `.next`.
     pub(crate) in_line: bool,
+    /// The successor written for this term, as [`watch_successor`] last read it (`None`
+    /// before its first read).
+    pub(crate) successor: std::sync::Mutex<Option<Option<Successor>>>,
 }
 
 impl ConsulClaim {
@@ -163,19 +166,19 @@ impl ConsulClaim {
     /// there was nobody to hand it to or the hand-over was refused (the term is over, or the
     /// successor left); the plain release follows.
     async fn hand_over(&self) -> bool {
-        let written = if self.in_line {
-            self.keys.place(&self.session)
-        } else {
-            self.keys.next.clone()
+        let seen = self.successor.lock().expect("successor poisoned").clone();
+        let next = match seen {
+            Some(seen) => seen,
+            // The term ended before its watch read anything: read once.
+            None => match self.agent.read(&self.successor_key(), false, None).await {
+                Ok((entries, _)) => self.successor_in(&entries),
+                Err(error) => {
+                    tracing::debug!(%error, "read the successor");
+                    None
+                }
+            },
         };
-        let next = match self.agent.read(&written, false, None).await {
-            Ok((entries, _)) => entries.first().and_then(|e| Successor::decode(&e.bytes())),
-            Err(error) => {
-                tracing::debug!(%error, key = written.as_str(), "read the successor");
-                None
-            }
-        };
-        let Some(next) = next.filter(|n| n.session != self.session) else {
+        let Some(next) = next else {
             return false;
         };
         match self
@@ -192,6 +195,23 @@ impl ConsulClaim {
                 false
             }
         }
+    }
+
+    /// Where the next in line writes itself for this term: our place, or `.next`.
+    fn successor_key(&self) -> String {
+        if self.in_line {
+            self.keys.place(&self.session)
+        } else {
+            self.keys.next.clone()
+        }
+    }
+
+    /// The successor written in `entries` (a read of [`ConsulClaim::successor_key`]).
+    fn successor_in(&self, entries: &[crate::agent::KvEntry]) -> Option<Successor> {
+        entries
+            .first()
+            .and_then(|e| Successor::decode(&e.bytes()))
+            .filter(|next| next.session != self.session)
     }
 
     fn rejected(&self) -> Error {
@@ -258,6 +278,38 @@ impl Claim for ConsulClaim {
     async fn fenced_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let (entries, _) = self.agent.read(key, false, None).await?;
         Ok(entries.first().map(|e| e.bytes()))
+    }
+}
+
+/// Keeps [`ConsulClaim::successor`] up to date while the term lasts (a blocking query on
+/// where the next in line writes itself), so that the release hands over without a read.
+pub(crate) async fn watch_successor(claim: Arc<ConsulClaim>, term: TermControl) {
+    let key = claim.successor_key();
+    let mut index = 0;
+    loop {
+        let blocking = (index > 0).then_some((index, crate::WAIT));
+        let read = claim.agent.read(&key, false, blocking);
+        tokio::pin!(read);
+        let read = tokio::select! {
+            // The release deletes the key, which answers the query: no cancel meanwhile.
+            _ = term.ended() => return elect_core::backend::linger(read).await,
+            read = &mut read => read,
+        };
+        match read {
+            Ok((entries, new_index)) => {
+                let next = claim.successor_in(&entries);
+                *claim.successor.lock().expect("successor poisoned") = Some(next);
+                index = if new_index < index {
+                    0
+                } else {
+                    new_index.max(1)
+                };
+            }
+            Err(error) => {
+                tracing::debug!(%error, "successor watch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
     }
 }
 

@@ -182,9 +182,11 @@ impl ConsulElector {
             let (entries, index) = self.agent.read(&keys.dir, true, None).await?;
             let mut line: Vec<&agent::KvEntry> = Vec::with_capacity(entries.len());
             let mut lock_held = false;
+            let mut lock_holder = None;
             for entry in &entries {
                 let held = entry.holder().is_some();
                 if entry.key == keys.lock {
+                    lock_holder = entry.holder();
                     if entry.holder() == Some(session.id.as_str()) {
                         // Handed over to us (every acquire of ours in this campaign was
                         // refused, or it would not wait).
@@ -206,62 +208,64 @@ impl ConsulElector {
                 *in_line = false;
                 return Ok(None);
             };
-            // The head writes itself into `.next` (for a holder without a place), every
-            // other waiter into the place before its own; waited on from that write, which
-            // would otherwise wake us at once.
-            let ahead = ours.checked_sub(1);
-            let (key, from) = match ahead {
-                None if !lock_held => (keys.lock.clone(), 0),
-                None => {
-                    let written = entries.iter().find(|e| e.key == keys.next);
-                    let current = written.and_then(|e| Successor::decode(&e.bytes()));
-                    if current.as_ref() != Some(&me) {
-                        self.agent.txn(keys.register(None, &me)).await?;
-                    }
-                    (keys.lock.clone(), index)
-                }
-                Some(ahead) => {
-                    let (key, holder) = (&line[ahead].key, line[ahead].holder().unwrap_or(""));
-                    let mut from = index;
-                    if Successor::decode(&line[ahead].bytes()).as_ref() != Some(&me) {
-                        let register = keys.register(Some((key, holder)), &me);
-                        match self.agent.txn_entries(register).await? {
-                            Some(written) => {
-                                from = written
-                                    .iter()
-                                    .map(|e| e.modify_index)
-                                    .max()
-                                    .unwrap_or(index)
-                            }
-                            // The place went or changed hands: read again.
-                            None => continue,
-                        }
-                    }
-                    (key.clone(), from)
-                }
+            // Write ourselves in as the successor: the head into `.next` (for a holder
+            // without a place), every other waiter into the place before its own.
+            let ahead = ours.checked_sub(1).map(|a| line[a]);
+            let written = match ahead {
+                None => entries.iter().find(|e| e.key == keys.next),
+                Some(place) => Some(place),
             };
-            if ahead.is_none() {
+            let mut from = index;
+            // (`.next` only for a holder: at a free lock the head acquires.)
+            let useful = ahead.is_some() || lock_held;
+            if useful && written.and_then(|e| Successor::decode(&e.bytes())).as_ref() != Some(&me) {
+                let place = ahead.map(|p| (p.key.as_str(), p.holder().unwrap_or("")));
+                match self.agent.txn_entries(keys.register(place, &me)).await? {
+                    // Waited on from our own write, which would otherwise wake us at once.
+                    Some(written) => {
+                        from = written.iter().map(|e| e.modify_index).fold(index, u64::max)
+                    }
+                    // The place before ours went or changed hands: read again.
+                    None => continue,
+                }
+            }
+            let waited = match ahead {
                 // At the head: a held lock is waited on from this read (no second read); a
                 // free one is read again, which checks it is a lock at all.
-                return Ok(match self.wait_unheld(&key, from, session).await? {
-                    None => None,
-                    Some(Unheld::Free) => Some(Turn::LockFree),
-                    Some(Unheld::Ours(token)) => Some(Turn::HandedOver(token)),
-                });
-            }
-            if self.wait_unheld(&key, from, session).await?.is_none() {
-                return Ok(None);
-            }
-            if ahead == Some(0) {
-                // The head's place went: its leader handed the lock to us or released it, or
-                // its waiter left. Ours is the head now: see which, without reading the line.
-                let (lock, _) = self.agent.read(&keys.lock, false, None).await?;
-                return Ok(Some(match lock.first() {
-                    Some(lock) if lock.holder() == Some(session.id.as_str()) => {
-                        Turn::HandedOver(lock.modify_index)
-                    }
-                    _ => Turn::HeadLeft,
-                }));
+                None => {
+                    let from = if lock_held { from } else { 0 };
+                    return Ok(match self.wait_unheld(&keys.lock, from, session).await? {
+                        None => None,
+                        Some(Unheld::Free) => Some(Turn::LockFree),
+                        Some(Unheld::Ours(token)) => Some(Turn::HandedOver(token)),
+                    });
+                }
+                // Behind the holder: its release hands the lock over or frees it, and the
+                // lock key shows which at once, with no read after the wake.
+                Some(place) if place.holder() == lock_holder => {
+                    return Ok(match self.wait_unheld(&keys.lock, from, session).await? {
+                        None => None,
+                        Some(Unheld::Free) => Some(Turn::HeadLeft),
+                        Some(Unheld::Ours(token)) => Some(Turn::HandedOver(token)),
+                    });
+                }
+                Some(place) => self.wait_unheld(&place.key, from, session).await?,
+            };
+            match waited {
+                None => return Ok(None),
+                Some(Unheld::Ours(token)) => return Ok(Some(Turn::HandedOver(token))),
+                // The head's place went: it left, or it led since and released the lock or
+                // handed it to us. Ours is the head now: see which, without reading the line.
+                Some(Unheld::Free) if ours == 1 => {
+                    let (lock, _) = self.agent.read(&keys.lock, false, None).await?;
+                    return Ok(Some(match lock.first() {
+                        Some(lock) if lock.holder() == Some(session.id.as_str()) => {
+                            Turn::HandedOver(lock.modify_index)
+                        }
+                        _ => Turn::HeadLeft,
+                    }));
+                }
+                Some(Unheld::Free) => {}
             }
         }
     }
@@ -330,6 +334,7 @@ impl ConsulElector {
             session: session.id.clone(),
             token,
             in_line,
+            successor: Default::default(),
         });
         self.state.grant(
             election,
@@ -337,7 +342,10 @@ impl ConsulElector {
             session,
             FencingToken(token),
             claim,
-            |claim, term, lease| claim::watch_own_key(claim, term, lease, token),
+            |claim, term, lease| async move {
+                let successor = claim::watch_successor(claim.clone(), term.clone());
+                tokio::join!(claim::watch_own_key(claim, term, lease, token), successor);
+            },
         )
     }
 }
