@@ -67,9 +67,10 @@ async fn a_handover_among_40_waiting_candidates_wakes_only_the_successor() {
             .filter(|request| !request.contains("/v1/session/renew/"))
             .count() as u64
     };
-    // The leader's read of its place (who wrote itself in as its successor), the hand-over,
-    // the successor's read of the lock it was handed and its watch on it: the leader keeps
-    // its place in line while it leads, so the waiter behind the successor is not woken.
+    // The hand-over, and the new leader's watches: on its lock, and on its place (a read,
+    // then a blocking query) for the successor written there. The waiter behind the leader
+    // blocks on the lock key and is woken by the hand-over itself; a leader keeps its place
+    // in line while it leads, so the waiter behind the successor is not woken at all.
     one_handover_wakes_only_the_successor(
         leadership,
         waiting,
