@@ -105,7 +105,8 @@ impl Keys {
     }
 
     /// Writes `successor` into the place `ahead`, if `holder` still holds it (a `set` keeps
-    /// the place's session); with no place ahead, into `.next`.
+    /// the place's session, and is given its lock flags, which it would otherwise reset: the
+    /// waiter behind checks them); with no place ahead, into `.next`.
     pub(crate) fn register(
         &self,
         ahead: Option<(&str, &str)>,
@@ -115,7 +116,7 @@ impl Keys {
         match ahead {
             Some((ahead, holder)) => serde_json::json!([
                 {"KV": {"Verb": "check-session", "Key": ahead, "Session": holder}},
-                {"KV": {"Verb": "set", "Key": ahead, "Value": value}},
+                {"KV": {"Verb": "set", "Key": ahead, "Value": value, "Flags": LOCK_FLAGS}},
             ]),
             None => serde_json::json!([{"KV": {"Verb": "set", "Key": self.next, "Value": value}}]),
         }
@@ -147,9 +148,6 @@ pub(crate) struct ConsulClaim {
     /// Whether the term holds a place in line (it waited for the lock), where the waiter
     /// behind it writes itself as the successor; else the head writes itself into `.next`.
     pub(crate) in_line: bool,
-    /// The successor written for this term, as [`watch_successor`] last read it (`None`
-    /// before its first read).
-    pub(crate) successor: std::sync::Mutex<Option<Option<Successor>>>,
 }
 
 impl ConsulClaim {
@@ -166,17 +164,14 @@ impl ConsulClaim {
     /// there was nobody to hand it to or the hand-over was refused (the term is over, or the
     /// successor left); the plain release follows.
     async fn hand_over(&self) -> bool {
-        let seen = self.successor.lock().expect("successor poisoned").clone();
-        let next = match seen {
-            Some(seen) => seen,
-            // The term ended before its watch read anything: read once.
-            None => match self.agent.read(&self.successor_key(), false, None).await {
-                Ok((entries, _)) => self.successor_in(&entries),
-                Err(error) => {
-                    tracing::debug!(%error, "read the successor");
-                    None
-                }
-            },
+        // Not a confirmed read: a successor it does not show gets a plain release, and one
+        // that left meanwhile makes the hand-over roll back.
+        let next = match self.agent.read_unconfirmed(&self.successor_key()).await {
+            Ok(entries) => self.successor_in(&entries),
+            Err(error) => {
+                tracing::debug!(%error, "read the successor");
+                None
+            }
         };
         let Some(next) = next else {
             return false;
@@ -278,38 +273,6 @@ impl Claim for ConsulClaim {
     async fn fenced_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let (entries, _) = self.agent.read(key, false, None).await?;
         Ok(entries.first().map(|e| e.bytes()))
-    }
-}
-
-/// Keeps [`ConsulClaim::successor`] up to date while the term lasts (a blocking query on
-/// where the next in line writes itself), so that the release hands over without a read.
-pub(crate) async fn watch_successor(claim: Arc<ConsulClaim>, term: TermControl) {
-    let key = claim.successor_key();
-    let mut index = 0;
-    loop {
-        let blocking = (index > 0).then_some((index, crate::WAIT));
-        let read = claim.agent.read(&key, false, blocking);
-        tokio::pin!(read);
-        let read = tokio::select! {
-            // The release deletes the key, which answers the query: no cancel meanwhile.
-            _ = term.ended() => return elect_core::backend::linger(read).await,
-            read = &mut read => read,
-        };
-        match read {
-            Ok((entries, new_index)) => {
-                let next = claim.successor_in(&entries);
-                *claim.successor.lock().expect("successor poisoned") = Some(next);
-                index = if new_index < index {
-                    0
-                } else {
-                    new_index.max(1)
-                };
-            }
-            Err(error) => {
-                tracing::debug!(%error, "successor watch failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
     }
 }
 

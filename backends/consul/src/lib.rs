@@ -334,7 +334,6 @@ impl ConsulElector {
             session: session.id.clone(),
             token,
             in_line,
-            successor: Default::default(),
         });
         self.state.grant(
             election,
@@ -342,10 +341,7 @@ impl ConsulElector {
             session,
             FencingToken(token),
             claim,
-            |claim, term, lease| async move {
-                let successor = claim::watch_successor(claim.clone(), term.clone());
-                tokio::join!(claim::watch_own_key(claim, term, lease, token), successor);
-            },
+            |claim, term, lease| claim::watch_own_key(claim, term, lease, token),
         )
     }
 }

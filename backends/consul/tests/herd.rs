@@ -67,17 +67,17 @@ async fn a_handover_among_40_waiting_candidates_wakes_only_the_successor() {
             .filter(|request| !request.contains("/v1/session/renew/"))
             .count() as u64
     };
-    // The hand-over, and the new leader's watches: on its lock, and on its place (a read,
-    // then a blocking query) for the successor written there. The waiter behind the leader
-    // blocks on the lock key and is woken by the hand-over itself; a leader keeps its place
-    // in line while it leads, so the waiter behind the successor is not woken at all.
+    // The leader's read of its successor, the hand-over, and the new leader's watch on its
+    // lock. The waiter behind the leader blocks on the lock key and is woken by the hand-over
+    // itself; a leader keeps its place in line while it leads, so the waiter behind the
+    // successor is not woken at all.
     one_handover_wakes_only_the_successor(
         leadership,
         waiting,
         "c0",
         asked,
         "requests to the agents",
-        4,
+        3,
     )
     .await;
 }
@@ -145,6 +145,22 @@ async fn registered(election: &ElectionName, id: &str) {
     .unwrap_or_else(|_| panic!("{id} did not write itself in as a successor"));
 }
 
+/// Every place in `election`'s line still carries the lock flags it was taken with (a waiter
+/// that wrote itself into one must not reset them: the waiter behind checks them).
+fn places_are_locks(election: &ElectionName) {
+    let (status, body) = support::http("GET", &format!("/v1/kv/{election}/.queue/?recurse"));
+    assert_eq!(status, 200, "list the line: {body}");
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&body).expect("a list of entries");
+    for entry in entries {
+        assert_eq!(
+            entry["Flags"].as_u64(),
+            Some(elect_consul::LOCK_FLAGS),
+            "{} lost its lock flags",
+            entry["Key"]
+        );
+    }
+}
+
 /// The leader hands the lock to the next in line in its release: one write for the whole
 /// handover, not a release and then the successor's acquire; from a leader that won without
 /// waiting (its successor wrote itself into `.next`) and from one that waited in line (its
@@ -164,6 +180,7 @@ async fn a_handover_to_the_next_in_line_is_one_write() {
         let next = ConsulElector::connect(&config).await.unwrap();
         let next_task = spawn_campaign_as(next, &election, id);
         registered(&election, id).await;
+        places_are_locks(&election);
         let writes = || {
             proxy
                 .requests()
