@@ -43,7 +43,7 @@ use elect_core::{
 };
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, SortOrder,
-    SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    SortTarget, Txn, TxnOp, TxnOpResponse, WatchFilterType, WatchOptions,
 };
 
 use claim::EtcdClaim;
@@ -291,54 +291,46 @@ impl EtcdElector {
         Ok(look)
     }
 
-    /// After the only older key was deleted at revision `at`: leads if our key stands in a
-    /// serializable read no older than `at`; `None` when the member that answered is behind.
-    async fn confirm_own_key(
+    /// Resolves when `predecessor` or, if given, `own` is deleted at or after
+    /// `from_revision`: which went first, and at which revision; `None` when the watch was
+    /// compacted or cancelled (the caller looks again). With `own`, one watch over the range
+    /// between the two keys, puts filtered out: a watch delivers its events in revision
+    /// order, so a predecessor's delete seen before any of ours means our key stood then
+    /// (the deletes of other waiters' keys that sort between are skipped).
+    async fn gone(
         &self,
-        session: &Session,
-        keys: &Keys,
-        revision: i64,
-        at: i64,
-    ) -> Result<Option<Turn<i64>>> {
-        let options = GetOptions::new().with_keys_only().with_serializable();
-        let me = error::get(
-            &self.client,
-            "read own claim",
-            keys.key.as_str(),
-            Some(options),
-        )
-        .await?;
-        let seen = me.header().map_or(0, |h| h.revision());
-        if seen < at {
-            return Ok(None);
+        predecessor: &[u8],
+        own: Option<&[u8]>,
+        from_revision: i64,
+    ) -> Result<Option<(Gone, i64)>> {
+        let mut options = WatchOptions::new()
+            .with_start_revision(from_revision)
+            .with_filters([WatchFilterType::NoPut]);
+        let mut start = predecessor;
+        if let Some(own) = own {
+            let last = predecessor.max(own);
+            start = predecessor.min(own);
+            options = options.with_range([last, &[0]].concat());
         }
-        if me.kvs().first().map(|kv| kv.create_revision()) != Some(revision) {
-            return Ok(Some(Turn::ClaimGone));
-        }
-        if session.is_over() {
-            return Ok(Some(Turn::SessionOver));
-        }
-        Ok(Some(Turn::Lead(seen)))
-    }
-
-    /// Resolves with the revision at which `key` was deleted at or after `from_revision`, or
-    /// `None` when the watch was compacted or cancelled (the caller looks again).
-    async fn deleted(&self, key: &[u8], from_revision: i64) -> Result<Option<i64>> {
-        let options = WatchOptions::new().with_start_revision(from_revision);
         let operation = "watch predecessor".to_owned();
-        let mut watch = error::Watch::open(&self.client, operation, key, options).await?;
+        let mut watch = error::Watch::open(&self.client, operation, start, options).await?;
         loop {
             let message = watch.message().await?;
             if message.canceled() {
                 return Ok(None);
             }
-            let sent_at = message.header().map_or(i64::MAX, |h| h.revision());
-            let delete = message.events().iter().find_map(|e| {
-                (e.event_type() == EventType::Delete)
-                    .then(|| e.kv().map_or(sent_at, |kv| kv.mod_revision()))
-            });
-            if let Some(at) = delete {
-                return Ok(Some(at));
+            let deleted = |key: &[u8]| {
+                message.events().iter().find_map(|e| {
+                    let kv = e.kv().filter(|kv| kv.key() == key)?;
+                    (e.event_type() == EventType::Delete).then(|| kv.mod_revision())
+                })
+            };
+            // Ours first: a delete of both in one revision leaves us no claim.
+            if let Some(at) = own.and_then(deleted) {
+                return Ok(Some((Gone::Own, at)));
+            }
+            if let Some(at) = deleted(predecessor) {
+                return Ok(Some((Gone::Predecessor, at)));
             }
         }
     }
@@ -392,19 +384,22 @@ impl Line for Queue<'_> {
                 }
                 return Ok(Turn::Lead(look.revision));
             };
-            let deleted = tokio::select! {
+            // Next in line: watch our own key with the predecessor (see `gone`).
+            let own = look.only_one_ahead.then_some(keys.key.as_bytes());
+            let gone = tokio::select! {
                 _ = elect_core::clock::lease_ended(&mut lease) => return Ok(Turn::SessionOver),
-                deleted = elector.deleted(&predecessor, look.revision + 1) => deleted,
+                gone = elector.gone(&predecessor, own, look.revision + 1) => gone,
             };
-            match deleted {
+            match gone {
+                Ok(Some((Gone::Own, _))) => return Ok(Turn::ClaimGone),
                 // Create revisions only grow, so no key older than ours can appear: with the
-                // only older one gone, our key alone decides, and a read as recent as the
-                // delete saves the linearizable round of a full look (the handover's cost).
-                Ok(Some(deleted_at)) if look.only_one_ahead => {
-                    let confirmed = elector.confirm_own_key(session, keys, revision, deleted_at);
-                    if let Some(turn) = confirmed.await? {
-                        return Ok(turn);
+                // only older one gone before ours, our key alone decides, with no read after
+                // the event (the handover's cost).
+                Ok(Some((Gone::Predecessor, at))) if own.is_some() => {
+                    if session.is_over() {
+                        return Ok(Turn::SessionOver);
                     }
+                    return Ok(Turn::Lead(at));
                 }
                 Ok(_) => {}
                 Err(error) => {
@@ -456,6 +451,13 @@ impl Line for Queue<'_> {
             |claim, term, lease| claim::watch_own_key(claim, term, lease, seen + 1),
         )
     }
+}
+
+/// Which of the two watched keys went first (see [`EtcdElector::first_gone`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gone {
+    Predecessor,
+    Own,
 }
 
 /// What one look at the election found.

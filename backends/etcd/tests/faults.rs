@@ -301,3 +301,85 @@ async fn a_key_of_ours_left_from_an_earlier_term_is_made_again_with_a_greater_to
     assert!(second.is_leader());
     second.resign().await.unwrap();
 }
+
+/// The keys of `election`'s candidates, oldest first.
+async fn claims(
+    elector: &elect_etcd::EtcdElector,
+    election: &elect_core::ElectionName,
+) -> Vec<Vec<u8>> {
+    let options = etcd_client::GetOptions::new()
+        .with_prefix()
+        .with_keys_only()
+        .with_sort(
+            etcd_client::SortTarget::Create,
+            etcd_client::SortOrder::Ascend,
+        );
+    let mut client = elector.client().clone();
+    let got = client
+        .get(format!("{election}/"), Some(options))
+        .await
+        .unwrap();
+    got.kvs().iter().map(|kv| kv.key().to_vec()).collect()
+}
+
+/// Waits until the candidate `id` has written its id key in `election` (with its claim).
+async fn joined(elector: &elect_etcd::EtcdElector, election: &elect_core::ElectionName, id: &str) {
+    let options = etcd_client::GetOptions::new().with_prefix();
+    let mut client = elector.client().clone();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let got = client
+                .get(format!("{election}:id/"), Some(options.clone()))
+                .await
+                .unwrap();
+            if got.kvs().iter().any(|kv| kv.value() == id.as_bytes()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{id} never joined {election}"));
+}
+
+/// The next in line watches its own key with its predecessor's and leads on the
+/// predecessor's delete without another read: its own key deleted by hand meanwhile must
+/// still keep it from leading. A newcomer joins after the delete — its only predecessor may
+/// be the leader — and when the leader resigns, one of the two leads and the other does not
+/// until that one resigns.
+#[tokio::test]
+async fn the_next_in_line_whose_key_was_deleted_by_hand_does_not_lead_beside_another() {
+    let _serial = SERIAL.lock().await;
+    let leader = connect().await;
+    let (election, leadership) = lead(&leader, "next-deleted").await;
+    let next = spawn_campaign_as(connect().await, &election, "next");
+    joined(&leader, &election, "next").await;
+    let next_key = claims(&leader, &election).await[1].clone();
+    let mut client = leader.client().clone();
+    client.delete(next_key, None).await.unwrap();
+    let newcomer = spawn_campaign_as(connect().await, &election, "newcomer");
+    joined(&leader, &election, "newcomer").await;
+    leadership.resign().await.unwrap();
+    let mut waiting = [next, newcomer];
+    let (first, i, _) = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures::future::select_all(waiting.iter_mut()),
+    )
+    .await
+    .expect("one leads after the resign");
+    let first = first.unwrap();
+    let other = &mut waiting[1 - i];
+    if let Ok(second) = tokio::time::timeout(Duration::from_secs(1), &mut *other).await {
+        panic!(
+            "{} led beside {}",
+            second.unwrap().leadership.candidate_id(),
+            first.leadership.candidate_id()
+        );
+    }
+    first.leadership.resign().await.unwrap();
+    let Won { leadership, .. } = tokio::time::timeout(Duration::from_secs(5), other)
+        .await
+        .expect("the other leads after the first resigned")
+        .unwrap();
+    leadership.resign().await.unwrap();
+}
