@@ -7,41 +7,17 @@ use elect_core::{Claim, ElectionName, Error, LossReason, Result, TermControl};
 
 use crate::agent::{b64, Agent, LOCK_FLAGS};
 
-/// A waiter's name, value and session, written into the place before its own so that the
-/// holder of that place, once it leads, can hand the lock to it in its release (see
-/// [`Keys::hand_over`]).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Successor {
-    pub(crate) session: String,
-    pub(crate) id: String,
-    /// The candidate's value, base64 (as Consul takes it).
-    pub(crate) value: String,
-}
-
-impl Successor {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    /// The successor written in a place, if any (a place is taken with an empty value).
-    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
-        serde_json::from_slice(bytes).ok()
-    }
-}
-
-/// Where one election lives: `<prefix><election>/` with `.lock`, `.value`, `.id` and `.next`
-/// in it. `.id` holds the holder's candidate id, written in the acquire's own transaction (so its
+/// Where one election lives: `<prefix><election>/` with `.lock`, `.value` and `.id` in it.
+/// `.id` holds the holder's candidate id, written in the acquire's own transaction (so its
 /// `ModifyIndex` is the lock's): one session serves every campaign of an elector, so the
 /// session's name cannot tell which candidate holds the lock. Waiting `elect` candidates line
-/// up under `.queue/`, one key per session (see [`Keys::place`]); the head of the line writes
-/// itself into `.next` for a holder that has no place in line (it won without waiting).
+/// up under `.queue/`, one key per session (see [`Keys::place`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     pub(crate) dir: String,
     pub(crate) lock: String,
     pub(crate) value: String,
     pub(crate) id: String,
-    pub(crate) next: String,
     pub(crate) queue: String,
 }
 
@@ -52,7 +28,6 @@ impl Keys {
             lock: format!("{dir}.lock"),
             value: format!("{dir}.value"),
             id: format!("{dir}.id"),
-            next: format!("{dir}.next"),
             queue: format!("{dir}.queue/"),
             dir,
         }
@@ -65,7 +40,7 @@ impl Keys {
     }
 
     /// Releases the lock if `session` holds it in the term the lock's `ModifyIndex` `index`
-    /// names, and deletes the value, id and `.next` keys with it, in one write (so that no reader pairs
+    /// names, and deletes the value and id keys with it, in one write (so that no reader pairs
     /// them with the next holder). The session's place in line goes in the same write: the
     /// waiter behind it wakes at the release, at once the head. Rolled back if the lock is
     /// no longer that term's (see [`Keys::leave_line`]).
@@ -74,52 +49,9 @@ impl Keys {
             {"KV": {"Verb": "check-index", "Key": self.lock, "Index": index}},
             {"KV": {"Verb": "delete", "Key": self.value}},
             {"KV": {"Verb": "delete", "Key": self.id}},
-            {"KV": {"Verb": "delete", "Key": self.next}},
             {"KV": {"Verb": "unlock", "Key": self.lock, "Flags": LOCK_FLAGS, "Session": session}},
             {"KV": {"Verb": "delete", "Key": self.place(session)}},
         ])
-    }
-
-    /// Hands the lock from `session`, in the term `index` names, to `next` in one write: the
-    /// lock released and acquired for `next`'s session (with its value and, in `.id`, its
-    /// name), our place deleted. Rolled back unless `next` still holds its place in line: a
-    /// waiter that left is never handed the lock (it deletes its place before it releases
-    /// whatever lock its session holds, see `release_on_drop`). No `LockDelay` applies: it
-    /// follows invalidated sessions only.
-    pub(crate) fn hand_over(
-        &self,
-        session: &str,
-        index: u64,
-        next: &Successor,
-    ) -> serde_json::Value {
-        serde_json::json!([
-            {"KV": {"Verb": "check-index", "Key": self.lock, "Index": index}},
-            {"KV": {"Verb": "check-session", "Key": self.place(&next.session), "Session": next.session}},
-            {"KV": {"Verb": "delete", "Key": self.value}},
-            {"KV": {"Verb": "unlock", "Key": self.lock, "Flags": LOCK_FLAGS, "Session": session}},
-            {"KV": {"Verb": "lock", "Key": self.lock, "Value": next.value, "Flags": LOCK_FLAGS, "Session": next.session}},
-            {"KV": {"Verb": "set", "Key": self.id, "Value": b64(next.id.as_bytes())}},
-            {"KV": {"Verb": "delete", "Key": self.next}},
-            {"KV": {"Verb": "delete", "Key": self.place(session)}},
-        ])
-    }
-
-    /// Writes `successor` into the place `ahead`, if `holder` still holds it (a `set` keeps
-    /// the place's session, and is given its lock flags, which it would otherwise reset: the
-    /// waiter behind checks them); with no place ahead, into `.next`.
-    pub(crate) fn register(
-        &self,
-        ahead: Option<(&str, &str)>,
-        successor: &Successor,
-    ) -> serde_json::Value {
-        let value = b64(&successor.encode());
-        match ahead {
-            Some((ahead, holder)) => serde_json::json!([
-                {"KV": {"Verb": "check-session", "Key": ahead, "Session": holder}},
-                {"KV": {"Verb": "set", "Key": ahead, "Value": value, "Flags": LOCK_FLAGS}},
-            ]),
-            None => serde_json::json!([{"KV": {"Verb": "set", "Key": self.next, "Value": value}}]),
-        }
     }
 
     /// Deletes the place in line of `session`: what a term or a campaign that ended leaves
@@ -145,9 +77,6 @@ pub(crate) struct ConsulClaim {
     /// The lock key's `ModifyIndex` when this term acquired it: the token. A later acquire,
     /// even by our own session, changes it.
     pub(crate) token: u64,
-    /// Whether the term holds a place in line (it waited for the lock), where the waiter
-    /// behind it writes itself as the successor; else the head writes itself into `.next`.
-    pub(crate) in_line: bool,
 }
 
 impl ConsulClaim {
@@ -157,56 +86,6 @@ impl ConsulClaim {
             .txn(self.keys.leave_line(&self.session))
             .await
             .map(drop)
-    }
-
-    /// Hands the lock to the waiter that wrote itself into our place, if one did and it is
-    /// still in line: one write instead of a release and the successor's acquire. False if
-    /// there was nobody to hand it to or the hand-over was refused (the term is over, or the
-    /// successor left); the plain release follows.
-    async fn hand_over(&self) -> bool {
-        // Not a confirmed read: a successor it does not show gets a plain release, and one
-        // that left meanwhile makes the hand-over roll back.
-        let next = match self.agent.read_unconfirmed(&self.successor_key()).await {
-            Ok(entries) => self.successor_in(&entries),
-            Err(error) => {
-                tracing::debug!(%error, "read the successor");
-                None
-            }
-        };
-        let Some(next) = next else {
-            return false;
-        };
-        match self
-            .agent
-            .txn(self.keys.hand_over(&self.session, self.token, &next))
-            .await
-        {
-            Ok(handed) => {
-                tracing::debug!(successor = next.id.as_str(), handed, "hand-over");
-                handed
-            }
-            Err(error) => {
-                tracing::debug!(%error, "hand-over failed");
-                false
-            }
-        }
-    }
-
-    /// Where the next in line writes itself for this term: our place, or `.next`.
-    fn successor_key(&self) -> String {
-        if self.in_line {
-            self.keys.place(&self.session)
-        } else {
-            self.keys.next.clone()
-        }
-    }
-
-    /// The successor written in `entries` (a read of [`ConsulClaim::successor_key`]).
-    fn successor_in(&self, entries: &[crate::agent::KvEntry]) -> Option<Successor> {
-        entries
-            .first()
-            .and_then(|e| Successor::decode(&e.bytes()))
-            .filter(|next| next.session != self.session)
     }
 
     fn rejected(&self) -> Error {
@@ -241,9 +120,6 @@ impl Claim for ConsulClaim {
     }
 
     async fn release(&self) -> Result<()> {
-        if self.hand_over().await {
-            return Ok(());
-        }
         // Rolled back if the lock is no longer this term's — released, taken, or taken again
         // by our own session for a later term: nothing left to release but our place.
         if !self
