@@ -453,7 +453,7 @@ impl Line for Queue<'_> {
     }
 }
 
-/// Which of the two watched keys went first (see [`EtcdElector::first_gone`]).
+/// Which of the two watched keys went first (see [`EtcdElector::gone`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gone {
     Predecessor,
