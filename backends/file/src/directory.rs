@@ -194,12 +194,30 @@ mod tests {
 
     #[test]
     fn missing_directories_are_created_private_whatever_the_umask() {
+        // The umask is the process's: changed here, it would leak into the
+        // tests running beside this one (their temporary directories came out
+        // 0777 and were refused). So the test runs alone in a child process.
+        const CHILD: &str = "ELECT_FILE_UMASK_TEST_CHILD";
+        let name = "directory::tests::missing_directories_are_created_private_whatever_the_umask";
+        if std::env::var_os(CHILD).is_none() {
+            let child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--test-threads=1"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&child.stdout);
+            assert!(
+                child.status.success() && stdout.contains("1 passed"),
+                "the test in a child process: {}\n{stdout}{}",
+                child.status,
+                String::from_utf8_lossy(&child.stderr)
+            );
+            return;
+        }
         let base = tempfile::tempdir().unwrap();
         let dir = base.path().join("a/b/elect");
-        let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-        let prepared = prepare(&dir);
-        nix::sys::stat::umask(old);
-        prepared.unwrap();
+        nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        prepare(&dir).unwrap();
         for path in [base.path().join("a"), base.path().join("a/b"), dir] {
             let mode = fs::metadata(&path).unwrap().mode() & 0o7777;
             assert_eq!(mode, 0o700, "{}", path.display());
