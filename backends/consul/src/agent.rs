@@ -466,7 +466,25 @@ impl Agent {
         recurse: bool,
         blocking: Option<(u64, Duration)>,
     ) -> Result<(Vec<KvEntry>, u64), Error> {
-        let mut path = format!("/v1/kv/{key}?consistent");
+        self.read_as("consistent", key, recurse, blocking).await
+    }
+
+    /// Reads the entry at `key` as Consul's leader has it, without the round in which it
+    /// confirms that it still leads (Consul's default mode; a deposed leader may answer from
+    /// behind): for a hint that a later write checks.
+    pub(crate) async fn read_unconfirmed(&self, key: &str) -> Result<Vec<KvEntry>, Error> {
+        Ok(self.read_as("", key, false, None).await?.0)
+    }
+
+    /// A read in the `consistency` mode given (`consistent`, or empty for the default).
+    async fn read_as(
+        &self,
+        consistency: &str,
+        key: &str,
+        recurse: bool,
+        blocking: Option<(u64, Duration)>,
+    ) -> Result<(Vec<KvEntry>, u64), Error> {
+        let mut path = format!("/v1/kv/{key}?{consistency}");
         if recurse {
             path.push_str("&recurse");
         }

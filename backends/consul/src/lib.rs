@@ -13,9 +13,13 @@
 //!   behaviour `release`, renewed every TTL/2 by our own task; no node health checks by
 //!   default and `LockDelay` always sent (the TTL by default: see
 //!   `ConsulConfig::lock_delay` for the invalidations a holder may not see).
-//! * **Waiting** — a line of places under `<prefix><election>/.queue/`, one key per session,
+//! * **Waiting** — a line of places under `<prefix><election>/.queue/<session>/`, one key per campaign,
 //!   ordered by `CreateIndex`; each waiter blocks on the place before its own (a leader keeps
 //!   its place until it releases), the head on the lock key (a missing key is a normal state).
+//! * **Hand-over** — each waiter writes itself into the place before its own (the head into
+//!   `.next`), and a leader's release locks the key for that successor in the same
+//!   transaction as its unlock, if the successor still holds its place: one write per
+//!   handover, no acquire after the wake.
 //! * **Loss** — a renewal answered 404, no renewal confirmed by the deadline, or our own key
 //!   showing another session or none (a blocking query on it).
 //! * **Fenced writes** — `/v1/txn` with `check-session` on the lock key.
@@ -40,7 +44,7 @@ use elect_core::{
 };
 
 use agent::{Agent, BACKEND};
-use claim::{ConsulClaim, Keys};
+use claim::{ConsulClaim, Keys, Successor};
 use session::Session;
 
 pub use agent::{DEFAULT_PORT, LOCK_FLAGS};
@@ -68,6 +72,8 @@ pub struct ConsulElector {
     agent: Arc<Agent>,
     config: ConsulConfig,
     state: ElectorState<Session, ConsulClaim>,
+    /// How many places in line this elector took: each place gets a name of its own.
+    places: std::sync::atomic::AtomicU64,
 }
 
 impl ConsulElector {
@@ -80,6 +86,7 @@ impl ConsulElector {
             agent,
             config: config.clone(),
             state: ElectorState::new(BACKEND, None),
+            places: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -143,36 +150,59 @@ impl ConsulElector {
     ///
     /// Only the head watches the lock key, and each other waiter the place before its own,
     /// which a leader keeps until it releases: a release wakes the one waiter behind the
-    /// leader, and nobody else. `consul lock` candidates do not line up; they block on the
-    /// lock key as always and race the head for it, and the lock alone decides who leads.
+    /// leader, and nobody else. Each waiter writes itself into the place before its own, so
+    /// that its holder, once it leads, hands the lock over in its release (no acquire after
+    /// the wake). `consul lock` candidates do not line up; they block on the lock key as
+    /// always and take the lock when it is released, not handed over.
     async fn wait_in_line(
         &self,
         keys: &Keys,
         session: &Session,
-        in_line: &mut bool,
+        candidate: &Candidate,
+        in_line: &mut Option<String>,
     ) -> Result<Option<Turn>> {
-        let place = keys.place(&session.id);
-        if !*in_line {
-            if !self
-                .agent
-                .lock_op(&place, b"", Some(&session.id), None)
-                .await?
-            {
-                // Our session is no longer valid (the next renewal notices): no tight loop of
-                // refused acquires meanwhile.
-                tokio::time::sleep(LOCK_DELAY_RETRY).await;
-                return Ok(None);
+        let place = match in_line {
+            Some(place) => place.clone(),
+            None => {
+                let n = self
+                    .places
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let place = keys.place(&session.id, n);
+                if !self
+                    .agent
+                    .lock_op(&place, b"", Some(&session.id), None)
+                    .await?
+                {
+                    // Our session is no longer valid (the next renewal notices): no tight
+                    // loop of refused acquires meanwhile.
+                    tokio::time::sleep(LOCK_DELAY_RETRY).await;
+                    return Ok(None);
+                }
+                *in_line = Some(place.clone());
+                place
             }
-            *in_line = true;
-        }
+        };
+        let me = Successor {
+            session: session.id.clone(),
+            place: place.clone(),
+            id: candidate.id().to_owned(),
+            value: agent::b64(candidate.value()),
+        };
         loop {
             // The whole election in one read: the line, and the lock for when we are its head.
             let (entries, index) = self.agent.read(&keys.dir, true, None).await?;
             let mut line: Vec<&agent::KvEntry> = Vec::with_capacity(entries.len());
             let mut lock_held = false;
+            let mut lock_holder = None;
             for entry in &entries {
                 let held = entry.holder().is_some();
                 if entry.key == keys.lock {
+                    lock_holder = entry.holder();
+                    if entry.holder() == Some(session.id.as_str()) {
+                        // Handed over to us (every acquire of ours in this campaign was
+                        // refused, or it would not wait).
+                        return Ok(Some(Turn::HandedOver(entry.modify_index)));
+                    }
                     lock_held = held;
                 } else if entry.key.starts_with(&keys.queue) && held {
                     line.push(entry);
@@ -186,31 +216,80 @@ impl ConsulElector {
             }
             line.sort_by_key(|e| e.create_index);
             let Some(ours) = line.iter().position(|e| e.key == place) else {
-                *in_line = false;
+                *in_line = None;
                 return Ok(None);
             };
-            let Some(ahead) = ours.checked_sub(1) else {
+            // Write ourselves in as the successor: the head into `.next` (for a holder
+            // without a place), every other waiter into the place before its own.
+            let ahead = ours.checked_sub(1).map(|a| line[a]);
+            let written = match ahead {
+                None => entries.iter().find(|e| e.key == keys.next),
+                Some(place) => Some(place),
+            };
+            let mut from = index;
+            // (`.next` only for a holder: at a free lock the head acquires.)
+            let useful = ahead.is_some() || lock_held;
+            if useful && written.and_then(|e| Successor::decode(&e.bytes())).as_ref() != Some(&me) {
+                let place = ahead.map(|p| (p.key.as_str(), p.holder().unwrap_or("")));
+                match self.agent.txn_entries(keys.register(place, &me)).await? {
+                    // Waited on from our own write, which would otherwise wake us at once.
+                    Some(written) => {
+                        from = written.iter().map(|e| e.modify_index).fold(index, u64::max)
+                    }
+                    // The place before ours went or changed hands: read again.
+                    None => continue,
+                }
+            }
+            let waited = match ahead {
                 // At the head: a held lock is waited on from this read (no second read); a
                 // free one is read again, which checks it is a lock at all.
-                let from = if lock_held { index } else { 0 };
-                let free = self.wait_unheld(&keys.lock, from, session).await?;
-                return Ok(free.map(|()| Turn::LockFree));
+                None => {
+                    let from = if lock_held { from } else { 0 };
+                    return Ok(match self.wait_unheld(&keys.lock, from, session).await? {
+                        None => None,
+                        Some(Unheld::Free) => Some(Turn::LockFree),
+                        Some(Unheld::Ours(token)) => Some(Turn::HandedOver(token)),
+                    });
+                }
+                // Behind the holder: its release hands the lock over or frees it, and the
+                // lock key shows which at once, with no read after the wake.
+                Some(place) if place.holder() == lock_holder => {
+                    return Ok(match self.wait_unheld(&keys.lock, from, session).await? {
+                        None => None,
+                        Some(Unheld::Free) => Some(Turn::HeadLeft),
+                        Some(Unheld::Ours(token)) => Some(Turn::HandedOver(token)),
+                    });
+                }
+                Some(place) => self.wait_unheld(&place.key, from, session).await?,
             };
-            let key = line[ahead].key.clone();
-            if self.wait_unheld(&key, index, session).await?.is_none() {
-                return Ok(None);
-            }
-            if ahead == 0 {
-                // The head's place went: its leader released, or its waiter left or led
-                // and released. Ours is the head now: try the lock before reading again.
-                return Ok(Some(Turn::HeadLeft));
+            match waited {
+                None => return Ok(None),
+                Some(Unheld::Ours(token)) => return Ok(Some(Turn::HandedOver(token))),
+                // The head's place went: it left, or it led since and released the lock or
+                // handed it to us. Ours is the head now: see which, without reading the line.
+                Some(Unheld::Free) if ours == 1 => {
+                    let (lock, _) = self.agent.read(&keys.lock, false, None).await?;
+                    return Ok(Some(match lock.first() {
+                        Some(lock) if lock.holder() == Some(session.id.as_str()) => {
+                            Turn::HandedOver(lock.modify_index)
+                        }
+                        _ => Turn::HeadLeft,
+                    }));
+                }
+                Some(Unheld::Free) => {}
             }
         }
     }
 
-    /// Waits until `key` is unheld (missing, or no session holds it), with a blocking query
-    /// from `index` (0: read first). `None` when our session ended meanwhile.
-    async fn wait_unheld(&self, key: &str, index: u64, session: &Session) -> Result<Option<()>> {
+    /// Waits until `key` is unheld (missing, or no session holds it) or held by our own
+    /// session, with a blocking query from `index` (0: read first). `None` when our session
+    /// ended meanwhile.
+    async fn wait_unheld(
+        &self,
+        key: &str,
+        index: u64,
+        session: &Session,
+    ) -> Result<Option<Unheld>> {
         let mut lease = session.clock.watch();
         let mut index = index;
         loop {
@@ -227,7 +306,7 @@ impl ConsulElector {
                 new_index.max(1)
             };
             match entries.first() {
-                None => return Ok(Some(())),
+                None => return Ok(Some(Unheld::Free)),
                 Some(entry) if entry.flags != LOCK_FLAGS => {
                     return Err(elect_core::ConfigError::new(
                         "consul.prefix",
@@ -239,8 +318,13 @@ impl ConsulElector {
                     )
                     .into())
                 }
-                Some(entry) if entry.holder().is_none() => return Ok(Some(())),
-                Some(_) => {}
+                Some(entry) => match entry.holder() {
+                    None => return Ok(Some(Unheld::Free)),
+                    Some(holder) if holder == session.id => {
+                        return Ok(Some(Unheld::Ours(entry.modify_index)))
+                    }
+                    Some(_) => {}
+                },
             }
         }
     }
@@ -252,6 +336,7 @@ impl ConsulElector {
         session: &Session,
         keys: Keys,
         token: u64,
+        place: Option<String>,
     ) -> Leadership {
         let claim = Arc::new(ConsulClaim {
             agent: self.agent.clone(),
@@ -259,6 +344,7 @@ impl ConsulElector {
             keys,
             session: session.id.clone(),
             token,
+            place,
         });
         self.state.grant(
             election,
@@ -278,6 +364,18 @@ enum Turn {
     HeadLeft,
     /// At the head, the lock was seen free (a refused acquire then means a lock delay).
     LockFree,
+    /// The leader before us handed the lock to our session: the term's token, with no
+    /// acquire of ours.
+    HandedOver(u64),
+}
+
+/// What [`ConsulElector::wait_unheld`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unheld {
+    /// The key is missing or no session holds it.
+    Free,
+    /// Our own session holds it, since the `ModifyIndex` given: a lock handed to us.
+    Ours(u64),
 }
 
 /// Releases the lock and leaves the line if a campaign is dropped before its grant (while it
@@ -292,16 +390,20 @@ fn release_on_drop(
     keys: &Keys,
     session: &Session,
 ) -> OnDrop {
-    let (agent, lock, place) = (agent.clone(), keys.lock.clone(), keys.place(&session.id));
+    let (agent, lock, leave) = (
+        agent.clone(),
+        keys.lock.clone(),
+        keys.leave_line_all(&session.id),
+    );
     let id = session.id.clone();
     let lease = session.clock.watch();
     candidacy.withdraw_on_drop(async move {
         elect_core::clock::retry_until_session_ends("release lock", lease, || {
-            let (agent, lock, place, id) = (agent.clone(), lock.clone(), place.clone(), id.clone());
+            let (agent, lock, leave, id) = (agent.clone(), lock.clone(), leave.clone(), id.clone());
             async move {
-                agent.lock_op(&lock, b"", None, Some(&id)).await?;
-                let leave = serde_json::json!([{"KV": {"Verb": "delete", "Key": place}}]);
-                agent.txn(leave).await.map(drop)
+                // The place first: a hand-over needs it, so none lands after the release.
+                agent.txn(leave).await?;
+                agent.lock_op(&lock, b"", None, Some(&id)).await.map(drop)
             }
         })
         .await
@@ -319,8 +421,8 @@ impl Elector for ConsulElector {
         let candidacy = self.state.enter(election).await?;
         // Whether the last wait ended at a free lock that refused us anyway (a lock delay).
         let mut delayed = false;
-        // Whether our session holds our place in line.
-        let mut in_line = false;
+        // The place in line our session holds, if any.
+        let mut in_line = None;
         // Armed for as long as the session may hold our place or the lock: a campaign dropped
         // or failed at any point leaves nothing behind.
         let mut guard: Option<(Arc<Session>, OnDrop)> = None;
@@ -336,13 +438,15 @@ impl Elector for ConsulElector {
                 }
                 let undo = release_on_drop(&candidacy, &self.agent, &keys, &session);
                 guard = Some((session.clone(), undo));
-                in_line = false;
+                in_line = None;
             }
             if let Some(token) = self.acquire(&keys, &session, candidate).await? {
                 if let Some((_, undo)) = guard.take() {
                     undo.disarm();
                 }
-                return Ok(candidacy.lead(self.grant(election, candidate, &session, keys, token)));
+                return Ok(
+                    candidacy.lead(self.grant(election, candidate, &session, keys, token, in_line))
+                );
             }
             // Refused. After a free lock refused us, a lock delay runs: ask again shortly.
             // Else wait in line (a blocking query answers at once when the lock is free).
@@ -351,10 +455,19 @@ impl Elector for ConsulElector {
                     tokio::time::sleep(LOCK_DELAY_RETRY).await;
                     Ok(Some(Turn::LockFree))
                 } else {
-                    self.wait_in_line(&keys, &session, &mut in_line).await
+                    self.wait_in_line(&keys, &session, candidate, &mut in_line)
+                        .await
                 }
             };
             let waited = self.state.unless_closed(wait).await?;
+            if let Some(Turn::HandedOver(token)) = waited {
+                if let Some((_, undo)) = guard.take() {
+                    undo.disarm();
+                }
+                return Ok(
+                    candidacy.lead(self.grant(election, candidate, &session, keys, token, in_line))
+                );
+            }
             delayed = waited == Some(Turn::LockFree) && !delayed;
         }
     }
@@ -370,8 +483,9 @@ impl Elector for ConsulElector {
         let guard = release_on_drop(&candidacy, &self.agent, &keys, &session);
         let acquired = self.acquire(&keys, &session, candidate).await?;
         guard.disarm();
-        Ok(acquired
-            .map(|token| candidacy.lead(self.grant(election, candidate, &session, keys, token))))
+        Ok(acquired.map(|token| {
+            candidacy.lead(self.grant(election, candidate, &session, keys, token, None))
+        }))
     }
 
     async fn leader(&self, election: &ElectionName) -> Result<Option<LeaderInfo>> {

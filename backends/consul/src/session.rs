@@ -111,7 +111,12 @@ impl Renew for SessionRenewer {
         let ours = entries.iter().filter(|e| e.holder() == Some(&self.id));
         for (keys, index) in ours.filter_map(|e| Some((Keys::of_lock(&e.key)?, e.modify_index))) {
             self.agent
-                .txn(keys.release(&self.id, index))
+                .txn(keys.release(&self.id, index, None))
+                .await
+                .map_err(failed)?;
+            // Its places in line too: they would stay, unheld, until a waiter cleans them.
+            self.agent
+                .txn(keys.leave_line_all(&self.id))
                 .await
                 .map_err(failed)?;
         }

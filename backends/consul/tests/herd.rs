@@ -5,15 +5,16 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use elect_consul::ConsulElector;
 use elect_core::config::ConsulConfig;
 use elect_core::testkit::{campaign_as, spawn_campaign_as};
-use elect_core::{ElectionName, LossReason};
+use elect_core::{ElectionName, Elector, LossReason};
 use elect_test_support::clusters::{TestCluster, TestConfig};
 use elect_test_support::herd::one_handover_wakes_only_the_successor;
-use elect_test_support::proxy::Proxy;
+use elect_test_support::proxy::{Link, Proxy};
 
 /// Each waiter holds a connection for its blocking query, and Consul takes 200 connections
 /// per client address by default (the test clusters take more; a cluster the tests are
@@ -66,8 +67,10 @@ async fn a_handover_among_40_waiting_candidates_wakes_only_the_successor() {
             .filter(|request| !request.contains("/v1/session/renew/"))
             .count() as u64
     };
-    // The resign, the successor's acquire and its watch on its own lock: the leader keeps its
-    // place in line while it leads, so the waiter behind the successor is not woken at all.
+    // The leader's read of its successor, the hand-over, and the new leader's watch on its
+    // lock. The waiter behind the leader blocks on the lock key and is woken by the hand-over
+    // itself; a leader keeps its place in line while it leads, so the waiter behind the
+    // successor is not woken at all.
     one_handover_wakes_only_the_successor(
         leadership,
         waiting,
@@ -113,5 +116,224 @@ async fn the_waiter_behind_a_leader_whose_lock_was_deleted_by_hand_leads() {
         .unwrap();
     assert_eq!(places(&election), 1, "only b's place is left");
     b_won.leadership.resign().await.unwrap();
+    line_holds(&election, 0).await;
+}
+
+/// Waits until the waiter `id` wrote itself in as the successor of the one before it (into
+/// that one's place, or `.next` for a holder without one), so that a release hands it the lock.
+async fn registered(election: &ElectionName, id: &str) {
+    registered_behind(election, id, None).await;
+}
+
+/// [`registered`], into the place that `session` holds if one is given.
+async fn registered_behind(election: &ElectionName, id: &str, session: Option<&str>) {
+    use base64::Engine as _;
+    let written = format!("\"id\":\"{id}\"");
+    let shown = || {
+        let (status, body) = support::http("GET", &format!("/v1/kv/{election}/?recurse"));
+        let entries: Vec<serde_json::Value> = match status {
+            200 => serde_json::from_str(&body).expect("a list of entries"),
+            _ => Vec::new(),
+        };
+        entries.iter().any(|entry| {
+            if session.is_some_and(|session| entry["Session"].as_str() != Some(session)) {
+                return false;
+            }
+            let value = entry["Value"].as_str().unwrap_or("");
+            let bytes = base64::engine::general_purpose::STANDARD.decode(value);
+            String::from_utf8_lossy(&bytes.unwrap_or_default()).contains(&written)
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !shown() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{id} did not write itself in as a successor"));
+}
+
+/// Every place in `election`'s line still carries the lock flags it was taken with (a waiter
+/// that wrote itself into one must not reset them: the waiter behind checks them).
+fn places_are_locks(election: &ElectionName) {
+    let (status, body) = support::http("GET", &format!("/v1/kv/{election}/.queue/?recurse"));
+    assert_eq!(status, 200, "list the line: {body}");
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&body).expect("a list of entries");
+    for entry in entries {
+        assert_eq!(
+            entry["Flags"].as_u64(),
+            Some(elect_consul::LOCK_FLAGS),
+            "{} lost its lock flags",
+            entry["Key"]
+        );
+    }
+}
+
+/// The leader hands the lock to the next in line in its release: one write for the whole
+/// handover, not a release and then the successor's acquire; from a leader that won without
+/// waiting (its successor wrote itself into `.next`) and from one that waited in line (its
+/// successor wrote itself into its place). Each successor's token and name are what the
+/// store shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_to_the_next_in_line_is_one_write() {
+    let proxy = Proxy::in_front_of(&TestCluster::Consul.addresses())
+        .await
+        .unwrap();
+    let config = ConsulConfig::aimed_at(&proxy.list());
+    let election: ElectionName = elect_test_support::unique_name("handed").parse().unwrap();
+    let first = ConsulElector::connect(&config).await.unwrap();
+    let mut term = campaign_as(&first, &election, "first").await;
+    let mut electors = vec![first];
+    for id in ["second", "third"] {
+        let next = ConsulElector::connect(&config).await.unwrap();
+        let next_task = spawn_campaign_as(next, &election, id);
+        registered(&election, id).await;
+        places_are_locks(&election);
+        let writes = || {
+            proxy
+                .requests()
+                .iter()
+                .filter(|request| request.contains("/v1/txn"))
+                .count()
+        };
+        let before = writes();
+        term.resign().await.unwrap();
+        let won = tokio::time::timeout(Duration::from_secs(5), next_task)
+            .await
+            .unwrap_or_else(|_| panic!("{id} leads after the resign"))
+            .unwrap();
+        assert_eq!(writes() - before, 1, "writes for the handover to {id}");
+        let shown = electors[0]
+            .leader(&election)
+            .await
+            .unwrap()
+            .expect("a leader");
+        assert_eq!(shown.id, id);
+        assert_eq!(
+            shown.token,
+            won.leadership.token(),
+            "{id}'s token is the lock's ModifyIndex"
+        );
+        assert!(shown.token > term.token());
+        term = won.leadership;
+        electors.push(won.elector);
+    }
+    term.resign().await.unwrap();
+    line_holds(&election, 0).await;
+}
+
+/// A waiter that wrote itself into the leader's place and then left the line (its campaign
+/// dropped, its elector and session alive) is not handed the lock: the leader's release
+/// leaves it free, and a newcomer leads at once, not when the waiter's session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_that_left_the_line_is_not_handed_the_lock() {
+    let config = ConsulConfig::aimed_at(&TestCluster::Consul.addresses());
+    let election: ElectionName = elect_test_support::unique_name("left").parse().unwrap();
+    let leader = ConsulElector::connect(&config).await.unwrap();
+    let leadership = campaign_as(&leader, &election, "leader").await;
+    let gone = Arc::new(ConsulElector::connect(&config).await.unwrap());
+    let campaign = tokio::spawn({
+        let (gone, election) = (gone.clone(), election.clone());
+        async move { campaign_as(&*gone, &election, "gone").await }
+    });
+    registered(&election, "gone").await;
+    campaign.abort();
+    assert!(campaign.await.unwrap_err().is_cancelled());
+    // A new try of the same elector starts once the dropped campaign's withdrawal is done
+    // (the leader still holds the lock): its place is gone, the leader's none.
+    let tried = tokio::time::timeout(
+        Duration::from_secs(5),
+        gone.try_campaign(
+            &election,
+            &elect_core::Candidate::new("gone", "gone").unwrap(),
+        ),
+    )
+    .await
+    .expect("the withdrawal ends")
+    .unwrap();
+    assert!(tried.is_none(), "the leader holds the lock");
+    line_holds(&election, 0).await;
+    leadership.resign().await.unwrap();
+    let newcomer = ConsulElector::connect(&config).await.unwrap();
+    let won = tokio::time::timeout(
+        Duration::from_secs(2),
+        campaign_as(&newcomer, &election, "newcomer"),
+    )
+    .await
+    .expect("a newcomer leads: the lock was not handed to the waiter that left");
+    assert!(
+        gone.session_id().await.is_some(),
+        "the waiter's session lives on"
+    );
+    won.resign().await.unwrap();
+}
+
+/// A waiter that wrote itself in as the successor, left the line and came back to a place
+/// further back is not handed the lock on the strength of what it wrote before: there it
+/// watches the place before its new one, not the lock, and would hold the lock without
+/// knowing it while everyone else waits (its session lives on). Here `back` writes itself
+/// into `.next` at the head, `slow` lines up behind it and is cut off, `back` leaves and comes
+/// back behind `slow` before `slow` can write itself into `.next`, and the leader resigns:
+/// someone must lead once `slow` is heard again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_that_came_back_further_back_is_not_handed_the_lock() {
+    let config = ConsulConfig::aimed_at(&TestCluster::Consul.addresses());
+    let election: ElectionName = elect_test_support::unique_name("back").parse().unwrap();
+    let leader = ConsulElector::connect(&config).await.unwrap();
+    let leadership = campaign_as(&leader, &election, "leader").await;
+
+    let back = Arc::new(ConsulElector::connect(&config).await.unwrap());
+    let spawn_back = || {
+        let (back, election) = (back.clone(), election.clone());
+        tokio::spawn(async move { campaign_as(&*back, &election, "back").await })
+    };
+    let first_try = spawn_back();
+    registered(&election, "back").await;
+
+    let proxy = Proxy::in_front_of(&TestCluster::Consul.addresses())
+        .await
+        .unwrap();
+    let slow = ConsulElector::connect(&ConsulConfig::aimed_at(&proxy.list()))
+        .await
+        .unwrap();
+    let slow_task = spawn_campaign_as(slow, &election, "slow");
+    registered(&election, "slow").await;
+    // Cut for less than the TTL: slow's session and place live on.
+    proxy.set(Link::Cut);
+
+    first_try.abort();
+    assert!(first_try.await.unwrap_err().is_cancelled());
+    line_holds(&election, 1).await;
+    let second_try = spawn_back();
+    line_holds(&election, 2).await;
+    let slow_session = {
+        let (status, body) = support::http("GET", &format!("/v1/kv/{election}/.queue/?recurse"));
+        assert_eq!(status, 200, "list the line: {body}");
+        let entries: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        let first = entries
+            .iter()
+            .min_by_key(|e| e["CreateIndex"].as_u64())
+            .expect("a place");
+        first["Session"].as_str().expect("held").to_owned()
+    };
+    registered_behind(&election, "back", Some(&slow_session)).await;
+
+    leadership.resign().await.unwrap();
+    proxy.set(Link::Up);
+    let first = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures::future::select(slow_task, second_try),
+    )
+    .await
+    .expect("someone leads after the resign: the lock went to a waiter not watching for it");
+    let futures::future::Either::Left((slow_won, back_task)) = first else {
+        panic!("back led before slow, which is at the head of the line");
+    };
+    slow_won.unwrap().leadership.resign().await.unwrap();
+    let back_won = tokio::time::timeout(Duration::from_secs(5), back_task)
+        .await
+        .expect("back leads after slow")
+        .unwrap();
+    back_won.resign().await.unwrap();
     line_holds(&election, 0).await;
 }
