@@ -37,8 +37,9 @@ impl Successor {
 /// in it. `.id` holds the holder's candidate id, written in the acquire's own transaction (so its
 /// `ModifyIndex` is the lock's): one session serves every campaign of an elector, so the
 /// session's name cannot tell which candidate holds the lock. Waiting `elect` candidates line
-/// up under `.queue/`, one key per waiting campaign (see [`Keys::place`]); the head of the line writes
-/// itself into `.next` for a holder that has no place in line (it won without waiting).
+/// up under `.queue/`, one key per waiting campaign (see [`Keys::place`]); the head of the
+/// line writes itself into `.next` for a holder that has no place in line (it won without
+/// waiting).
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     pub(crate) dir: String,
@@ -69,10 +70,10 @@ impl Keys {
     }
 
     /// Releases the lock if `session` holds it in the term the lock's `ModifyIndex` `index`
-    /// names, and deletes the value, id and `.next` keys with it, in one write (so that no reader pairs
-    /// them with the next holder). The term's `place` in line, if it has one, goes in the
-    /// same write: the waiter behind it wakes at the release, at once the head. Rolled back
-    /// if the lock is no longer that term's (see [`Keys::leave_line`]).
+    /// names, and deletes the value, id and `.next` keys with it, in one write (so that no
+    /// reader pairs them with the next holder). The term's `place` in line, if it has one,
+    /// goes in the same write: the waiter behind it wakes at the release, at once the head.
+    /// Rolled back if the lock is no longer that term's (see [`Keys::leave_line`]).
     pub(crate) fn release(
         &self,
         session: &str,

@@ -13,13 +13,13 @@
 //!   behaviour `release`, renewed every TTL/2 by our own task; no node health checks by
 //!   default and `LockDelay` always sent (the TTL by default: see
 //!   `ConsulConfig::lock_delay` for the invalidations a holder may not see).
-//! * **Waiting** — a line of places under `<prefix><election>/.queue/<session>/`, one key per campaign,
-//!   ordered by `CreateIndex`; each waiter blocks on the place before its own (a leader keeps
+//! * **Waiting** — a line of places under `<prefix><election>/.queue/<session>/`, one key per
+//!   waiting campaign, ordered by `CreateIndex`; each waiter blocks on the place before its own (a leader keeps
 //!   its place until it releases), the head on the lock key (a missing key is a normal state).
 //! * **Hand-over** — each waiter writes itself into the place before its own (the head into
 //!   `.next`), and a leader's release locks the key for that successor in the same
-//!   transaction as its unlock, if the successor still holds its place: one write per
-//!   handover, no acquire after the wake.
+//!   transaction as its unlock, if the successor still holds the place it wrote itself in
+//!   from: one write per handover, no acquire after the wake.
 //! * **Loss** — a renewal answered 404, no renewal confirmed by the deadline, or our own key
 //!   showing another session or none (a blocking query on it).
 //! * **Fenced writes** — `/v1/txn` with `check-session` on the lock key.
@@ -226,15 +226,17 @@ impl ConsulElector {
                 None => entries.iter().find(|e| e.key == keys.next),
                 Some(place) => Some(place),
             };
-            let mut from = index;
+            // The place before ours is waited on from our write into it, which would
+            // otherwise wake us at once; the lock key from this read, never from a later
+            // write of ours: a release between the two would go unseen.
+            let mut place_from = index;
             // (`.next` only for a holder: at a free lock the head acquires.)
             let useful = ahead.is_some() || lock_held;
             if useful && written.and_then(|e| Successor::decode(&e.bytes())).as_ref() != Some(&me) {
                 let place = ahead.map(|p| (p.key.as_str(), p.holder().unwrap_or("")));
                 match self.agent.txn_entries(keys.register(place, &me)).await? {
-                    // Waited on from our own write, which would otherwise wake us at once.
                     Some(written) => {
-                        from = written.iter().map(|e| e.modify_index).fold(index, u64::max)
+                        place_from = written.iter().map(|e| e.modify_index).fold(index, u64::max)
                     }
                     // The place before ours went or changed hands: read again.
                     None => continue,
@@ -244,7 +246,7 @@ impl ConsulElector {
                 // At the head: a held lock is waited on from this read (no second read); a
                 // free one is read again, which checks it is a lock at all.
                 None => {
-                    let from = if lock_held { from } else { 0 };
+                    let from = if lock_held { index } else { 0 };
                     return Ok(match self.wait_unheld(&keys.lock, from, session).await? {
                         None => None,
                         Some(Unheld::Free) => Some(Turn::LockFree),
@@ -254,13 +256,13 @@ impl ConsulElector {
                 // Behind the holder: its release hands the lock over or frees it, and the
                 // lock key shows which at once, with no read after the wake.
                 Some(place) if place.holder() == lock_holder => {
-                    return Ok(match self.wait_unheld(&keys.lock, from, session).await? {
+                    return Ok(match self.wait_unheld(&keys.lock, index, session).await? {
                         None => None,
                         Some(Unheld::Free) => Some(Turn::HeadLeft),
                         Some(Unheld::Ours(token)) => Some(Turn::HandedOver(token)),
                     });
                 }
-                Some(place) => self.wait_unheld(&place.key, from, session).await?,
+                Some(place) => self.wait_unheld(&place.key, place_from, session).await?,
             };
             match waited {
                 None => return Ok(None),

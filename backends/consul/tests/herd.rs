@@ -337,3 +337,49 @@ async fn a_waiter_that_came_back_further_back_is_not_handed_the_lock() {
     back_won.resign().await.unwrap();
     line_holds(&election, 0).await;
 }
+
+/// A release that lands between a waiter's read of the line and its write of itself as the
+/// successor frees the lock before anyone can be handed it: the waiter must see that release
+/// on its watch of the lock, not wait from its own later write, past the release, until the
+/// blocking query's 30 s run out. The waiter talks through a slow link, so that the leader's
+/// resign, sent as soon as the waiter's write leaves it, lands on the server first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_between_a_waiters_read_and_its_write_wakes_it() {
+    let config = ConsulConfig::aimed_at(&TestCluster::Consul.addresses());
+    let election: ElectionName = elect_test_support::unique_name("between").parse().unwrap();
+    let leader = ConsulElector::connect(&config).await.unwrap();
+    let leadership = campaign_as(&leader, &election, "leader").await;
+
+    let proxy = Proxy::in_front_of(&TestCluster::Consul.addresses())
+        .await
+        .unwrap();
+    proxy.set(Link::Slow(Duration::from_millis(300)));
+    let waiter = ConsulElector::connect(&ConsulConfig::aimed_at(&proxy.list()))
+        .await
+        .unwrap();
+    let waiter_task = spawn_campaign_as(waiter, &election, "waiter");
+    // The waiter's read of the line, then its write of itself into `.next`: the write is on
+    // its way (300 ms) when the leader resigns.
+    let wrote_after_reading = || {
+        let requests = proxy.requests();
+        requests
+            .iter()
+            .position(|r| r.starts_with("GET ") && r.contains("recurse"))
+            .is_some_and(|read| requests[read..].iter().any(|r| r.contains("/v1/txn")))
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !wrote_after_reading() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the waiter reads the line and writes itself in");
+    leadership.resign().await.unwrap();
+    let won = tokio::time::timeout(Duration::from_secs(5), waiter_task)
+        .await
+        .expect("the waiter leads after the resign, not when its blocking query runs out")
+        .unwrap();
+    assert_eq!(won.leadership.candidate_id(), "waiter");
+    won.leadership.resign().await.unwrap();
+    line_holds(&election, 0).await;
+}
