@@ -229,5 +229,12 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> Result<Found> {
         }
         _ => {}
     }
+    if let (Some(o), Some(fl)) = (om, fm) {
+        found.checks.push(Check {
+            target: format!("{backend} handover median within 2× the quiet floor (issue 16)"),
+            figures: format!("elect {} vs floor {} ({:.2}×)", f(om), f(fm), o / fl),
+            met: o <= 2.0 * fl,
+        });
+    }
     Ok(found)
 }

@@ -13,7 +13,7 @@ use crate::cluster::{connect_url, consul_live_agents, fresh, wait_candidates, Ba
 use crate::counters::{measure, Metric};
 use crate::crowd::{Crowd, PeerCrowd};
 use crate::peers::Tool;
-use crate::report::Row;
+use crate::report::{Check, Row};
 use crate::{Ctx, Found, PeerFacts};
 
 /// Traffic of a joining candidate (grant, create, first reads) that is not idle cost.
@@ -173,6 +173,16 @@ pub async fn run(ctx: &Ctx, backend: Backend) -> Result<(Found, PeerFacts)> {
                 "{n} waiting + the leader, {:?} window",
                 ctx.plan.idle_window
             );
+            if backend == Backend::Zookeeper && i == 0 {
+                found.checks.push(Check {
+                    target: format!(
+                        "ZooKeeper idle requests/s per waiting candidate at most {}'s (issue 16)",
+                        case.peer.name()
+                    ),
+                    figures: format!("elect {o:.3} vs {p:.3} req/s ({:.2}×)", o / p),
+                    met: o <= p,
+                });
+            }
             found
                 .rows
                 .push(row.figure(what, "req/s", Some(o), Some(p)).note(note));
