@@ -375,6 +375,10 @@ impl Line for Queue<'_> {
                 return Ok(Turn::Lead(None));
             }
             let predecessor = layout.claim(&children[position - 1]);
+            let predecessor_has_our_uuid = uuid_of(&children[position - 1]) == uuid_of(name);
+            // The list is the whole election: held while waiting, every waiter would cost
+            // O(n) memory.
+            drop(children);
             let Ok(client) = session.client() else {
                 return Ok(Turn::SessionOver);
             };
@@ -407,7 +411,7 @@ impl Line for Queue<'_> {
                 // campaign side by side on one session.)
                 Ok((Some(stat), _))
                     if stat.ephemeral_owner == session.id
-                        && (session.owned || uuid_of(&children[position - 1]) == uuid_of(name)) =>
+                        && (session.owned || predecessor_has_our_uuid) =>
                 {
                     tracing::info!(
                         path = predecessor.as_str(),
