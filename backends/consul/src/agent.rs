@@ -196,6 +196,10 @@ impl Agent {
         let http: HttpClient =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
+                // hyper's adaptive read buffer grows to fit a large answer (a waiter's read
+                // of the whole election) and keeps that size for the connection's life: the
+                // waiter's blocking query that follows would hold it all the wait long.
+                .http1_read_buf_exact_size(8192)
                 .build(connector);
         let consuls = bases
             .iter()

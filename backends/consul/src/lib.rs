@@ -242,6 +242,11 @@ impl ConsulElector {
                     None => continue,
                 }
             }
+            // What the wait needs, and no more: the listing is the whole election, and
+            // holding it while waiting made every waiter cost O(n) memory.
+            let ahead = ahead.map(|p| (p.key.clone(), p.holder() == lock_holder));
+            drop(line);
+            drop(entries);
             let waited = match ahead {
                 // At the head: a held lock is waited on from this read (no second read); a
                 // free one is read again, which checks it is a lock at all.
@@ -255,14 +260,14 @@ impl ConsulElector {
                 }
                 // Behind the holder: its release hands the lock over or frees it, and the
                 // lock key shows which at once, with no read after the wake.
-                Some(place) if place.holder() == lock_holder => {
+                Some((_, true)) => {
                     return Ok(match self.wait_unheld(&keys.lock, index, session).await? {
                         None => None,
                         Some(Unheld::Free) => Some(Turn::HeadLeft),
                         Some(Unheld::Ours(token)) => Some(Turn::HandedOver(token)),
                     });
                 }
-                Some(place) => self.wait_unheld(&place.key, place_from, session).await?,
+                Some((place, false)) => self.wait_unheld(&place, place_from, session).await?,
             };
             match waited {
                 None => return Ok(None),
